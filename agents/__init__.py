@@ -1,0 +1,1 @@
+"""Meta-RL agents: networks, latent heads, losses, SAC, buffers, trainers and checkpoints."""

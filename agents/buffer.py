@@ -1,0 +1,127 @@
+"""Multi-task trajectory buffer: whole episodes, padded to the horizon, with per-step task ids.
+
+Storage is a ring over episodes: obs/next_obs [E, T, O], action [E, T, A], reward/done/mask [E, T],
+task [E, T] (index in the training split, per step so non-stationary switches are kept), task_vector
+[E, T, V]. Derived per-episode tensors that an algorithm recomputes from its current encoder (MoSS:
+hidden states and beliefs, [E, T+1, .]) live in `derived`. Samples: transitions (for SAC), windows (for
+sequence encoders), and per-task draws (for contrastive pairs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Episode:
+    """One finished episode, arrays of length L <= horizon."""
+
+    obs: np.ndarray  # [L, O]
+    action: np.ndarray  # [L, A]
+    reward: np.ndarray  # [L]
+    next_obs: np.ndarray  # [L, O]
+    terminated: np.ndarray  # [L] bool
+    task: np.ndarray  # [L] int
+    task_vector: np.ndarray  # [L, V]
+
+    def __len__(self) -> int:
+        return len(self.reward)
+
+
+class EpisodeBuffer:
+    def __init__(self, capacity: int, horizon: int, obs_dim: int, action_dim: int, task_dim: int) -> None:
+        self.capacity, self.horizon = capacity, horizon
+        E, T = capacity, horizon
+        self.obs = torch.zeros(E, T, obs_dim)
+        self.next_obs = torch.zeros(E, T, obs_dim)
+        self.action = torch.zeros(E, T, action_dim)
+        self.reward = torch.zeros(E, T)
+        self.done = torch.zeros(E, T)
+        self.mask = torch.zeros(E, T, dtype=torch.bool)
+        self.task = torch.full((E, T), -1, dtype=torch.long)
+        self.task_vector = torch.zeros(E, T, task_dim)
+        self.length = torch.zeros(E, dtype=torch.long)
+        self.derived: dict[str, torch.Tensor] = {}
+        self.n_added = 0  # episodes ever added
+        self.steps_added = 0
+
+    def __len__(self) -> int:
+        return min(self.n_added, self.capacity)
+
+    def add(self, ep: Episode) -> int:
+        """Store `ep` (overwriting the oldest when full); returns its slot."""
+        i = self.n_added % self.capacity
+        L = len(ep)
+        if not 0 < L <= self.horizon:
+            raise ValueError(f"episode length {L} not in [1, {self.horizon}]")
+        self.obs[i].zero_()
+        self.next_obs[i].zero_()
+        self.action[i].zero_()
+        self.reward[i].zero_()
+        self.done[i].zero_()
+        self.mask[i] = False
+        self.task[i] = -1
+        self.obs[i, :L] = torch.as_tensor(ep.obs, dtype=torch.float32)
+        self.next_obs[i, :L] = torch.as_tensor(ep.next_obs, dtype=torch.float32)
+        self.action[i, :L] = torch.as_tensor(ep.action, dtype=torch.float32)
+        self.reward[i, :L] = torch.as_tensor(ep.reward, dtype=torch.float32)
+        self.done[i, :L] = torch.as_tensor(ep.terminated, dtype=torch.float32)
+        self.mask[i, :L] = True
+        self.task[i, :L] = torch.as_tensor(ep.task, dtype=torch.long)
+        self.task_vector[i, :L] = torch.as_tensor(ep.task_vector, dtype=torch.float32)
+        self.length[i] = L
+        for v in self.derived.values():
+            v[i].zero_()
+        self.n_added += 1
+        self.steps_added += L
+        return i
+
+    # -- sampling -----------------------------------------------------------------------------------
+    def sample_steps(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """n uniform (episode, t) pairs over all stored valid steps."""
+        lengths = self.length[: len(self)].numpy()
+        total = lengths.sum()
+        flat = rng.integers(0, total, size=n)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        e = np.searchsorted(starts, flat, side="right") - 1
+        t = flat - starts[e]
+        return torch.as_tensor(e), torch.as_tensor(t)
+
+    def sample_windows(
+        self, n: int, width: int, rng: np.random.Generator, episodes: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """n windows (episode, start) of `width` steps inside an episode (clipped to its length; use `mask`)."""
+        e = episodes if episodes is not None else rng.integers(0, len(self), size=n)
+        lengths = self.length[torch.as_tensor(e)].numpy()
+        t0 = (rng.random(len(e)) * np.maximum(lengths - width + 1, 1)).astype(np.int64)
+        return torch.as_tensor(e), torch.as_tensor(t0)
+
+    def window(self, name: str, e: torch.Tensor, t0: torch.Tensor, width: int) -> torch.Tensor:
+        """Gather [n, width, ...] from the per-step tensor `name` (steps past the horizon are clamped; see mask)."""
+        src = getattr(self, name) if hasattr(self, name) else self.derived[name]
+        t = (t0.unsqueeze(1) + torch.arange(width).unsqueeze(0)).clamp(max=src.shape[1] - 1)
+        return src[e.unsqueeze(1), t]
+
+    def window_mask(self, e: torch.Tensor, t0: torch.Tensor, width: int) -> torch.Tensor:
+        t = t0.unsqueeze(1) + torch.arange(width).unsqueeze(0)
+        return (t < self.length[e].unsqueeze(1)) & (t < self.horizon)
+
+    def episodes_by_task(self) -> dict[int, np.ndarray]:
+        """Training-task index -> stored episodes that began on it."""
+        first = self.task[: len(self), 0].numpy()
+        return {int(k): np.flatnonzero(first == k) for k in np.unique(first)}
+
+    # -- save/restore (resuming training) ------------------------------------------------------------
+    def state_dict(self) -> dict[str, object]:
+        n = len(self)
+        keys = ["obs", "next_obs", "action", "reward", "done", "mask", "task", "task_vector", "length"]
+        return {"n_added": self.n_added, "steps_added": self.steps_added, **{k: getattr(self, k)[:n].clone() for k in keys}}
+
+    def load_state_dict(self, sd: dict) -> None:
+        n = sd["length"].shape[0]
+        for k in ["obs", "next_obs", "action", "reward", "done", "mask", "task", "task_vector", "length"]:
+            getattr(self, k)[:n] = sd[k]
+        self.n_added, self.steps_added = int(sd["n_added"]), int(sd["steps_added"])

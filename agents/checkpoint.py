@@ -1,0 +1,152 @@
+"""Checkpoint files (DESIGN.md section 6).
+
+One torch file holding plain containers and tensors only, loaded with `weights_only=True` (a checkpoint
+can never run code): a format tag and version, the algorithm, the resolved config, the env id and spaces,
+the policy's spec and state dict, optional training state (optimisers, counters, RNG) for resuming, and
+training statistics. Serving uses `load_checkpoint` + `build_policy`; it imports no training code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents.policies import POLICIES, AgentPolicy
+
+FORMAT = "metarl-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint (the message says why)."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    algorithm: str
+    version: int
+    config: dict[str, Any]
+    env: dict[str, Any]
+    policy_spec: dict[str, Any]
+    policy_state: dict[str, torch.Tensor]
+    training: dict[str, Any] | None
+    stats: dict[str, Any]
+    created: str
+    sha256: str
+
+    def summary(self) -> dict[str, Any]:
+        n_params = sum(int(v.numel()) for v in self.policy_state.values())
+        return {
+            "path": str(self.path),
+            "format": FORMAT,
+            "version": self.version,
+            "algorithm": self.algorithm,
+            "env": self.env,
+            "policy_spec": self.policy_spec,
+            "policy_parameters": n_params,
+            "resumable": self.training is not None,
+            "stats": self.stats,
+            "created": self.created,
+            "sha256": self.sha256,
+            "config": self.config,
+        }
+
+
+def save_checkpoint(
+    path: str | Path,
+    policy: AgentPolicy,
+    config: dict[str, Any],
+    env: dict[str, Any],
+    stats: dict[str, Any],
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Write atomically (temp file + rename), so an interrupted save never leaves a truncated checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "algorithm": policy.algorithm,
+        "config": config,
+        "env": env,
+        "policy_spec": policy.spec(),
+        "policy": {k: v.detach().clone() for k, v in policy.state_dict().items()},
+        "training": training,
+        "stats": stats,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and check a checkpoint; CheckpointError names what is wrong (missing, truncated, foreign, newer)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except (zipfile.BadZipFile, EOFError, RuntimeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a torch file): {msg}") from None
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: refused: the file holds objects other than tensors and plain data ({e})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a {FORMAT} file (foreign torch file: no '{FORMAT}' format tag)")
+    version = raw.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version {version} is newer than this runtime supports ({VERSION}); upgrade metarl-runtime"
+        )
+    missing = [k for k in ("algorithm", "config", "env", "policy_spec", "policy") if k not in raw]
+    if missing:
+        raise CheckpointError(f"{path}: damaged checkpoint, missing {missing}")
+    if raw["algorithm"] not in POLICIES:
+        raise CheckpointError(f"{path}: unknown algorithm {raw['algorithm']!r} (known: {sorted(POLICIES)})")
+    return Checkpoint(
+        path=path,
+        algorithm=raw["algorithm"],
+        version=version,
+        config=raw["config"],
+        env=raw["env"],
+        policy_spec=raw["policy_spec"],
+        policy_state=raw["policy"],
+        training=raw.get("training"),
+        stats=raw.get("stats", {}),
+        created=raw.get("created", ""),
+        sha256=file_sha256(path),
+    )
+
+
+def build_policy(ckpt: Checkpoint) -> AgentPolicy:
+    """The checkpoint's policy in eval mode, weights loaded."""
+    cls = POLICIES[ckpt.algorithm]
+    spec = dict(ckpt.policy_spec)
+    for k in ("actor_hidden",):
+        if k in spec:
+            spec[k] = tuple(spec[k])
+    try:
+        policy = cls(**spec)
+        policy.load_state_dict(ckpt.policy_state)
+    except (TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{ckpt.path}: policy weights do not match its spec: {e}") from None
+    return policy.eval()

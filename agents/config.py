@@ -1,0 +1,118 @@
+"""Run configs: pydantic models loaded from YAML. Unknown keys, wrong types and missing files are refused
+with a message naming them; the resolved config is stored in every checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used (the message names the file and the offending key)."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class EnvConfig(Strict):
+    id: str
+    task_seed: int = 0
+    max_episode_steps: int | None = None
+    nonstationary: Literal["periodic", "hazard"] | None = None
+    interval: int = Field(100, ge=1)
+    p: float = Field(0.5, ge=0.0, le=1.0)
+    min_dwell: int | None = None
+    kwargs: dict[str, Any] = {}
+
+    def nonstationary_kwargs(self) -> dict[str, Any]:
+        return {"interval": self.interval, "p": self.p, "min_dwell": self.min_dwell}
+
+
+class SACConfig(Strict):
+    hidden: tuple[int, ...] = (256, 256)
+    lr: float = Field(3e-4, gt=0)
+    gamma: float = Field(0.99, ge=0, le=1)
+    tau: float = Field(0.005, gt=0, le=1)
+    alpha: float = Field(0.2, gt=0)
+    auto_alpha: bool = False
+    target_entropy: float | None = None
+    reward_scale: float = 1.0
+    max_grad_norm: float | None = None
+    batch_size: int = Field(256, ge=1)
+
+
+class EncoderConfig(Strict):
+    """MoSS encoder / VAE settings (paper table names in comments)."""
+
+    latent_dim: int = Field(5, ge=1)  # latent_size
+    n_components: int = Field(1, ge=1)  # num_classes
+    embed_dim: int = Field(32, ge=1)
+    hidden_dim: int = Field(64, ge=1)
+    include_probs: bool = False
+    lr: float = Field(3e-4, gt=0)  # lr_encoder = lr_decoder
+    decoder_hidden: tuple[int, ...] = (64, 64)
+    batch_size: int = Field(64, ge=2)  # sequences per update
+    time_steps: int = Field(64, ge=1)  # sequence length
+    alpha_z: float = 1.0
+    alpha_y: float = 1.0
+    state_weight: float = 1.0
+    reward_weight: float = 1.0
+    contrastive_weight: float = 1.0
+    contrastive: bool = True  # the paper skips it on non-stationary training data
+    max_grad_norm: float | None = 1.0  # max_grad_norm_vae
+
+
+class TrainConfig(Strict):
+    total_steps: int = Field(100_000, ge=1)
+    episodes_per_epoch: int = Field(16, ge=1)  # collected in parallel with batched inference
+    initial_episodes: int = Field(32, ge=0)  # random-action episodes before training
+    encoder_updates: int = Field(64, ge=0)  # num_training_steps_reconstruction per epoch
+    policy_updates: int = Field(256, ge=0)  # num_training_steps_policy per epoch
+    buffer_episodes: int = Field(4000, ge=1)
+    eval_every: int = Field(10_000, ge=1)  # env steps
+    eval_episodes: int = Field(20, ge=1)
+    checkpoint_every: int = Field(20_000, ge=1)  # env steps
+    threads: int = Field(1, ge=1)
+
+
+class RunConfig(Strict):
+    algorithm: Literal["moss", "oracle"]
+    env: EnvConfig
+    seed: int = 0
+    encoder: EncoderConfig = EncoderConfig()
+    sac: SACConfig = SACConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def load_config(path: str | Path, **overrides: Any) -> RunConfig:
+    """Read and validate a YAML run config; `overrides` are dotted keys ("train.total_steps": 1000)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[leaf] = value
+    return parse_config(raw, source=str(p))
+
+
+def parse_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc']) or '<root>'}: {err['msg']}" for err in e.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None

@@ -1,0 +1,153 @@
+"""MoSS (paper 004): context-based meta-RL with a Gaussian-mixture VAE belief and a Bayes-adaptive SAC policy.
+
+Each epoch, after the trainer has collected episodes on training tasks with online belief updates:
+  1. `encoder_updates` steps on the encoder objective over sequences of `time_steps` transitions
+        L_enc = -ELBO (next-step state/reward reconstruction, component and categorical KL to the
+        recurrent prior) + lambda_con * InfoNCE(Euclidean) between same-task embeddings;
+     the encoder gets no RL gradient.
+  2. relabel: the current encoder recomputes the hidden state and belief of every stored step
+     (one batched GRU pass from the episode start, exactly what online inference computes).
+  3. `policy_updates` SAC steps on (s, sg(belief)).
+Design choices (ALGORITHMS.md leaves them open): the recurrent prior is detached (it is a target the
+posterior may not drag); windows start from the stored hidden state of their first step (the paper's
+retain_hidden), so training sees the same beliefs as inference; the decoder predicts s' - s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agents.buffer import EpisodeBuffer
+from agents.config import RunConfig
+from agents.contrastive import info_nce
+from agents.latent import mixture_kl_terms, standard_prior
+from agents.learner import Learner, sac_batch, sac_view
+from agents.nets import MLP
+from agents.policies import MoSSPolicy
+from agents.sac import SAC
+
+RELABEL_CHUNK = 512  # episodes per batched GRU pass
+
+
+class MoSS(Learner):
+    def __init__(self, policy: MoSSPolicy, cfg: RunConfig) -> None:
+        self.policy, self.cfg = policy, cfg
+        enc = cfg.encoder
+        o, a, d = policy.obs_dim, policy.action_dim, enc.latent_dim
+        self.state_decoder = MLP(o + a + d, enc.decoder_hidden, o)
+        self.reward_decoder = MLP(o + a + d, enc.decoder_hidden, 1)
+        self.vae_params = [
+            *policy.encoder.parameters(),
+            *policy.head.parameters(),
+            *self.state_decoder.parameters(),
+            *self.reward_decoder.parameters(),
+        ]
+        self.vae_opt = torch.optim.Adam(self.vae_params, lr=enc.lr)
+        self.sac = SAC(policy.actor, o + policy.belief_dim, a, sac_view(cfg))
+
+    # -- 1. encoder -------------------------------------------------------------------------------------
+    def _windows(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """Window starts; with the contrastive loss on, rows 2i and 2i+1 share a training task."""
+        n = self.cfg.encoder.batch_size
+        by_task = buffer.episodes_by_task()
+        if not (self.cfg.encoder.contrastive and len(by_task) >= 2):
+            e, t0 = buffer.sample_windows(n, self.cfg.encoder.time_steps, rng)
+            return e, t0, False
+        tasks = list(by_task)
+        chosen = rng.choice(len(tasks), size=min(n // 2, len(tasks)), replace=False)
+        eps = []
+        for c in chosen:
+            pool = by_task[tasks[c]]
+            eps.extend(rng.choice(pool, size=2, replace=len(pool) < 2))
+        e, t0 = buffer.sample_windows(len(eps), self.cfg.encoder.time_steps, rng, episodes=np.asarray(eps))
+        return e, t0, True
+
+    def encoder_loss(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        enc, W, pol = self.cfg.encoder, self.cfg.encoder.time_steps, self.policy
+        e, t0, paired = self._windows(buffer, rng)
+        s, a = buffer.window("obs", e, t0, W), pol.normalize_action(buffer.window("action", e, t0, W))
+        r, s2 = buffer.window("reward", e, t0, W), buffer.window("next_obs", e, t0, W)
+        mask = buffer.window_mask(e, t0, W).float()
+        h0 = buffer.derived["hidden"][e, t0]
+        h = pol.encoder.sequence(s, a, r, s2, h0)  # [B, W, H]
+        post = pol.head(h)
+        prior = pol.head(torch.cat([h0.unsqueeze(1), h[:, :-1]], 1)).detach()
+        at_start = (t0.unsqueeze(1) + torch.arange(W)) == 0
+        prior = prior.where(at_start, standard_prior(prior))
+
+        # reconstruction: one reparameterised z per component, weighted by q(y=k)
+        z = post.mu + post.logstd.exp() * torch.randn_like(post.mu)  # [B, W, K, D]
+        K = z.shape[-2]
+        sa = torch.cat([s, a], -1).unsqueeze(-2).expand(*s.shape[:-1], K, -1)
+        dec_in = torch.cat([sa, z], -1)
+        err_s = F.mse_loss(self.state_decoder(dec_in), (s2 - s).unsqueeze(-2).expand_as(sa[..., : s.shape[-1]]), reduction="none").sum(-1)
+        err_r = (self.reward_decoder(dec_in).squeeze(-1) - r.unsqueeze(-1)) ** 2
+        rec = (post.probs * (enc.state_weight * err_s + enc.reward_weight * err_r)).sum(-1)
+        kl_z, kl_y = mixture_kl_terms(post, prior)
+        denom = mask.sum().clamp(min=1)
+        rec_m, kl_z_m, kl_y_m = ((x * mask).sum() / denom for x in (rec, kl_z, kl_y))
+        loss = rec_m + enc.alpha_z * kl_z_m + enc.alpha_y * kl_y_m
+
+        metrics = {"rec": rec_m.item(), "kl_z": kl_z_m.item(), "kl_y": kl_y_m.item()}
+        if paired:
+            last = (mask.sum(1).long() - 1).clamp(min=0)
+            mu, _ = post.selected()  # [B, W, D]
+            emb = mu[torch.arange(len(e)), last]
+            con = info_nce(emb[0::2], emb[1::2], "euclidean")
+            loss = loss + enc.contrastive_weight * con
+            metrics["contrastive"] = con.item()
+        metrics["encoder_loss"] = loss.item()
+        return loss, metrics
+
+    # -- 2. relabel ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def relabel(self, buffer: EpisodeBuffer) -> None:
+        """derived['hidden'] [E, T+1, H] and derived['belief'] [E, T+1, B] from the current encoder."""
+        pol, n, T = self.policy, len(buffer), buffer.horizon
+        if "hidden" not in buffer.derived:
+            buffer.derived["hidden"] = torch.zeros(buffer.capacity, T + 1, pol.encoder.hidden_dim)
+            buffer.derived["belief"] = torch.zeros(buffer.capacity, T + 1, pol.belief_dim)
+        for i in range(0, n, RELABEL_CHUNK):
+            sl = slice(i, min(i + RELABEL_CHUNK, n))
+            h = pol.encoder.sequence(
+                buffer.obs[sl], pol.normalize_action(buffer.action[sl]), buffer.reward[sl], buffer.next_obs[sl]
+            )
+            h = torch.cat([torch.zeros_like(h[:, :1]), h], 1)
+            buffer.derived["hidden"][sl] = h
+            buffer.derived["belief"][sl] = pol.beliefs_from_hidden(h)
+
+    # -- the epoch ------------------------------------------------------------------------------------------
+    def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if "hidden" not in buffer.derived or self.cfg.train.encoder_updates > 0:
+            self.relabel(buffer)  # windows start from up-to-date stored hidden states
+        for _ in range(self.cfg.train.encoder_updates):
+            loss, metrics = self.encoder_loss(buffer, rng)
+            self.vae_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.encoder.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(self.vae_params, self.cfg.encoder.max_grad_norm)
+            self.vae_opt.step()
+        self.relabel(buffer)
+        for _ in range(self.cfg.train.policy_updates):
+            batch = sac_batch(buffer, self.policy, buffer.derived["belief"], self.cfg.sac.batch_size, rng)
+            metrics.update(self.sac.update(*batch))
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "state_decoder": self.state_decoder.state_dict(),
+            "reward_decoder": self.reward_decoder.state_dict(),
+            "vae_opt": self.vae_opt.state_dict(),
+            "sac": self.sac.state_dict(),
+        }
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        self.state_decoder.load_state_dict(sd["state_decoder"])
+        self.reward_decoder.load_state_dict(sd["reward_decoder"])
+        self.vae_opt.load_state_dict(sd["vae_opt"])
+        self.sac.load_state_dict(sd["sac"])

@@ -1,0 +1,53 @@
+"""Networks shared by every algorithm: the MLP and the GRU transition encoder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Sequential):
+    """Fully connected net: in_dim -> hidden... -> out_dim, ReLU between layers, linear output."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int) -> None:
+        layers: list[nn.Module] = []
+        d = in_dim
+        for h in hidden:
+            layers += [nn.Linear(d, h), nn.ReLU()]
+            d = h
+        layers.append(nn.Linear(d, out_dim))
+        super().__init__(*layers)
+
+
+def transition_features(s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+    """Concatenate a transition (s, a, r, s') along the last axis; r has shape [..., 1] or [...]."""
+    if r.dim() == s.dim() - 1:
+        r = r.unsqueeze(-1)
+    return torch.cat([s, a, r, s2 - s], dim=-1)
+
+
+class GRUEncoder(nn.Module):
+    """Embeds transitions (s, a, r, s') and runs a GRU over them.
+
+    `step` advances one transition per row ([n, ...] -> hidden [n, H]); `sequence` runs [B, T, ...] from
+    h0 [B, H] and returns every hidden state [B, T, H]. Both use the same weights (one nn.GRU).
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, embed_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.embed = nn.Sequential(nn.Linear(2 * obs_dim + action_dim + 1, embed_dim), nn.ReLU())
+        self.gru = nn.GRU(embed_dim, hidden_dim, batch_first=True)
+
+    def sequence(self, s, a, r, s2, h0: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.embed(transition_features(s, a, r, s2))
+        h0 = None if h0 is None else h0.unsqueeze(0).contiguous()
+        out, _ = self.gru(x, h0)
+        return out
+
+    def step(self, h: torch.Tensor, s, a, r, s2) -> torch.Tensor:
+        x = self.embed(transition_features(s, a, r, s2)).unsqueeze(1)
+        _, h_new = self.gru(x, h.unsqueeze(0).contiguous())
+        return h_new.squeeze(0)

@@ -1,0 +1,37 @@
+"""Oracle: SAC on (s, true task vector), the ceiling every agent is measured against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.buffer import EpisodeBuffer
+from agents.config import RunConfig
+from agents.learner import Learner, sac_batch, sac_view
+from agents.policies import OraclePolicy
+from agents.sac import SAC
+
+
+class Oracle(Learner):
+    def __init__(self, policy: OraclePolicy, cfg: RunConfig) -> None:
+        self.policy, self.cfg = policy, cfg
+        self.sac = SAC(policy.actor, policy.obs_dim + policy.task_dim, policy.action_dim, sac_view(cfg))
+
+    def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
+        # belief before step t = the task vector in force at t; after the last step, the last one
+        tv = buffer.task_vector
+        per_step = torch.cat([tv, tv[:, -1:]], 1)
+        last = (buffer.length - 1).clamp(min=0)
+        per_step[torch.arange(tv.shape[0]), last + 1] = tv[torch.arange(tv.shape[0]), last]
+        metrics: dict[str, float] = {}
+        for _ in range(self.cfg.train.policy_updates):
+            metrics = self.sac.update(*sac_batch(buffer, self.policy, per_step, self.cfg.sac.batch_size, rng))
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sac": self.sac.state_dict()}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        self.sac.load_state_dict(sd["sac"])

@@ -1,0 +1,90 @@
+"""The inference contract shared by training rollouts, `runtime eval`, `runtime replay` and the server.
+
+    init_state(n) -> state                  prior belief state for n sessions
+    update(state, s, a, r, s2) -> state     one transition per session, batched ([n, ...] tensors)
+    belief(state) -> [n, belief_dim]        what the policy sees
+    act(obs, belief, deterministic) -> a    batched, in the env's action units
+
+A state is a dict of tensors whose first axis is the session; `select_state`/`put_state` gather and
+scatter rows so the server can batch any subset of sessions. Actions cross this interface in env units;
+policies normalise to [-1, 1] internally.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+State = dict[str, torch.Tensor]
+
+
+class AgentPolicy(nn.Module):
+    """Base of every served policy: spaces, action scaling, and the four contract calls."""
+
+    algorithm: ClassVar[str] = ""
+    #: True when the belief is the env's true task vector (the oracle), not inferred from transitions
+    needs_task_vector: ClassVar[bool] = False
+
+    def __init__(self, obs_dim: int, action_dim: int, action_low: list[float], action_high: list[float]) -> None:
+        super().__init__()
+        self.obs_dim, self.action_dim = int(obs_dim), int(action_dim)
+        self.register_buffer("action_low", torch.as_tensor(action_low, dtype=torch.float32).reshape(action_dim))
+        self.register_buffer("action_high", torch.as_tensor(action_high, dtype=torch.float32).reshape(action_dim))
+
+    # -- spec: what a checkpoint stores to rebuild this module ------------------------------------
+    def spec(self) -> dict[str, Any]:
+        return {
+            "obs_dim": self.obs_dim,
+            "action_dim": self.action_dim,
+            "action_low": self.action_low.tolist(),
+            "action_high": self.action_high.tolist(),
+        }
+
+    @property
+    def belief_dim(self) -> int:
+        raise NotImplementedError
+
+    # -- action scaling ---------------------------------------------------------------------------
+    def normalize_action(self, a: torch.Tensor) -> torch.Tensor:
+        """env units -> [-1, 1]."""
+        return (2 * (a - self.action_low) / (self.action_high - self.action_low) - 1).clamp(-1, 1)
+
+    def scale_action(self, a: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] -> env units."""
+        return self.action_low + (a + 1) * 0.5 * (self.action_high - self.action_low)
+
+    # -- the contract -----------------------------------------------------------------------------
+    def init_state(self, n: int) -> State:
+        raise NotImplementedError
+
+    def update(self, state: State, s, a, r, s2) -> State:
+        raise NotImplementedError
+
+    def belief(self, state: State) -> torch.Tensor:
+        raise NotImplementedError
+
+    def policy_input(self, obs: torch.Tensor, belief: torch.Tensor) -> torch.Tensor:
+        return torch.cat([obs, belief], -1)
+
+    def act(self, obs: torch.Tensor, belief: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        a = self.actor.act(self.policy_input(obs, belief), deterministic)  # type: ignore[attr-defined]
+        return self.scale_action(a)
+
+
+def select_state(state: State, idx: torch.Tensor | list[int]) -> State:
+    """Rows `idx` of every tensor in `state`."""
+    idx = torch.as_tensor(idx, dtype=torch.long)
+    return {k: v.index_select(0, idx) for k, v in state.items()}
+
+
+def put_state(state: State, idx: torch.Tensor | list[int], sub: State) -> None:
+    """Write `sub`'s rows into `state` at `idx` (in place)."""
+    idx = torch.as_tensor(idx, dtype=torch.long)
+    for k, v in state.items():
+        v.index_copy_(0, idx, sub[k])
+
+
+def cat_states(states: list[State]) -> State:
+    return {k: torch.cat([s[k] for s in states], 0) for k in states[0]}

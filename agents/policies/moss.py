@@ -1,0 +1,69 @@
+"""MoSS policy (what serving needs): GRU encoder, Gaussian-mixture head, SAC actor on (s, belief)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from agents.latent import Mixture, MixtureHead, belief_dim, belief_vector
+from agents.nets import GRUEncoder
+from agents.policies.base import AgentPolicy, State
+from agents.sac_nets import TanhGaussianActor
+
+
+class MoSSPolicy(AgentPolicy):
+    """Belief = (mu, std) of the most likely mixture component (+ the K probabilities if `include_probs`)."""
+
+    algorithm = "moss"
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        action_low: list[float],
+        action_high: list[float],
+        latent_dim: int = 5,
+        n_components: int = 1,
+        embed_dim: int = 32,
+        hidden_dim: int = 64,
+        actor_hidden: tuple[int, ...] = (256, 256),
+        include_probs: bool = False,
+    ) -> None:
+        super().__init__(obs_dim, action_dim, action_low, action_high)
+        self.cfg = dict(
+            latent_dim=latent_dim,
+            n_components=n_components,
+            embed_dim=embed_dim,
+            hidden_dim=hidden_dim,
+            actor_hidden=list(actor_hidden),
+            include_probs=include_probs,
+        )
+        self.include_probs = include_probs
+        self.encoder = GRUEncoder(obs_dim, action_dim, embed_dim, hidden_dim)
+        self.head = MixtureHead(hidden_dim, n_components, latent_dim)
+        self._belief_dim = belief_dim(latent_dim, n_components, include_probs)
+        self.actor = TanhGaussianActor(obs_dim + self._belief_dim, action_dim, actor_hidden)
+
+    def spec(self) -> dict[str, Any]:
+        return {**super().spec(), **self.cfg}
+
+    @property
+    def belief_dim(self) -> int:
+        return self._belief_dim
+
+    def init_state(self, n: int) -> State:
+        return {"h": torch.zeros(n, self.encoder.hidden_dim)}
+
+    def update(self, state: State, s, a, r, s2) -> State:
+        return {"h": self.encoder.step(state["h"], s, self.normalize_action(a), r, s2)}
+
+    def posterior(self, state: State) -> Mixture:
+        return self.head(state["h"])
+
+    def belief(self, state: State) -> torch.Tensor:
+        return belief_vector(self.head(state["h"]), self.include_probs)
+
+    def beliefs_from_hidden(self, h: torch.Tensor) -> torch.Tensor:
+        """Beliefs for stored hidden states h [..., H] (training relabels its buffer through this)."""
+        return belief_vector(self.head(h), self.include_probs)

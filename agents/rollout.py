@@ -1,0 +1,121 @@
+"""Batched rollouts through the inference contract: N envs stepped in lockstep, one policy call per step.
+
+Used by training collection, `runtime eval` and the benchmarks, so they all act the same way the server does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.buffer import Episode
+from agents.policies import AgentPolicy
+
+
+@dataclass
+class EpisodeRecord:
+    episode: Episode
+    task_ids: list[str]  # per step, the task that produced the reward
+    switches: list[dict[str, Any]] = field(default_factory=list)  # info["task_switch"] entries
+    success: bool | None = None
+    beliefs: np.ndarray | None = None  # [L+1, belief_dim] when recorded
+
+    @property
+    def ret(self) -> float:
+        return float(self.episode.reward.sum())
+
+
+def task_index_of(task_id: str) -> int:
+    """`Family/split/7` -> 7."""
+    return int(task_id.rsplit("/", 1)[-1])
+
+
+@torch.no_grad()
+def run_episodes(
+    policy: AgentPolicy | None,
+    envs: list[gym.Env],
+    reset_kwargs: list[dict[str, Any]],
+    deterministic: bool = True,
+    record_beliefs: bool = False,
+) -> list[EpisodeRecord]:
+    """One episode per env, in lockstep. `policy=None` acts uniformly at random (env.action_space)."""
+    n = len(envs)
+    obs_list, infos = zip(*(env.reset(**kw) for env, kw in zip(envs, reset_kwargs, strict=True)), strict=True)
+    obs = np.stack(obs_list).astype(np.float32)
+    state = policy.init_state(n) if policy is not None else None
+    if policy is not None and policy.needs_task_vector:
+        state = policy.set_task_vector(state, torch.as_tensor(np.stack([i["task_vector"] for i in infos])))  # type: ignore[attr-defined]
+    alive = np.ones(n, dtype=bool)
+    buf: list[dict[str, list]] = [
+        {k: [] for k in ("obs", "action", "reward", "next_obs", "terminated", "task", "task_vector", "task_id")}
+        for _ in range(n)
+    ]
+    switches: list[list[dict]] = [[] for _ in range(n)]
+    success = [None] * n
+    beliefs: list[list[np.ndarray]] = [[] for _ in range(n)]
+    cur_task_vec = [np.asarray(i["task_vector"], dtype=np.float32) for i in infos]
+    cur_task_id = [i["task_id"] for i in infos]
+    while alive.any():
+        if policy is not None:
+            b = policy.belief(state)
+            actions = policy.act(torch.as_tensor(obs), b, deterministic).numpy()
+            if record_beliefs:
+                for j in np.flatnonzero(alive):
+                    beliefs[j].append(b[j].numpy().copy())
+        else:
+            actions = np.stack([env.action_space.sample() for env in envs]).astype(np.float32)
+        next_obs = obs.copy()
+        rewards = np.zeros(n, dtype=np.float32)
+        for j in np.flatnonzero(alive):
+            o2, r, term, trunc, info = envs[j].step(actions[j])
+            if "task_switch" in info:
+                switches[j].append(dict(info["task_switch"]))
+            d = buf[j]
+            d["obs"].append(obs[j])
+            d["action"].append(actions[j])
+            d["reward"].append(r)
+            d["next_obs"].append(o2)
+            d["terminated"].append(term)
+            d["task_id"].append(info.get("task_id", cur_task_id[j]))
+            d["task"].append(task_index_of(d["task_id"][-1]))
+            d["task_vector"].append(cur_task_vec[j])
+            cur_task_vec[j] = np.asarray(info["task_vector"], dtype=np.float32)
+            cur_task_id[j] = info["task_id"]
+            if "success" in info:
+                success[j] = bool(success[j]) or bool(info["success"])
+            next_obs[j] = o2
+            rewards[j] = r
+            if term or trunc:
+                alive[j] = False
+        if policy is not None:
+            new_state = policy.update(
+                state, torch.as_tensor(obs), torch.as_tensor(actions), torch.as_tensor(rewards), torch.as_tensor(next_obs)
+            )
+            if policy.needs_task_vector:
+                new_state = policy.set_task_vector(new_state, torch.as_tensor(np.stack(cur_task_vec)))  # type: ignore[attr-defined]
+            state = new_state
+            if record_beliefs and not alive.any():
+                b = policy.belief(state)
+                for j in range(n):
+                    beliefs[j].append(b[j].numpy().copy())
+        obs = next_obs
+    out = []
+    for j in range(n):
+        d = buf[j]
+        ep = Episode(
+            obs=np.asarray(d["obs"], np.float32),
+            action=np.asarray(d["action"], np.float32),
+            reward=np.asarray(d["reward"], np.float32),
+            next_obs=np.asarray(d["next_obs"], np.float32),
+            terminated=np.asarray(d["terminated"], bool),
+            task=np.asarray(d["task"], np.int64),
+            task_vector=np.asarray(d["task_vector"], np.float32),
+        )
+        out.append(
+            EpisodeRecord(ep, d["task_id"], switches[j], success[j], np.asarray(beliefs[j]) if record_beliefs else None)
+        )
+    return out

@@ -1,0 +1,109 @@
+"""Soft actor-critic learning (twin critics, Polyak targets, fixed or tuned temperature).
+
+The actor is owned by the policy (what serving needs); this module holds everything else.
+Inputs are pre-built: x = the policy input (e.g. concat(obs, belief)), actions normalised to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agents.contrastive import ema_update
+from agents.sac_nets import TanhGaussianActor, TwinQ
+
+
+@dataclass
+class SACConfigView:
+    """The SAC numbers the learner needs (a view of the pydantic config)."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    lr: float = 3e-4
+    gamma: float = 0.99
+    tau: float = 0.005
+    alpha: float = 0.2
+    auto_alpha: bool = False
+    target_entropy: float | None = None
+    reward_scale: float = 1.0
+    max_grad_norm: float | None = None
+
+
+class SAC:
+    """SAC updates for `actor` on batches (x, a, r, x2, done)."""
+
+    def __init__(self, actor: TanhGaussianActor, in_dim: int, action_dim: int, cfg: SACConfigView) -> None:
+        self.cfg = cfg
+        self.actor = actor
+        self.critic = TwinQ(in_dim, action_dim, cfg.hidden)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.log_alpha = nn.Parameter(torch.tensor(float(cfg.alpha)).log())
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+        self.target_entropy = cfg.target_entropy if cfg.target_entropy is not None else -float(action_dim)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.exp().detach()
+
+    def update(self, x, a, r, x2, done) -> dict[str, float]:
+        """One critic + actor (+ temperature) step; r, done [B, 1]. Returns scalar metrics."""
+        cfg = self.cfg
+        with torch.no_grad():
+            a2, logp2 = self.actor.sample(x2)
+            q1t, q2t = self.critic_target(x2, a2)
+            target = cfg.reward_scale * r + cfg.gamma * (1 - done) * (torch.min(q1t, q2t) - self.alpha * logp2)
+        q1, q2 = self.critic(x, a)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self._clip(self.critic)
+        self.critic_opt.step()
+
+        a_pi, logp = self.actor.sample(x)
+        q_pi = torch.min(*self.critic(x, a_pi))
+        actor_loss = (self.alpha * logp - q_pi).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self._clip(self.actor)
+        self.actor_opt.step()
+
+        if cfg.auto_alpha:
+            alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+            self.alpha_opt.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_opt.step()
+        ema_update(self.critic_target, self.critic, cfg.tau)
+        return {
+            "critic_loss": critic_loss.item(),
+            "actor_loss": actor_loss.item(),
+            "alpha": self.alpha.item(),
+            "q": q1.mean().item(),
+        }
+
+    def _clip(self, module: nn.Module) -> None:
+        if self.cfg.max_grad_norm:
+            nn.utils.clip_grad_norm_(module.parameters(), self.cfg.max_grad_norm)
+
+    def state_dict(self) -> dict:
+        return {
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "alpha_opt": self.alpha_opt.state_dict(),
+        }
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.critic.load_state_dict(sd["critic"])
+        self.critic_target.load_state_dict(sd["critic_target"])
+        self.actor_opt.load_state_dict(sd["actor_opt"])
+        self.critic_opt.load_state_dict(sd["critic_opt"])
+        with torch.no_grad():
+            self.log_alpha.copy_(sd["log_alpha"])
+        self.alpha_opt.load_state_dict(sd["alpha_opt"])

@@ -1,0 +1,221 @@
+"""The training loop shared by every online algorithm: collect, update, evaluate, log, checkpoint, resume.
+
+Files in the run directory: `checkpoint.pt` (policy + optimisers + counters + RNG, resumable),
+`buffer.pt` (the replay buffer, for resuming), `policy.pt` (policy only: what you serve),
+`metrics.jsonl` (one JSON line per epoch and per evaluation), `config.yaml` (the resolved config).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+import torch
+import yaml
+
+from agents.buffer import EpisodeBuffer
+from agents.checkpoint import load_checkpoint, save_checkpoint
+from agents.config import RunConfig
+from agents.evaluation import evaluation_episodes, make_env, summarize
+from agents.learner import Learner
+from agents.moss import MoSS
+from agents.oracle import Oracle
+from agents.policies import AgentPolicy, MoSSPolicy, OraclePolicy
+from agents.rollout import run_episodes
+
+log = structlog.get_logger("trainer")
+
+
+def build_agent(cfg: RunConfig, env) -> tuple[AgentPolicy, Learner]:
+    """The policy and learner of `cfg.algorithm` for `env`'s spaces."""
+    obs_dim = int(np.prod(env.observation_space.shape))
+    act = env.action_space
+    spaces = dict(obs_dim=obs_dim, action_dim=int(act.shape[0]), action_low=act.low.tolist(), action_high=act.high.tolist())
+    if cfg.algorithm == "moss":
+        e = cfg.encoder
+        policy = MoSSPolicy(
+            **spaces,
+            latent_dim=e.latent_dim,
+            n_components=e.n_components,
+            embed_dim=e.embed_dim,
+            hidden_dim=e.hidden_dim,
+            actor_hidden=tuple(cfg.sac.hidden),
+            include_probs=e.include_probs,
+        )
+        return policy, MoSS(policy, cfg)
+    if cfg.algorithm == "oracle":
+        policy = OraclePolicy(**spaces, task_dim=env.unwrapped.task_dim, actor_hidden=tuple(cfg.sac.hidden))
+        return policy, Oracle(policy, cfg)
+    raise ValueError(f"unknown algorithm {cfg.algorithm!r}")
+
+
+def env_record(env, env_id: str) -> dict[str, Any]:
+    act = env.action_space
+    return {
+        "id": env_id,
+        "obs_dim": int(np.prod(env.observation_space.shape)),
+        "action_dim": int(act.shape[0]),
+        "action_low": act.low.tolist(),
+        "action_high": act.high.tolist(),
+        "max_episode_steps": int(env.spec.max_episode_steps) if env.spec and env.spec.max_episode_steps else None,
+        "task_dim": int(env.unwrapped.task_dim),
+    }
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = False) -> None:
+        self.cfg, self.out = cfg, Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.progress = progress
+        torch.set_num_threads(cfg.train.threads)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.envs = [make_env(cfg.env, "train") for _ in range(cfg.train.episodes_per_epoch)]
+        env0 = self.envs[0]
+        self.n_train_tasks = len(env0.unwrapped.tasks("train"))
+        self.horizon = int(env0.spec.max_episode_steps)
+        self.env_info = env_record(env0, cfg.env.id)
+        self.policy, self.learner = build_agent(cfg, env0)
+        self.buffer = EpisodeBuffer(
+            cfg.train.buffer_episodes, self.horizon, self.env_info["obs_dim"], self.env_info["action_dim"], self.env_info["task_dim"]
+        )
+        self.step = 0
+        self.epoch = 0
+        self.next_eval = cfg.train.eval_every
+        self.next_ckpt = cfg.train.checkpoint_every
+        self.history: list[dict[str, Any]] = []
+        self.timing = {"collect": 0.0, "update": 0.0, "eval": 0.0}
+        if resume:
+            self._resume()
+        else:
+            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+    # -- collection ---------------------------------------------------------------------------------------
+    def collect(self, n_episodes: int, random: bool) -> list:
+        records = []
+        for start in range(0, n_episodes, len(self.envs)):
+            k = min(len(self.envs), n_episodes - start)
+            kw = [
+                {"seed": int(self.rng.integers(2**31)), "options": {"task_index": int(self.rng.integers(self.n_train_tasks))}}
+                for _ in range(k)
+            ]
+            recs = run_episodes(None if random else self.policy, self.envs[:k], kw, deterministic=False)
+            for r in recs:
+                self.buffer.add(r.episode)
+                self.step += len(r.episode)
+            records += recs
+        return records
+
+    # -- loop ------------------------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        cfg = self.cfg.train
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.total_steps, initial=self.step, unit="step", dynamic_ncols=True)
+        t_start = time.perf_counter()
+        if self.step == 0 and self.cfg.train.initial_episodes:
+            t0 = time.perf_counter()
+            self.collect(self.cfg.train.initial_episodes, random=True)
+            self.timing["collect"] += time.perf_counter() - t0
+        while self.step < cfg.total_steps:
+            t0 = time.perf_counter()
+            recs = self.collect(cfg.episodes_per_epoch, random=False)
+            t1 = time.perf_counter()
+            metrics = self.learner.train_epoch(self.buffer, self.rng)
+            t2 = time.perf_counter()
+            self.timing["collect"] += t1 - t0
+            self.timing["update"] += t2 - t1
+            self.epoch += 1
+            row = {
+                "kind": "epoch",
+                "epoch": self.epoch,
+                "step": self.step,
+                "train_return": float(np.mean([r.ret for r in recs])),
+                **{k: round(v, 5) for k, v in metrics.items()},
+            }
+            self._log_row(row)
+            if bar is not None:
+                bar.update(self.step - bar.n)
+                bar.set_postfix(ret=f"{row['train_return']:.2f}")
+            if self.step >= self.next_eval or self.step >= cfg.total_steps:
+                self.evaluate()
+                self.next_eval += cfg.eval_every
+            if self.step >= self.next_ckpt:
+                self.save()
+                self.next_ckpt += cfg.checkpoint_every
+        if bar is not None:
+            bar.close()
+        self.save()
+        wall = time.perf_counter() - t_start
+        log.info("training done", step=self.step, wall_s=round(wall, 1), out=str(self.out))
+        return {"step": self.step, "wall_s": wall, "last_eval": self.last_eval()}
+
+    def evaluate(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        recs = evaluation_episodes(self.policy, self.cfg.env, "test", self.cfg.train.eval_episodes, seed=10_000)
+        s = summarize(recs)
+        self.timing["eval"] += time.perf_counter() - t0
+        row = {"kind": "eval", "epoch": self.epoch, "step": self.step, "split": "test", **{k: v for k, v in s.items() if k != "per_task_return"}}
+        self._log_row(row)
+        return row
+
+    def last_eval(self) -> dict[str, Any] | None:
+        evals = [h for h in self.history if h["kind"] == "eval"]
+        return evals[-1] if evals else None
+
+    def _log_row(self, row: dict[str, Any]) -> None:
+        self.history.append(row)
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if row["kind"] == "eval" or not self.progress:
+            log.info(row["kind"], **{k: v for k, v in row.items() if k != "kind"})
+
+    # -- checkpoints ------------------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        return {"env_steps": self.step, "epochs": self.epoch, "timing_s": {k: round(v, 2) for k, v in self.timing.items()}, "last_eval": self.last_eval()}
+
+    def save(self) -> None:
+        cfg = self.cfg.model_dump(mode="json")
+        training = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "next_eval": self.next_eval,
+            "next_ckpt": self.next_ckpt,
+            "learner": self.learner.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": json.dumps(self.rng.bit_generator.state),
+            "history": json.dumps(self.history),
+            "timing": dict(self.timing),
+        }
+        # buffer first: a checkpoint never points at a buffer older than itself
+        tmp = self.out / "buffer.pt.tmp"
+        torch.save(self.buffer.state_dict(), tmp)
+        tmp.replace(self.out / "buffer.pt")
+        save_checkpoint(self.out / "checkpoint.pt", self.policy, cfg, self.env_info, self.stats(), training)
+        save_checkpoint(self.out / "policy.pt", self.policy, cfg, self.env_info, self.stats(), None)
+        log.info("checkpoint saved", step=self.step, path=str(self.out / "checkpoint.pt"))
+
+    def _resume(self) -> None:
+        ck = load_checkpoint(self.out / "checkpoint.pt")
+        if ck.training is None:
+            raise ValueError(f"{ck.path}: holds no training state (a policy-only file); cannot resume")
+        self.policy.load_state_dict(ck.policy_state)
+        tr = ck.training
+        self.learner.load_state_dict(tr["learner"])
+        self.buffer.load_state_dict(torch.load(self.out / "buffer.pt", weights_only=True))
+        self.step, self.epoch = int(tr["step"]), int(tr["epoch"])
+        self.next_eval, self.next_ckpt = int(tr["next_eval"]), int(tr["next_ckpt"])
+        torch.set_rng_state(tr["torch_rng"])
+        self.rng.bit_generator.state = json.loads(tr["numpy_rng"])
+        self.history = json.loads(tr["history"])
+        self.timing = dict(tr["timing"])
+        # metrics.jsonl may hold rows written after the checkpoint: rewrite it to what was saved
+        with open(self.out / "metrics.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in self.history)
+        log.info("resumed", step=self.step, epoch=self.epoch)

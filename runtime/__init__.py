@@ -1,0 +1,1 @@
+"""The runtime: CLI, ZeroMQ server, wire protocol, sessions, simulator client and scenario replay."""
