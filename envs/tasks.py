@@ -116,6 +116,8 @@ class TaskDistribution(ABC):
 
     def make_task(self, base: str | None = None, split: str = "train", index: int = -1, **params: float) -> Task:
         """Build and validate a task by hand (e.g. `dist.make_task(velocity=1.5)`)."""
+        if split not in SPLITS:
+            raise TaskError(f"{self.family}: unknown split {split!r} (expected one of {', '.join(SPLITS)})")
         task = Task(family=self.family, base=base or self.bases[0], params=params, split=split, index=index)
         self.validate(task)
         return task
