@@ -35,6 +35,7 @@ class MetaEnv:
         self.distribution.validate(task)
         self._task = task
         self._task_vector = self.distribution.task_vector(task).astype(np.float32)
+        self._info_base = {"task_id": task.id, "base_task": task.base}  # built once per task, not per step
         self._apply_task(task)
 
     def _apply_task(self, task: Task) -> None:
@@ -69,10 +70,6 @@ class MetaEnv:
 
     def task_info(self, **reward_terms: float) -> dict[str, Any]:
         """The `info` entries every family reports."""
-        info: dict[str, Any] = {
-            "task_id": self._task.id,
-            "base_task": self._task.base,
-            "task_vector": self._task_vector.copy(),
-        }
+        info: dict[str, Any] = {**self._info_base, "task_vector": self._task_vector.copy()}
         info.update({f"reward_{k}": float(v) for k, v in reward_terms.items()})
         return info

@@ -85,7 +85,13 @@ class TaskDistribution(ABC):
             rng = np.random.default_rng([self.seed, SPLITS.index(split)])
             pairs = self._sample(split, n, rng) if n > 0 else []
             self._cache[split] = [
-                Task(family=self.family, base=b, params={k: float(v) for k, v in p.items()}, split=split, index=i)
+                Task(
+                    family=self.family,
+                    base=b,
+                    params={k: float(v) for k, v in p.items()},
+                    split=split,
+                    index=i,
+                )
                 for i, (b, p) in enumerate(pairs)
             ]
         return self._cache[split]
@@ -106,7 +112,9 @@ class TaskDistribution(ABC):
         if task.family != self.family:
             raise TaskError(f"task {task.id!r} is of family {task.family!r}, this env is {self.family!r}")
         if task.base not in self.bases:
-            raise TaskError(f"{self.family}: unknown base task {task.base!r} (expected one of {list(self.bases)})")
+            raise TaskError(
+                f"{self.family}: unknown base task {task.base!r} (expected one of {list(self.bases)})"
+            )
         for k, v in task.params.items():
             if not math.isfinite(v):
                 raise TaskError(f"{self.family}: task parameter {k}={v} is not finite")
@@ -114,7 +122,9 @@ class TaskDistribution(ABC):
         if why is not None:
             raise TaskError(f"{self.family}: task {task.id!r} out of range: {why}")
 
-    def make_task(self, base: str | None = None, split: str = "train", index: int = -1, **params: float) -> Task:
+    def make_task(
+        self, base: str | None = None, split: str = "train", index: int = -1, **params: float
+    ) -> Task:
         """Build and validate a task by hand (e.g. `dist.make_task(velocity=1.5)`)."""
         if split not in SPLITS:
             raise TaskError(f"{self.family}: unknown split {split!r} (expected one of {', '.join(SPLITS)})")
