@@ -103,17 +103,26 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    # torch.save writes a zip archive; anything else (a truncated file loses the zip's central directory,
+    # a text file, a plain pickle) is rejected here, since torch.load raises assorted errors on them
+    # (OSError, KeyError, UnpicklingError, ...)
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a torch file: no zip archive)")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, EOFError, RuntimeError) as e:
+    except pickle.UnpicklingError as e:
+        lines = str(e).splitlines()
+        why = next((ln.strip() for ln in lines if "Unsupported" in ln), lines[0] if lines else "")
+        raise CheckpointError(f"{path}: refused: the file holds objects other than tensors and plain data ({why})") from None
+    except Exception as e:  # any other failure to read is a damaged file
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a torch file): {msg}") from None
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path}: refused: the file holds objects other than tensors and plain data ({e})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} file (foreign torch file: no '{FORMAT}' format tag)")
     version = raw.get("version")
-    if not isinstance(version, int) or version > VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: damaged checkpoint: no valid format version (got {version!r})")
+    if version > VERSION:
         raise CheckpointError(
             f"{path}: checkpoint version {version} is newer than this runtime supports ({VERSION}); upgrade metarl-runtime"
         )

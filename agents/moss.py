@@ -11,10 +11,16 @@ Each epoch, after the trainer has collected episodes on training tasks with onli
 Design choices (ALGORITHMS.md leaves them open): the recurrent prior is detached (it is a target the
 posterior may not drag); windows start from the stored hidden state of their first step (the paper's
 retain_hidden), so training sees the same beliefs as inference; the decoder predicts s' - s.
+One deliberate departure: the decoder reconstructs c_t = (s_{t+1}, r_t) from z drawn from the belief
+*before* c_t (q(z | c_<t), the belief the policy acts on at t), not from q(z | c_<=t). With the latter the
+encoder learns to copy r_t into z_t (measured on the point robot: KL 6.7 nats/step, linear probe R^2 of the
+goal < 0.1), a shortcut the KL weight must fight; predicting the next step from the current belief is what
+the paper's "predict the next step only" asks of the belief and removes the shortcut.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -74,19 +80,19 @@ class MoSS(Learner):
         mask = buffer.window_mask(e, t0, W).float()
         h0 = buffer.derived["hidden"][e, t0]
         h = pol.encoder.sequence(s, a, r, s2, h0)  # [B, W, H]
-        post = pol.head(h)
-        prior = pol.head(torch.cat([h0.unsqueeze(1), h[:, :-1]], 1)).detach()
+        post = pol.head(h)  # q(. | c_<=t)
+        before = pol.head(torch.cat([h0.unsqueeze(1), h[:, :-1]], 1))  # q(. | c_<t): what the policy acts on at t
         at_start = (t0.unsqueeze(1) + torch.arange(W)) == 0
-        prior = prior.where(at_start, standard_prior(prior))
+        prior = before.detach().where(at_start, standard_prior(before))
 
-        # reconstruction: one reparameterised z per component, weighted by q(y=k)
-        z = post.mu + post.logstd.exp() * torch.randn_like(post.mu)  # [B, W, K, D]
+        # next-step prediction: (s_t, a_t, z ~ q(z | c_<t, y=k)) -> (s_{t+1} - s_t, r_t), weighted by q(y=k | c_<t)
+        z = before.mu + before.logstd.exp() * torch.randn_like(before.mu)  # [B, W, K, D]
         K = z.shape[-2]
         sa = torch.cat([s, a], -1).unsqueeze(-2).expand(*s.shape[:-1], K, -1)
         dec_in = torch.cat([sa, z], -1)
         err_s = F.mse_loss(self.state_decoder(dec_in), (s2 - s).unsqueeze(-2).expand_as(sa[..., : s.shape[-1]]), reduction="none").sum(-1)
         err_r = (self.reward_decoder(dec_in).squeeze(-1) - r.unsqueeze(-1)) ** 2
-        rec = (post.probs * (enc.state_weight * err_s + enc.reward_weight * err_r)).sum(-1)
+        rec = (before.probs * (enc.state_weight * err_s + enc.reward_weight * err_r)).sum(-1)
         kl_z, kl_y = mixture_kl_terms(post, prior)
         denom = mask.sum().clamp(min=1)
         rec_m, kl_z_m, kl_y_m = ((x * mask).sum() / denom for x in (rec, kl_z, kl_y))
@@ -123,6 +129,7 @@ class MoSS(Learner):
     # -- the epoch ------------------------------------------------------------------------------------------
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         metrics: dict[str, float] = {}
+        t0 = time.perf_counter()
         if "hidden" not in buffer.derived or self.cfg.train.encoder_updates > 0:
             self.relabel(buffer)  # windows start from up-to-date stored hidden states
         for _ in range(self.cfg.train.encoder_updates):
@@ -132,10 +139,13 @@ class MoSS(Learner):
             if self.cfg.encoder.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(self.vae_params, self.cfg.encoder.max_grad_norm)
             self.vae_opt.step()
+        t1 = time.perf_counter()
         self.relabel(buffer)
+        t2 = time.perf_counter()
         for _ in range(self.cfg.train.policy_updates):
             batch = sac_batch(buffer, self.policy, buffer.derived["belief"], self.cfg.sac.batch_size, rng)
             metrics.update(self.sac.update(*batch))
+        metrics.update(time_encoder_s=t1 - t0, time_relabel_s=t2 - t1, time_sac_s=time.perf_counter() - t2)
         return metrics
 
     def state_dict(self) -> dict[str, Any]:

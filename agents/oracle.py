@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,10 @@ class Oracle(Learner):
         last = (buffer.length - 1).clamp(min=0)
         per_step[torch.arange(tv.shape[0]), last + 1] = tv[torch.arange(tv.shape[0]), last]
         metrics: dict[str, float] = {}
+        t0 = time.perf_counter()
         for _ in range(self.cfg.train.policy_updates):
             metrics = self.sac.update(*sac_batch(buffer, self.policy, per_step, self.cfg.sac.batch_size, rng))
+        metrics["time_sac_s"] = time.perf_counter() - t0
         return metrics
 
     def state_dict(self) -> dict[str, Any]:

@@ -46,6 +46,12 @@ def run_episodes(
     n = len(envs)
     obs_list, infos = zip(*(env.reset(**kw) for env, kw in zip(envs, reset_kwargs, strict=True)), strict=True)
     obs = np.stack(obs_list).astype(np.float32)
+    if policy is None:
+        # the random policy draws from env.action_space, whose RNG reset(seed=) does not touch: seed it too,
+        # so random collection (training's initial episodes) and the random baseline are reproducible
+        for env, kw in zip(envs, reset_kwargs, strict=True):
+            if kw.get("seed") is not None:
+                env.action_space.seed(int(kw["seed"]))
     state = policy.init_state(n) if policy is not None else None
     if policy is not None and policy.needs_task_vector:
         state = policy.set_task_vector(state, torch.as_tensor(np.stack([i["task_vector"] for i in infos])))  # type: ignore[attr-defined]
@@ -70,6 +76,7 @@ def run_episodes(
             actions = np.stack([env.action_space.sample() for env in envs]).astype(np.float32)
         next_obs = obs.copy()
         rewards = np.zeros(n, dtype=np.float32)
+        was_alive = alive.copy()
         for j in np.flatnonzero(alive):
             o2, r, term, trunc, info = envs[j].step(actions[j])
             if "task_switch" in info:
@@ -98,9 +105,10 @@ def run_episodes(
             if policy.needs_task_vector:
                 new_state = policy.set_task_vector(new_state, torch.as_tensor(np.stack(cur_task_vec)))  # type: ignore[attr-defined]
             state = new_state
-            if record_beliefs and not alive.any():
+            if record_beliefs and (was_alive & ~alive).any():
+                # the belief after an env's last step (finished envs' rows get dummy updates afterwards)
                 b = policy.belief(state)
-                for j in range(n):
+                for j in np.flatnonzero(was_alive & ~alive):
                     beliefs[j].append(b[j].numpy().copy())
         obs = next_obs
     out = []

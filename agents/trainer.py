@@ -89,6 +89,7 @@ class Trainer:
         self.next_ckpt = cfg.train.checkpoint_every
         self.history: list[dict[str, Any]] = []
         self.timing = {"collect": 0.0, "update": 0.0, "eval": 0.0}
+        self.updates = {"encoder": 0, "sac": 0}
         if resume:
             self._resume()
         else:
@@ -131,6 +132,11 @@ class Trainer:
             t2 = time.perf_counter()
             self.timing["collect"] += t1 - t0
             self.timing["update"] += t2 - t1
+            for k in [k for k in metrics if k.startswith("time_")]:
+                name = k.removeprefix("time_").removesuffix("_s")
+                self.timing[name] = self.timing.get(name, 0.0) + metrics.pop(k)
+            self.updates["encoder"] += self.cfg.train.encoder_updates if self.cfg.algorithm == "moss" else 0
+            self.updates["sac"] += self.cfg.train.policy_updates
             self.epoch += 1
             row = {
                 "kind": "epoch",
@@ -178,7 +184,13 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        return {"env_steps": self.step, "epochs": self.epoch, "timing_s": {k: round(v, 2) for k, v in self.timing.items()}, "last_eval": self.last_eval()}
+        return {
+            "env_steps": self.step,
+            "epochs": self.epoch,
+            "updates": dict(self.updates),
+            "timing_s": {k: round(v, 2) for k, v in self.timing.items()},
+            "last_eval": self.last_eval(),
+        }
 
     def save(self) -> None:
         cfg = self.cfg.model_dump(mode="json")
@@ -192,6 +204,7 @@ class Trainer:
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
             "history": json.dumps(self.history),
             "timing": dict(self.timing),
+            "updates": dict(self.updates),
         }
         # buffer first: a checkpoint never points at a buffer older than itself
         tmp = self.out / "buffer.pt.tmp"
@@ -215,6 +228,7 @@ class Trainer:
         self.rng.bit_generator.state = json.loads(tr["numpy_rng"])
         self.history = json.loads(tr["history"])
         self.timing = dict(tr["timing"])
+        self.updates = dict(tr.get("updates", self.updates))
         # metrics.jsonl may hold rows written after the checkpoint: rewrite it to what was saved
         with open(self.out / "metrics.jsonl", "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in self.history)

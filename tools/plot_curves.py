@@ -1,0 +1,55 @@
+"""Learning curves (test return vs env steps) from run directories' metrics.jsonl, to one PNG.
+
+    python tools/plot_curves.py runs/moss_pr_ns runs/oracle_pr_ns --out docs/img/curves.png [--random -95.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def eval_rows(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("kind") == "eval"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--title", default="")
+    ap.add_argument("--random", type=float, default=None, help="random-policy return, drawn as a dashed line")
+    args = ap.parse_args()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for run in args.runs:
+        rows = eval_rows(run)
+        if not rows:
+            print(f"{run}: no evaluation rows yet, skipped")
+            continue
+        x = [r["step"] for r in rows]
+        y = [r["mean_return"] for r in rows]
+        s = [r["std_return"] for r in rows]
+        ax.plot(x, y, marker="o", ms=3, label=run.name)
+        ax.fill_between(x, [a - b for a, b in zip(y, s)], [a + b for a, b in zip(y, s)], alpha=0.15)
+    if args.random is not None:
+        ax.axhline(args.random, ls="--", color="grey", label="random policy")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("test return (mean ± std over episodes)")
+    ax.set_title(args.title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=120)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
