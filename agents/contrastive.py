@@ -19,11 +19,28 @@ def euclidean(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 SIMILARITIES: dict[str, Similarity] = {"euclidean": euclidean}
 
 
-def info_nce(q: torch.Tensor, k: torch.Tensor, similarity: Similarity | str = euclidean) -> torch.Tensor:
-    """-(1/N) sum_i log softmax_j(sim(q_i, k_j))[i]: row i's positive is k_i, the other rows are negatives."""
+def info_nce(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    similarity: Similarity | str = euclidean,
+    labels_q: torch.Tensor | None = None,
+    labels_k: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """InfoNCE: -(1/N) sum_i log( sum_{j in P(i)} exp(sim(q_i, k_j)) / sum_j exp(sim(q_i, k_j)) ).
+
+    Without labels P(i) = {i} (row i's positive is k_i, every other row a negative). With task labels
+    ([N], [M]) P(i) = {j : labels_k[j] == labels_q[i]}, so two rows of the same task are never negatives
+    of each other; rows without any positive are skipped.
+    """
     sim = SIMILARITIES[similarity] if isinstance(similarity, str) else similarity
     logits = sim(q, k)
-    return F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
+    if labels_q is None:
+        return F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
+    pos = labels_q.unsqueeze(1) == labels_k.unsqueeze(0)  # [N, M]
+    has = pos.any(1)
+    log_num = torch.logsumexp(logits.masked_fill(~pos, float("-inf")), 1)
+    loss = torch.logsumexp(logits, 1) - log_num
+    return loss[has].mean() if has.any() else logits.sum() * 0.0
 
 
 @torch.no_grad()

@@ -153,8 +153,8 @@ class Trainer:
                 self.evaluate()
                 self.next_eval += cfg.eval_every
             if self.step >= self.next_ckpt:
+                self.next_ckpt += cfg.checkpoint_every  # before saving: a resumed run keeps the schedule
                 self.save()
-                self.next_ckpt += cfg.checkpoint_every
         if bar is not None:
             bar.close()
         self.save()

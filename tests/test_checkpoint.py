@@ -1,0 +1,216 @@
+"""Checkpoint files: a round trip acts identically; every kind of bad file gets a CheckpointError saying why."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import structlog
+import torch
+from typer.testing import CliRunner
+
+from agents.checkpoint import VERSION, CheckpointError, build_policy, load_checkpoint, save_checkpoint
+from agents.config import parse_config
+from agents.policies import MoSSPolicy, OraclePolicy
+from runtime.cli import app
+
+torch.set_num_threads(1)
+
+ENV = {
+    "id": "PointRobot",
+    "obs_dim": 2,
+    "action_dim": 2,
+    "action_low": [-0.1, -0.1],
+    "action_high": [0.1, 0.1],
+}
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The CLI points structlog at CliRunner's (then closed) stderr; put the defaults back afterwards."""
+    yield
+    structlog.reset_defaults()
+
+
+def moss_config() -> dict:
+    raw = {
+        "algorithm": "moss",
+        "env": {"id": "PointRobot"},
+        "encoder": {
+            "latent_dim": 3,
+            "n_components": 2,
+            "embed_dim": 8,
+            "hidden_dim": 12,
+            "include_probs": True,
+        },
+        "sac": {"hidden": [16, 16]},
+    }
+    return parse_config(raw).model_dump(mode="json")
+
+
+def make_moss() -> MoSSPolicy:
+    torch.manual_seed(0)
+    return MoSSPolicy(2, 2, [-0.1, -0.1], [0.1, 0.1], 3, 2, 8, 12, (16, 16), True)
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> tuple[MoSSPolicy, Path]:
+    policy = make_moss()
+    path = save_checkpoint(tmp_path / "moss.pt", policy, moss_config(), ENV, {"env_steps": 123}, None)
+    return policy, path
+
+
+@torch.no_grad()
+def rollout(policy, seed: int = 4, n: int = 4, steps: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    state = policy.init_state(n)
+    obs = torch.rand(n, 2, generator=g) * 2 - 1
+    beliefs, actions = [], []
+    for _ in range(steps):
+        b = policy.belief(state)
+        a = policy.act(obs, b, deterministic=True)
+        obs2 = obs + a
+        state = policy.update(state, obs, a, -obs2.norm(dim=-1), obs2)
+        beliefs.append(b)
+        actions.append(a)
+        obs = obs2
+    return torch.stack(beliefs), torch.stack(actions)
+
+
+# -- round trip ----------------------------------------------------------------------------------------------
+def test_round_trip_gives_identical_actions(saved) -> None:
+    policy, path = saved
+    ck = load_checkpoint(path)
+    assert ck.algorithm == "moss" and ck.version == VERSION and ck.env == ENV
+    assert ck.config == moss_config() and ck.stats == {"env_steps": 123} and ck.training is None
+    assert ck.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    loaded = build_policy(ck)
+    assert isinstance(loaded, MoSSPolicy) and not loaded.training
+    assert loaded.spec() == policy.spec()
+    b0, a0 = rollout(policy)
+    b1, a1 = rollout(loaded)
+    assert torch.equal(a0, a1) and torch.equal(b0, b1)
+    assert not any(p.name.endswith(".tmp") for p in path.parent.iterdir())  # the atomic save cleaned up
+
+
+def test_round_trip_oracle_with_training_state(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    policy = OraclePolicy(2, 2, [-0.1, -0.1], [0.1, 0.1], task_dim=2, actor_hidden=(16,))
+    training = {"step": 7, "numpy_rng": json.dumps({"a": 1}), "torch_rng": torch.get_rng_state()}
+    path = save_checkpoint(tmp_path / "o.pt", policy, {"algorithm": "oracle"}, ENV, {}, training)
+    ck = load_checkpoint(path)
+    assert ck.summary()["resumable"] and ck.training["step"] == 7
+    assert torch.equal(ck.training["torch_rng"], training["torch_rng"])
+    loaded = build_policy(ck)
+    obs, tv = torch.randn(5, 2), torch.randn(5, 2)
+    assert torch.equal(policy.act(obs, tv), loaded.act(obs, tv))
+
+
+# -- bad files -----------------------------------------------------------------------------------------------
+def expect_error(path: Path, *phrases: str) -> str:
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(path)
+    msg = str(exc.value)
+    for p in phrases:
+        assert p in msg, msg
+    assert "\n" not in msg, msg  # one clear line, not a traceback-sized essay
+    return msg
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5, 0.9, 0.999])
+def test_truncated_file(saved, fraction: float) -> None:
+    _, path = saved
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    expect_error(path, str(path), "truncated")
+
+
+def test_foreign_torch_file(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.pt"
+    torch.save({"a": 1}, path)
+    expect_error(path, "foreign", "format tag")
+    torch.save(torch.zeros(3), path)
+    expect_error(path, "foreign")
+
+
+def test_non_torch_file(tmp_path: Path) -> None:
+    path = tmp_path / "notes.pt"
+    path.write_text("hello, I am not a checkpoint\n")
+    expect_error(path, "not a torch file")
+    path.write_bytes(pickle.dumps({"a": [1, 2]}))
+    expect_error(path, "not a torch file")
+
+
+def test_newer_version(saved) -> None:
+    _, path = saved
+    raw = torch.load(path, weights_only=True)
+    raw["version"] = VERSION + 1
+    torch.save(raw, path)
+    expect_error(path, f"version {VERSION + 1}", "newer")
+
+
+def test_missing_version_is_not_called_newer(saved) -> None:
+    _, path = saved
+    raw = torch.load(path, weights_only=True)
+    del raw["version"]
+    torch.save(raw, path)
+    msg = expect_error(path, "version")
+    assert "newer" not in msg
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    expect_error(tmp_path / "nope.pt", "not found", "nope.pt")
+
+
+class Payload:
+    """Anything that is not tensors and plain containers: unpickling it could run code."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickled_object_is_refused(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "metarl-checkpoint", "version": 1, "x": Payload()}, path)
+    expect_error(path, "refused", "objects other than tensors")
+    assert "this must never run" not in capsys.readouterr().out
+
+
+def test_damaged_and_unknown_algorithm(saved) -> None:
+    _, path = saved
+    raw = torch.load(path, weights_only=True)
+    torch.save({**raw, "algorithm": "ppo"}, path)
+    expect_error(path, "unknown algorithm", "ppo")
+    torch.save({k: v for k, v in raw.items() if k != "policy"}, path)
+    expect_error(path, "missing", "policy")
+
+
+def test_weights_not_matching_spec(saved) -> None:
+    _, path = saved
+    raw = torch.load(path, weights_only=True)
+    raw["policy_spec"]["hidden_dim"] = 13
+    torch.save(raw, path)
+    with pytest.raises(CheckpointError, match="do not match its spec"):
+        build_policy(load_checkpoint(path))
+
+
+# -- runtime inspect -----------------------------------------------------------------------------------------
+def test_cli_inspect_json(saved) -> None:
+    policy, path = saved
+    result = CliRunner().invoke(app, ["inspect", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["algorithm"] == "moss" and out["env"]["id"] == "PointRobot"
+    assert out["policy_parameters"] == sum(p.numel() for p in policy.state_dict().values())
+    assert out["resumable"] is False and out["version"] == VERSION
+
+
+def test_cli_inspect_bad_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.pt"
+    path.write_text("garbage")
+    result = CliRunner().invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 2
+    assert "bad.pt" in result.stderr and "not a torch file" in result.stderr
