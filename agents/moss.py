@@ -99,7 +99,7 @@ class MoSS(Learner):
             B = len(e)
             rows = torch.arange(B)
             last = (mask.sum(1).long() - 1).clamp(min=0)
-            rand = (torch.as_tensor(rng.random(B), dtype=torch.float32) * mask.sum(1)).long().clamp(max=W - 1)
+            rand = torch.minimum((torch.as_tensor(rng.random(B)) * mask.sum(1)).long(), last)
             mu, _ = post.selected()  # [B, W, D]
             task = buffer.window("task", e, t0, W)
             partner = rows ^ 1
@@ -124,7 +124,7 @@ class MoSS(Learner):
         if enc.decode == "segment":
             M = enc.decode_samples
             L = buffer.length[e].view(B, 1, 1)
-            j = (torch.as_tensor(rng.random((B, W, M)), dtype=torch.float32) * L).long()
+            j = torch.minimum((torch.as_tensor(rng.random((B, W, M))) * L).long(), L - 1)  # float rounding
             ee = e.view(B, 1, 1).expand(B, W, M)
             weight = (buffer.task[ee, j] == buffer.task[e.unsqueeze(1), t_abs].unsqueeze(-1)).float()
         else:
