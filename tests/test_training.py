@@ -339,3 +339,22 @@ def test_cli_eval_bad_split_and_missing_checkpoint(oracle_run, tmp_path: Path) -
     assert r.exit_code == 2 and "--split" in r.stderr
     r = CliRunner().invoke(app, ["eval", "--checkpoint", str(tmp_path / "none.pt"), "--json"])
     assert r.exit_code == 2 and "not found" in r.stderr and r.stdout == ""
+
+
+class _EdgeRng(np.random.Generator):
+    """A generator whose `random` returns the largest float below 1: samples land on range ends."""
+
+    def __init__(self) -> None:
+        super().__init__(np.random.PCG64(0))
+
+    def random(self, size=None, dtype=np.float64, out=None):  # type: ignore[override]
+        return np.full(size, np.nextafter(1.0, 0.0))
+
+
+def test_encoder_loss_sampling_stays_inside_episodes(reference_run, tmp_path: Path) -> None:
+    """Segment-decoding and contrastive step indices drawn at the top of [0, 1) stay inside the episode."""
+    shutil.copytree(reference_run[0], tmp_path / "run")
+    trainer = Trainer(tiny(), tmp_path / "run", resume=True)
+    trainer.learner.relabel(trainer.buffer)
+    loss, metrics = trainer.learner.encoder_loss(trainer.buffer, _EdgeRng())
+    assert np.isfinite(loss.item()) and np.isfinite(metrics["rec"])
