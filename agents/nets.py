@@ -48,6 +48,7 @@ class GRUEncoder(nn.Module):
         return out
 
     def step(self, h: torch.Tensor, s, a, r, s2) -> torch.Tensor:
-        x = self.embed(transition_features(s, a, r, s2)).unsqueeze(1)
-        _, h_new = self.gru(x, h.unsqueeze(0).contiguous())
-        return h_new.squeeze(0)
+        # the GRU cell on nn.GRU's own weights: the same numbers as `sequence`, ~2x cheaper at batch 1
+        g = self.gru
+        x = self.embed(transition_features(s, a, r, s2))
+        return torch.gru_cell(x, h, g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)
