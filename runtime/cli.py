@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -26,11 +26,11 @@ def emit_json(obj: Any) -> None:
 @app.command()
 def train(
     config: Path = typer.Option(..., "--config", "-c", help="YAML run config (configs/...)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/<config name>)"),
-    seed: Optional[int] = typer.Option(None, help="override the config's seed"),
-    total_steps: Optional[int] = typer.Option(None, "--total-steps", help="override train.total_steps"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="run directory (default runs/<config name>)"),
+    seed: int | None = typer.Option(None, help="override the config's seed"),
+    total_steps: int | None = typer.Option(None, "--total-steps", help="override train.total_steps"),
     resume: bool = typer.Option(False, "--resume", help="continue from OUT/checkpoint.pt"),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: on a terminal)"),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="progress bar (default: on a terminal)"),
 ) -> None:
     """Train an agent; checkpoints to OUT/checkpoint.pt (resumable) and OUT/policy.pt (to serve)."""
     configure_logging()
@@ -69,12 +69,12 @@ def train(
 @app.command("eval")
 def evaluate(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint or policy file"),
-    env: Optional[str] = typer.Option(None, "--env", help="env id (default: the checkpoint's)"),
+    env: str | None = typer.Option(None, "--env", help="env id (default: the checkpoint's)"),
     split: str = typer.Option("test", help="train | test | ood"),
     episodes: int = typer.Option(20, help="episodes (task i mod n_tasks)"),
-    nonstationary: Optional[str] = typer.Option(None, help="periodic | hazard | none (default: as trained)"),
+    nonstationary: str | None = typer.Option(None, help="periodic | hazard | none (default: as trained)"),
     seed: int = typer.Option(10_000, help="reset seed of episode 0 (episode i uses seed + i)"),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="oracle checkpoint: adds normalised score and adaptation delay"),
+    reference: Path | None = typer.Option(None, "--reference", help="oracle checkpoint: adds normalised score and adaptation delay"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Zero-shot evaluation: returns per task and overall (+ normalised score and adaptation delay with --reference)."""
@@ -143,6 +143,131 @@ def inspect(
     for k, v in s.items():
         if k != "config":
             typer.echo(f"{k:>18}: {v}")
+
+
+@app.command()
+def serve(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint or policy file to serve"),
+    bind: str = typer.Option("tcp://127.0.0.1:5555", help="ZeroMQ endpoint to bind (loopback by default; port * picks a free one)"),
+    max_sessions: int = typer.Option(1024, "--max-sessions", min=1, help="open sessions at most (then too_many_sessions)"),
+    idle_timeout: float = typer.Option(600.0, "--idle-timeout", min=0.001, help="seconds without a request before a session is evicted"),
+    state_dir: Path | None = typer.Option(None, "--state-dir", help="save sessions here on shutdown and restore them on start"),
+    max_frame_bytes: int = typer.Option(65_536, "--max-frame-bytes", min=64, help="larger messages get frame_too_large"),
+    batching: bool = typer.Option(True, "--batching/--no-batching", help="--no-batching: one forward pass per request (benchmark baseline)"),
+    json_logs: bool | None = typer.Option(None, "--json-logs/--console-logs", help="log format (default: console on a terminal)"),
+) -> None:
+    """Serve a checkpoint over ZeroMQ (protocol v1, docs/serving.md) until SIGINT/SIGTERM."""
+    import signal
+
+    import zmq
+
+    configure_logging(json=json_logs)
+    from agents.checkpoint import CheckpointError
+    from runtime.server import Server
+    from runtime.sessions import StateFileError
+
+    try:
+        server = Server.from_checkpoint(
+            checkpoint, bind=bind, max_sessions=max_sessions, idle_timeout=idle_timeout, state_dir=state_dir,
+            max_frame_bytes=max_frame_bytes, batching=batching,
+        )
+    except (CheckpointError, StateFileError) as e:
+        fail(str(e))
+    except zmq.ZMQError as e:  # address in use, bad endpoint ...
+        fail(f"cannot bind {bind!r}: {e}")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: server.stop())
+    server.serve_forever()
+
+
+@app.command()
+def client(
+    server: str = typer.Option("tcp://127.0.0.1:5555", "--server", help="address of a `runtime serve`"),
+    env: str | None = typer.Option(None, "--env", help="env id (default: the checkpoint's)"),
+    split: str = typer.Option("test", help="train | test | ood"),
+    nonstationary: str | None = typer.Option(None, help="periodic | hazard | none (default: the checkpoint's)"),
+    interval: int | None = typer.Option(None, min=1, help="steps between switch draws (default: the checkpoint's)"),
+    p: float | None = typer.Option(None, min=0.0, max=1.0, help="switch probability (default: the checkpoint's)"),
+    max_episode_steps: int | None = typer.Option(None, "--max-episode-steps", min=1, help="horizon (default: the checkpoint's)"),
+    episodes: int = typer.Option(1, min=1, help="episodes (task i mod n_tasks)"),
+    seed: int = typer.Option(10_000, help="reset seed of episode 0 (episode i uses seed + i), as `runtime eval`"),
+    record: Path | None = typer.Option(None, "--record", help="write a scenario log (.msgpack or .jsonl)"),
+    stochastic: bool = typer.Option(False, "--stochastic", help="sample actions instead of the deterministic policy"),
+    binary: bool = typer.Option(False, "--binary", help="send vectors as float32 bin instead of arrays"),
+    timeout: float = typer.Option(5.0, min=0.01, help="seconds to wait for each reply"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+) -> None:
+    """Simulate an env locally and ask the server for every action; prints per-episode return and switches."""
+    configure_logging()
+    from envs import FAMILIES, TaskError
+    from envs.scenario import ScenarioError
+    from runtime.client import Client, ClientError, drive, env_settings
+
+    if split not in ("train", "test", "ood"):
+        fail(f"--split must be train, test or ood, got {split!r}")
+    if nonstationary not in (None, "periodic", "hazard", "none"):
+        fail(f"--nonstationary must be periodic, hazard or none, got {nonstationary!r}")
+    if env is not None and env not in FAMILIES:
+        fail(f"unknown env id {env!r}; known: {', '.join(FAMILIES)}")
+    try:
+        with Client(server, timeout_s=timeout, binary=binary) as c:
+            hello = c.hello()
+            settings = env_settings(hello, env, nonstationary=nonstationary, interval=interval, p=p,
+                                    max_episode_steps=max_episode_steps)
+            results = drive(c, settings, split, episodes, seed, record, not stochastic, hello)
+    except (ClientError, TaskError, ScenarioError) as e:
+        fail(str(e))
+    rets = [r.ret for r in results]
+    out = {"server": server, "algorithm": hello["algorithm"], "env": settings, "split": split,
+           "episodes": [r.summary() for r in results], "mean_return": float(sum(rets) / len(rets)),
+           "switches": sum(len(r.switches) for r in results)}
+    if record is not None:
+        out["record"] = str(record)
+    if as_json:
+        emit_json(out)
+        return
+    for r in results:
+        sw = ", ".join(f"t={s['step']} {s['old']}->{s['new']}" for s in r.switches) or "none"
+        typer.echo(f"episode {r.episode:>3}  task {r.task_id:<22} return {r.ret:>10.3f}  steps {r.steps:>4}  switches: {sw}")
+    typer.echo(f"mean return {out['mean_return']:.3f} over {len(results)} episode(s), {out['switches']} switch(es)")
+
+
+@app.command()
+def replay(
+    file: Path = typer.Argument(..., help="scenario log (.msgpack or .jsonl), e.g. from `runtime client --record`"),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint whose encoder to replay"),
+    plot: Path | None = typer.Option(None, "--plot", help="write the belief over time to this PNG"),
+    tolerance: float = typer.Option(0.1, min=0.0, help="settled: within this fraction of each belief dimension's range"),
+    panels: int = typer.Option(4, min=1, help="episodes drawn in the plot (those with change points first)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+) -> None:
+    """Replay a scenario log through the encoder: steps to settle after each change point, and a belief plot."""
+    configure_logging()
+    from agents.checkpoint import CheckpointError, build_policy, load_checkpoint
+    from envs.scenario import ScenarioError, read_scenario
+    from runtime.replay import plot as draw
+    from runtime.replay import replay_beliefs, report
+
+    try:
+        scenario = read_scenario(file)
+        policy = build_policy(load_checkpoint(checkpoint))
+        episodes = replay_beliefs(policy, scenario)
+    except (CheckpointError, ScenarioError, ValueError) as e:
+        fail(str(e))
+    out = {"file": str(file), "checkpoint": str(checkpoint), "env_id": scenario.env_id, **report(episodes, tolerance)}
+    if plot is not None:
+        out["plot"] = str(draw(episodes, plot, panels, f"{file.name} through {checkpoint.name}"))
+    if as_json:
+        emit_json(out)
+        return
+    typer.echo(f"{out['episodes']} episode(s), {out['transitions']} transitions, {len(out['change_points'])} change point(s)")
+    for r in out["change_points"]:
+        state = f"settled after {r['steps']} steps" if r["settled"] else f"not settled within {r['segment']} steps"
+        typer.echo(f"  {r['session']} ep {r['episode']} t={r['t']:<4} {r['old']} -> {r['new']}: {state} (shift {r['shift']:.2f})")
+    if out["median_steps"] is not None:
+        typer.echo(f"median settling time {out['median_steps']:g} steps (tolerance {tolerance:g} of the belief range)")
+    if plot is not None:
+        typer.echo(f"plot: {out['plot']}")
 
 
 if __name__ == "__main__":

@@ -13,11 +13,14 @@ def configure_logging(json: bool | None = None, level: str = "info", stream=None
     stream = stream or sys.stderr
     use_json = (not stream.isatty()) if json is None else json
     renderer = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+    # JSON lines carry a logged exception's traceback as text; the console renderer formats it itself
+    exc = [structlog.processors.format_exc_info] if use_json else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *exc,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),

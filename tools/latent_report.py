@@ -31,7 +31,7 @@ from agents.evaluation import evaluation_episodes  # noqa: E402
 def purity(components: np.ndarray, bases: list[str]) -> float:
     total = 0
     for k in np.unique(components):
-        members = [b for b, c in zip(bases, components) if c == k]
+        members = [b for b, c in zip(bases, components, strict=False) if c == k]
         total += Counter(members).most_common(1)[0][1]
     return total / len(bases)
 

@@ -37,7 +37,7 @@ def main() -> None:
         y = [r["mean_return"] for r in rows]
         s = [r["std_return"] for r in rows]
         ax.plot(x, y, marker="o", ms=3, label=run.name)
-        ax.fill_between(x, [a - b for a, b in zip(y, s)], [a + b for a, b in zip(y, s)], alpha=0.15)
+        ax.fill_between(x, [a - b for a, b in zip(y, s, strict=False)], [a + b for a, b in zip(y, s, strict=False)], alpha=0.15)
     if args.random is not None:
         ax.axhline(args.random, ls="--", color="grey", label="random policy")
     ax.set_xlabel("env steps")

@@ -1,0 +1,430 @@
+"""`runtime serve`: a ZeroMQ ROUTER that serves a checkpoint's policy to many sessions at once.
+
+Loop: block in poll, then drain every waiting message (non-blocking, up to `drain_cap`), decode and check
+each, and run the requests of all sessions as one *wave*: one batched `policy.update` over the sessions
+that sent `step`, one batched `policy.belief`, and one `policy.act` per action mode over every session
+that needs an action (open, reset, step). Replies leave in arrival order. A session that appears twice in
+one drain (pipelined steps) starts a new wave, so its requests still run in order. `batching=False` runs
+one wave per request (the benchmark's baseline).
+
+This module imports only the served side of `agents` (policies, checkpoint): no training code.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+import torch
+import zmq
+
+from agents.checkpoint import Checkpoint, build_policy, load_checkpoint
+from agents.policies import AgentPolicy, put_state, select_state
+from runtime import protocol as P
+from runtime.sessions import STATE_FILE, SessionStore
+
+log = structlog.get_logger("runtime.server")
+
+DEFAULT_BIND = "tcp://127.0.0.1:5555"
+DRAIN_CAP = 1024
+
+
+def hello_info(ck: Checkpoint, policy: AgentPolicy) -> dict[str, Any]:
+    """The static part of the `hello` reply."""
+    env_cfg = ck.config.get("env") if isinstance(ck.config, dict) else None
+    return {
+        "protocol": P.PROTOCOL,
+        "algorithm": ck.algorithm,
+        "obs_dim": policy.obs_dim,
+        "action_dim": policy.action_dim,
+        "action_low": policy.action_low.tolist(),
+        "action_high": policy.action_high.tolist(),
+        "belief_dim": policy.belief_dim,
+        "needs_task_vector": bool(policy.needs_task_vector),
+        "checkpoint": {
+            "sha256": ck.sha256,
+            "env_id": (ck.env or {}).get("id") or (env_cfg or {}).get("id"),
+            "training_steps": int((ck.stats or {}).get("env_steps", 0) or 0),
+        },
+        "env": dict(env_cfg or {}),
+    }
+
+
+class Stats:
+    """Counters and latency samples (the last 10,000 of each) for the `stats` op."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.requests = 0
+        self.steps = 0
+        self.errors: Counter[str] = Counter()
+        self.waves = 0
+        self.wave_items = 0
+        self.batch_us: deque[float] = deque(maxlen=10_000)
+        self.request_us: deque[float] = deque(maxlen=10_000)
+
+    def snapshot(self) -> dict[str, Any]:
+        def pct(d: deque[float]) -> dict[str, float | None]:
+            if not d:
+                return {"p50": None, "p99": None}
+            a = np.fromiter(d, float)
+            return {
+                "p50": round(float(np.percentile(a, 50)), 1),
+                "p99": round(float(np.percentile(a, 99)), 1),
+            }
+
+        return {
+            "requests": self.requests,
+            "steps": self.steps,
+            "errors": dict(self.errors),
+            "batches": self.waves,
+            "mean_batch_size": round(self.wave_items / self.waves, 3) if self.waves else 0.0,
+            "latency_us": {"batch": pct(self.batch_us), "request": pct(self.request_us)},
+            "uptime_s": round(time.monotonic() - self.started, 3),
+        }
+
+
+class Server:
+    def __init__(
+        self,
+        policy: AgentPolicy,
+        info: dict[str, Any],
+        bind: str = DEFAULT_BIND,
+        max_sessions: int = 1024,
+        idle_timeout: float = 600.0,
+        state_dir: str | Path | None = None,
+        max_frame_bytes: int = 65_536,
+        batching: bool = True,
+        drain_cap: int = DRAIN_CAP,
+        context: zmq.Context | None = None,
+        torch_threads: int | None = 1,
+    ) -> None:
+        self.policy = policy.eval()
+        self.info = info
+        self.spec = P.Spec(
+            policy.obs_dim, policy.action_dim, policy.belief_dim if policy.needs_task_vector else None
+        )
+        self.store = SessionStore(policy, max_sessions, idle_timeout)
+        self.max_frame_bytes = int(max_frame_bytes)
+        self.batching = batching
+        self.torch_threads = torch_threads  # process-wide; None: leave torch alone (in-process tests)
+        self.drain_cap = int(drain_cap)
+        self.state_path = Path(state_dir) / STATE_FILE if state_dir is not None else None
+        self.stats = Stats()
+        self._stop = threading.Event()
+        self._poll_ms = int(max(1, min(100, idle_timeout * 250)))
+        self._next_evict = 0.0
+        self._meta = {"checkpoint_sha256": info["checkpoint"]["sha256"], "algorithm": info["algorithm"]}
+        self.ctx = context or zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 1000)
+        self.sock.setsockopt(zmq.SNDHWM, 0)
+        self.sock.setsockopt(zmq.RCVHWM, 0)
+        # frames up to 16x the limit get `frame_too_large`; beyond that ZeroMQ drops the connection
+        self.sock.setsockopt(zmq.MAXMSGSIZE, max(1 << 20, 16 * self.max_frame_bytes))
+        try:
+            self.sock.bind(bind)
+        except zmq.ZMQError:
+            self.sock.close(0)
+            raise
+        self.endpoint: str = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if (
+            self.state_path is not None and self.state_path.is_file()
+        ):  # after bind: a taken port loses nothing
+            try:
+                n = self.store.load(self.state_path, self._meta)
+            except Exception:
+                self.sock.close(0)
+                raise
+            self.state_path.replace(self.state_path.with_name(STATE_FILE + ".restored"))
+            log.info("sessions restored", sessions=n, path=str(self.state_path))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> Server:
+        ck = load_checkpoint(path)
+        policy = build_policy(ck)
+        return cls(policy, hello_info(ck, policy), **kwargs)
+
+    # -- loop -----------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to answer what is in flight and return (thread- and signal-safe)."""
+        self._stop.set()
+
+    def serve_forever(self) -> None:
+        if self.torch_threads is not None:
+            torch.set_num_threads(self.torch_threads)
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        log.info(
+            "serving",
+            endpoint=self.endpoint,
+            algorithm=self.info["algorithm"],
+            sessions=len(self.store),
+            max_sessions=self.store.max_sessions,
+            batching=self.batching,
+        )
+        try:
+            with torch.inference_mode():
+                while not self._stop.is_set():
+                    if poller.poll(self._poll_ms):
+                        self._handle_safely(self._drain())
+                    self._maybe_evict()
+                while msgs := self._drain():  # answer what is in flight
+                    self._handle_safely(msgs)
+        finally:
+            self.close()
+
+    def _handle_safely(self, msgs: list[tuple[list[bytes], float]]) -> None:
+        try:
+            self.handle(msgs)
+        except Exception:  # handle() answers every request itself; this is the last line against a bug
+            log.exception("batch failed", messages=len(msgs))
+
+    def close(self) -> None:
+        if self.sock.closed:
+            return
+        self.sock.close()
+        if self.state_path is not None:
+            n = self.store.save(self.state_path, self._meta)
+            log.info("sessions saved", sessions=n, path=str(self.state_path))
+        log.info(
+            "stopped",
+            **{k: v for k, v in self.stats.snapshot().items() if k in ("requests", "steps", "batches")},
+        )
+
+    def _drain(self) -> list[tuple[list[bytes], float]]:
+        msgs: list[tuple[list[bytes], float]] = []
+        while len(msgs) < self.drain_cap:
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            msgs.append((frames, time.perf_counter()))
+        return msgs
+
+    def _maybe_evict(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_evict:
+            self._next_evict = now + min(1.0, self.store.idle_timeout / 4)
+            for sid in self.store.evict_idle():
+                log.info("session evicted", session=sid, idle_timeout_s=self.store.idle_timeout)
+
+    # -- one drained batch ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def handle(self, msgs: list[tuple[list[bytes], float]]) -> None:
+        """Decode, run and answer a drained batch of messages (replies in arrival order)."""
+        if not msgs:
+            return
+        t0 = time.perf_counter()
+        replies: list[dict[str, Any] | None] = [None] * len(msgs)
+        envelopes: list[list[bytes]] = []
+        wave: list[tuple[int, P.Request]] = []
+        touched: set[str] = set()
+        for i, (frames, _) in enumerate(msgs):
+            envelope, body = split_envelope(frames)
+            envelopes.append(envelope)
+            req_id = P.NO_ID
+            try:
+                if body is None:
+                    raise P.ProtocolError(
+                        "bad_request",
+                        f"expected one message frame after the envelope, got {len(frames) - len(envelope)}",
+                    )
+                msg = P.unpack(body, self.max_frame_bytes)
+                req_id = P.request_id(msg)
+                req = P.parse_request(msg, self.spec)
+            except P.ProtocolError as e:
+                replies[i] = self._error(req_id, e.code, e.message, None)
+                continue
+            except Exception as e:  # a bug in decoding: answer it, keep serving
+                log.exception("decoding failed")
+                replies[i] = self._error(req_id, "internal", f"{type(e).__name__}: {e}", None)
+                continue
+            if req.op in ("open", "step", "reset", "close"):
+                if req.session is not None and req.session in touched:
+                    self._run_wave(wave, replies)
+                    wave, touched = [], set()
+                if req.session is not None:
+                    touched.add(req.session)
+                if req.op == "close":
+                    replies[i] = self._close(req)
+                else:
+                    wave.append((i, req))
+                    if not self.batching:
+                        self._run_wave(wave, replies)
+                        wave, touched = [], set()
+            elif req.op == "hello":
+                replies[i] = P.ok_reply(
+                    req.id,
+                    **self.info,
+                    max_sessions=self.store.max_sessions,
+                    max_frame_bytes=self.max_frame_bytes,
+                )
+            else:  # stats
+                replies[i] = P.ok_reply(
+                    req.id,
+                    sessions=len(self.store),
+                    max_sessions=self.store.max_sessions,
+                    evicted=self.store.n_evicted,
+                    **self.stats.snapshot(),
+                )
+        self._run_wave(wave, replies)
+        send = self.sock.send_multipart
+        for i, reply in enumerate(replies):
+            assert reply is not None
+            try:
+                send([*envelopes[i], P.pack(reply)], zmq.NOBLOCK)
+            except zmq.ZMQError as e:  # peer gone, or an unroutable envelope
+                log.debug("reply dropped", error=str(e))
+        t1 = time.perf_counter()
+        st = self.stats
+        st.requests += len(msgs)
+        st.batch_us.append((t1 - t0) * 1e6)
+        st.request_us.extend((t1 - tr) * 1e6 for _, tr in msgs)
+
+    def _error(self, req_id: Any, code: str, message: str, session: str | None) -> dict[str, Any]:
+        self.stats.errors[code] += 1
+        log.info(
+            "request refused",
+            code=code,
+            message=message,
+            session=session,
+            request_id=req_id if req_id is not P.NO_ID and not isinstance(req_id, bytes) else None,
+        )
+        return P.error_reply(req_id, code, message)
+
+    def _close(self, req: P.Request) -> dict[str, Any]:
+        try:
+            self.store.close(req.session)  # type: ignore[arg-type]
+        except P.ProtocolError as e:
+            return self._error(req.id, e.code, e.message, req.session)
+        log.info("session closed", session=req.session)
+        return P.ok_reply(req.id)
+
+    def _run_wave(self, wave: list[tuple[int, P.Request]], replies: list[dict[str, Any] | None]) -> None:
+        """One batched update over the steps of `wave`, then one belief and act pass over all of it."""
+        if not wave:
+            return
+        store = self.store
+        ready: list[tuple[int, P.Request, str, int]] = []  # (reply index, request, session id, slot)
+        steps: list[tuple[int, P.Request, str, int]] = []
+        fresh: list[int] = []
+        for i, req in wave:
+            try:
+                if req.op == "open":
+                    sid, slot = store.open(req.session)
+                    store.deterministic[slot] = req.deterministic
+                    log.info("session opened", session=sid, deterministic=req.deterministic)
+                else:
+                    sid = req.session  # type: ignore[assignment]
+                    slot = store.slot(sid)
+                    if req.op == "step" and store.done[slot]:
+                        raise P.ProtocolError(
+                            "bad_request", f"session {sid!r}: the episode ended (done); send reset"
+                        )
+            except P.ProtocolError as e:
+                replies[i] = self._error(req.id, e.code, e.message, req.session)
+                continue
+            if req.op == "step":
+                steps.append((i, req, sid, slot))
+            else:
+                if req.op == "reset" and not req.keep_belief:
+                    fresh.append(slot)
+                store.t[slot], store.done[slot] = 0, False
+                store.last_obs[slot] = req.obs
+                ready.append((i, req, sid, slot))
+        if fresh:
+            store.init_rows(fresh)
+        if not ready and not steps:
+            return
+        items = steps + ready
+        try:
+            action, belief = self._compute(steps, ready)
+        except Exception as e:  # a bug, not a bad request: answer, log, keep serving
+            log.exception("wave failed", size=len(wave))
+            for i, req in wave:
+                if replies[i] is None:
+                    replies[i] = self._error(req.id, "internal", f"{type(e).__name__}: {e}", req.session)
+            return
+        self.stats.waves += 1
+        self.stats.wave_items += len(items)
+        actions, beliefs = action.numpy().astype("<f4", copy=False), belief.numpy().astype("<f4", copy=False)
+        a_rows, b_rows = actions.tolist(), beliefs.tolist()
+        t = store.t
+        for j, (i, req, sid, slot) in enumerate(items):
+            if req.binary:
+                fields = {"action": actions[j].tobytes(), "belief": beliefs[j].tobytes(), "t": int(t[slot])}
+            else:
+                fields = {"action": a_rows[j], "belief": b_rows[j], "t": int(t[slot])}
+            if req.op == "open":
+                fields["session"] = sid
+            replies[i] = P.ok_reply(req.id, **fields)
+
+    def _compute(self, steps: list, ready: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """update over `steps`, then belief and act over steps + ready (in that order); float32 little-endian."""
+        store, policy = self.store, self.policy
+        oracle = policy.needs_task_vector
+        new_state = None
+        if steps:
+            idx = np.fromiter((x[3] for x in steps), np.int64, len(steps))
+            idx_t = torch.from_numpy(idx)
+            s = torch.from_numpy(store.last_obs[idx])
+            a = torch.from_numpy(np.stack([x[1].action for x in steps]))
+            rew = torch.tensor([x[1].reward for x in steps], dtype=torch.float32)
+            s2 = np.stack([x[1].obs for x in steps])
+            new_state = policy.update(select_state(store.state, idx_t), s, a, rew, torch.from_numpy(s2))
+            if oracle:
+                tv = torch.from_numpy(np.stack([x[1].task_vector for x in steps]))
+                new_state = policy.set_task_vector(new_state, tv)  # type: ignore[attr-defined]
+            put_state(store.state, idx_t, new_state)
+            store.last_obs[idx] = s2
+            store.t[idx] += 1
+            store.done[idx] = [x[1].done for x in steps]
+            self.stats.steps += len(steps)
+        if oracle and ready:  # open/reset set the task vector too
+            sl = torch.tensor([x[3] for x in ready])
+            tv = torch.from_numpy(np.stack([x[1].task_vector for x in ready]))
+            put_state(store.state, sl, policy.set_task_vector(select_state(store.state, sl), tv))  # type: ignore[attr-defined]
+        if ready:
+            idx = np.fromiter((x[3] for x in steps + ready), np.int64, len(steps) + len(ready))
+            sub = select_state(store.state, torch.from_numpy(idx))
+        else:
+            sub = new_state
+        belief = policy.belief(sub)
+        obs = torch.from_numpy(store.last_obs[idx])
+        det = store.deterministic[idx]
+        first = bool(det[0])
+        if len(det) == 1 or (det == first).all():
+            return policy.act(obs, belief, first), belief
+        action = torch.empty(len(idx), policy.action_dim)
+        for mode in (True, False):
+            m = torch.from_numpy(det == mode)
+            action[m] = policy.act(obs[m], belief[m], mode)
+        return action, belief
+
+
+def split_envelope(frames: list[bytes]) -> tuple[list[bytes], bytes | None]:
+    """ROUTER frames -> (envelope to send back, the one body frame or None when malformed).
+
+    The envelope is the peer identity plus, when present, every frame up to the first empty delimiter
+    (REQ clients and proxies); the body must be exactly one frame after it.
+    """
+    rest = frames[1:]
+    try:
+        cut = rest.index(b"") + 1
+    except ValueError:
+        cut = 0
+    envelope, body = frames[: 1 + cut], rest[cut:]
+    return envelope, body[0] if len(body) == 1 else None
+
+
+def serve_in_thread(server: Server) -> threading.Thread:
+    """Start `server.serve_forever` in a daemon thread (tests, benchmarks)."""
+    th = threading.Thread(target=server.serve_forever, name="runtime-server", daemon=True)
+    th.start()
+    return th

@@ -1,0 +1,333 @@
+"""Serving benchmark: prints a markdown table (medians, one run).
+
+    .venv/bin/python tools/bench_serving.py [--checkpoint moss.pt] [--seconds 5] [--requests 3000]
+
+(a) floor: a bare ZeroMQ ROUTER echo (another process) carrying the same msgpack step payload;
+(b) one session's step round trip through `runtime serve` (p50/p99);
+(c) steps/s with 1, 16, 64 and 256 concurrent sessions: a load-generator process with one DEALER per 16
+    sessions, each session sending its next step as soon as its reply arrives (per-request p50/p99 too);
+(d) the same loads against `runtime serve --no-batching` (one forward pass per request);
+and, for reference, the policy's own update + belief + act for one session in-process (no sockets).
+Throughput is the median over 1-second windows after a 1-second warm-up. Without --checkpoint a MoSS policy
+with the default sizes (GRU 64, latent 5, actor 256x256) for PointRobot's spaces is built, seeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import zmq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runtime import protocol as P  # noqa: E402
+
+STEP = {
+    "op": "step",
+    "id": 1,
+    "session": "s0123456789abcdef",
+    "action": [0.01, -0.02],
+    "reward": -0.5,
+    "next_obs": [0.11, -0.22],
+}
+
+
+def build_checkpoint(path: Path) -> Path:
+    import torch
+
+    from agents.checkpoint import save_checkpoint
+    from agents.config import RunConfig
+    from agents.policies import MoSSPolicy
+
+    torch.manual_seed(0)
+    spaces = {"obs_dim": 2, "action_dim": 2, "action_low": [-0.1, -0.1], "action_high": [0.1, 0.1]}
+    policy = MoSSPolicy(**spaces)
+    env = {
+        "id": "PointRobot",
+        "max_episode_steps": 100,
+        "nonstationary": "periodic",
+        "interval": 25,
+        "p": 0.5,
+    }
+    cfg = RunConfig.model_validate({"algorithm": "moss", "env": env}).model_dump(mode="json")
+    return save_checkpoint(path, policy, cfg, {"id": "PointRobot", **spaces, "task_dim": 2}, {"env_steps": 0})
+
+
+# -- processes --------------------------------------------------------------------------------------------
+def echo_server(endpoint_q) -> None:
+    sock = zmq.Context.instance().socket(zmq.ROUTER)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    endpoint_q.put(f"tcp://127.0.0.1:{port}")
+    while True:
+        sock.send_multipart(sock.recv_multipart())
+
+
+def start_serve(checkpoint: Path, batching: bool) -> tuple[subprocess.Popen, str]:
+    cmd = [
+        str(Path(sys.executable).with_name("runtime")),
+        "serve",
+        "--checkpoint",
+        str(checkpoint),
+        "--bind",
+        "tcp://127.0.0.1:*",
+        "--json-logs",
+        "--max-sessions",
+        "4096",
+    ]
+    if not batching:
+        cmd.append("--no-batching")
+    log_path = Path(tempfile.mkdtemp()) / "serve.log"
+    with open(log_path, "w") as log:  # a file, not a pipe: the server's session logs never block it
+        proc = subprocess.Popen(cmd, stderr=log, stdout=subprocess.DEVNULL)
+    while proc.poll() is None:
+        for line in log_path.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("event") == "serving":
+                return proc, rec["endpoint"]
+        time.sleep(0.05)
+    raise RuntimeError(f"runtime serve exited: {log_path.read_text()}")
+
+
+def stop_serve(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+
+
+def round_trips(endpoint: str, payloads, n: int) -> np.ndarray:
+    """Sequential request/reply round trips in microseconds; `payloads(i)` gives request i's bytes."""
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(endpoint)
+    out = np.empty(n)
+    for i in range(n + 200):
+        msg = payloads(i)
+        t0 = time.perf_counter()
+        s.send(msg)
+        s.recv()
+        if i >= 200:  # warm-up
+            out[i - 200] = (time.perf_counter() - t0) * 1e6
+    s.close()
+    return out
+
+
+def loadgen(endpoint: str, n_sessions: int, seconds: float, out_q) -> None:
+    """n sessions, one DEALER per 16, each with one step always in flight; reports steps per window and latencies."""
+    ctx = zmq.Context.instance()
+    socks = []
+    for _ in range((n_sessions + 15) // 16):
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(endpoint)
+        socks.append(s)
+    sids = []
+    for k in range(n_sessions):
+        socks[k // 16].send(P.pack({"op": "open", "id": k, "obs": [0.0, 0.0]}))
+        sids.append(msgpack.unpackb(socks[k // 16].recv())["session"])
+    sent_at: dict[int, tuple[int, float]] = {}
+    next_id = [0]
+    # the step map without its id, packed once per session: {id, **rest} = map header + "id" + id + rest
+    rest = {k: v for k, v in STEP.items() if k != "id"}
+    head = bytes([0x80 | (len(rest) + 1)]) + msgpack.packb("id")
+    tails = [msgpack.packb({**rest, "session": sid})[1:] for sid in sids]
+
+    def send(k: int) -> None:
+        i = next_id[0]
+        next_id[0] += 1
+        sent_at[i] = (k, time.perf_counter())
+        socks[k // 16].send(head + msgpack.packb(i) + tails[k])
+
+    for k in range(n_sessions):
+        send(k)
+    poller = zmq.Poller()
+    for s in socks:
+        poller.register(s, zmq.POLLIN)
+    start = time.perf_counter()
+    warm, end = start + 1.0, start + 1.0 + seconds
+    windows = [0] * int(seconds)
+    lat: list[float] = []
+    while True:
+        now = time.perf_counter()
+        if now >= end:
+            break
+        for s, _ in poller.poll(1000):
+            while True:
+                try:
+                    r = msgpack.unpackb(s.recv(zmq.NOBLOCK))
+                except zmq.Again:
+                    break
+                k, t_sent = sent_at.pop(r["id"])
+                t = time.perf_counter()
+                if warm <= t < end:
+                    windows[min(int(t - warm), len(windows) - 1)] += 1
+                    lat.append((t - t_sent) * 1e6)
+                send(k)
+    for s in socks:
+        s.close()
+    out_q.put(
+        {"windows": windows, "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
+    )
+
+
+def policy_alone(checkpoint: Path, n: int) -> np.ndarray:
+    """update + belief + act for one session in this process (no sockets, no server): the compute floor."""
+    import torch
+
+    from agents.checkpoint import build_policy, load_checkpoint
+    from agents.policies import put_state, select_state
+
+    torch.set_num_threads(1)
+    policy = build_policy(load_checkpoint(checkpoint))
+    state, idx = policy.init_state(64), torch.tensor([0])
+    s, a, r = torch.tensor([[0.11, -0.22]]), torch.tensor([[0.01, -0.02]]), torch.tensor([-0.5])
+    out = np.empty(n)
+    with torch.inference_mode():
+        for i in range(n + 200):
+            t0 = time.perf_counter()
+            new = policy.update(select_state(state, idx), s, a, r, s)
+            put_state(state, idx, new)
+            policy.act(s, policy.belief(new), True)
+            if i >= 200:
+                out[i - 200] = (time.perf_counter() - t0) * 1e6
+    return out
+
+
+def stats_of(endpoint: str) -> dict:
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(endpoint)
+    s.send(P.pack({"op": "stats"}))
+    r = msgpack.unpackb(s.recv())
+    s.close()
+    return r
+
+
+def load(endpoint: str, n: int, seconds: float) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    before = stats_of(endpoint)
+    p = ctx.Process(target=loadgen, args=(endpoint, n, seconds, q))
+    p.start()
+    res = q.get()
+    p.join()
+    after = stats_of(endpoint)
+    waves = after["batches"] - before["batches"]
+    res["steps_s"] = float(np.median(res["windows"]))
+    res["mean_batch"] = (after["steps"] - before["steps"] + n) / max(waves, 1)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", type=Path)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--sessions", type=int, nargs="+", default=[1, 16, 64, 256])
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    ck = args.checkpoint or build_checkpoint(tmp / "moss.pt")
+    payload = P.pack(STEP)
+    rows = []
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    echo = ctx.Process(target=echo_server, args=(q,))
+    echo.start()
+    ep = q.get()
+    floor = round_trips(ep, lambda i: payload, args.requests)
+    echo.terminate()
+    echo.join()
+    rows.append(
+        (
+            "(a) floor: bare ROUTER echo, same payload",
+            "1",
+            np.median(floor),
+            np.percentile(floor, 99),
+            None,
+            None,
+        )
+    )
+
+    alone = policy_alone(ck, args.requests)
+    rows.append(
+        (
+            "policy calls alone (update+belief+act, batch 1, no server)",
+            "1",
+            np.median(alone),
+            np.percentile(alone, 99),
+            None,
+            None,
+        )
+    )
+
+    results = {}
+    for batching in (True, False):
+        proc, ep = start_serve(ck, batching)
+        try:
+            if batching:
+                c = zmq.Context.instance().socket(zmq.DEALER)
+                c.connect(ep)
+                c.send(P.pack({"op": "open", "obs": [0.0, 0.0], "session": "one"}))
+                c.recv()
+                c.close(0)
+                one = round_trips(ep, lambda i: P.pack({**STEP, "id": i, "session": "one"}), args.requests)
+                rows.append(
+                    (
+                        "(b) one session, step round trip",
+                        "1",
+                        np.median(one),
+                        np.percentile(one, 99),
+                        None,
+                        None,
+                    )
+                )
+            for n in args.sessions:
+                r = load(ep, n, args.seconds)
+                results[(batching, n)] = r
+                label = "(c) batched, pipelined" if batching else "(d) --no-batching, pipelined"
+                rows.append((label, str(n), r["p50"], r["p99"], r["steps_s"], r["mean_batch"]))
+        finally:
+            stop_serve(proc)
+
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f} at the end; torch threads 1 in the server; checkpoint {Path(ck).name}\n"
+    )
+    print("| measurement | sessions | p50 (us) | p99 (us) | steps/s | mean batch |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, n, p50, p99, sps, mb in rows:
+        sps_s = f"{sps:,.0f}" if sps is not None else ""
+        mb_s = f"{mb:.1f}" if mb is not None else ""
+        print(f"| {name} | {n} | {p50:,.0f} | {p99:,.0f} | {sps_s} | {mb_s} |")
+    fl, one_p50 = float(np.median(floor)), rows[2][2]
+    print("\nTargets:")
+    print(
+        f"- one-session p50 <= floor + 150 us: {one_p50:,.0f} vs {fl + 150:,.0f} -> {'met' if one_p50 <= fl + 150 else 'missed'}"
+    )
+    big = max(args.sessions)
+    if (True, big) in results and (False, big) in results:
+        ratio = results[(True, big)]["steps_s"] / max(results[(False, big)]["steps_s"], 1)
+        print(
+            f"- {big} sessions: batched / one pass per request = {ratio:.1f}x (target >= 5x) -> {'met' if ratio >= 5 else 'missed'}"
+        )
+        rb = results[(True, big)]
+        print(
+            f"- p99 <= 3x p50 under load ({big} sessions): {rb['p99']:,.0f} vs {3 * rb['p50']:,.0f} -> "
+            f"{'met' if rb['p99'] <= 3 * rb['p50'] else 'missed'}"
+        )
+
+
+if __name__ == "__main__":
+    main()
