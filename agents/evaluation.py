@@ -78,14 +78,16 @@ def summarize(records: list[EpisodeRecord]) -> dict[str, Any]:
 
 
 def adaptation_delays(
-    agent: list[EpisodeRecord], oracle: list[EpisodeRecord], scale: float, tol: float = 0.1, hold: int = 3
+    agent: list[EpisodeRecord], oracle: list[EpisodeRecord], scale: float, tol: float = 0.1
 ) -> list[int]:
-    """Per task switch: steps until the agent's per-step reward is back within `tol * scale` of the oracle's.
+    """Per task switch: steps until the agent's per-step reward is back within `tol * scale` of the oracle's
+    and stays there until the next switch (or the episode's end).
 
     `agent` and `oracle` are evaluations with the same seeds (same tasks, starts and switch times);
-    `scale` = |oracle - random| mean per-step reward, so 10% is measured in normalised-score units. The
-    agent must stay within tolerance for `hold` steps (or until the next switch / the end); a switch it
-    never recovers from counts as the steps to the next switch.
+    `scale` = |oracle - random| mean per-step reward, so 10% is measured in normalised-score units. Right
+    after a switch both agents stand where the old task left them and earn similar rewards, so a first
+    crossing would read as zero delay: the agent must *stay* within tolerance. A switch it never settles
+    after counts as the full segment.
     """
     delays: list[int] = []
     for a, o in zip(agent, oracle, strict=True):
@@ -93,14 +95,9 @@ def adaptation_delays(
         L = min(len(ra), len(ro))
         times = [s["step"] for s in a.switches]
         for j, s in enumerate(times):
-            end = times[j + 1] if j + 1 < len(times) else L
-            ok = ra[s:end] >= ro[s:end] - tol * scale
-            delay = end - s
-            for k in range(end - s):
-                if ok[k : k + hold].all():
-                    delay = k
-                    break
-            delays.append(int(delay))
+            end = min(times[j + 1] if j + 1 < len(times) else L, L)
+            bad = np.flatnonzero(ra[s:end] < ro[s:end] - tol * scale)
+            delays.append(int(bad[-1] + 1) if len(bad) else 0)
     return delays
 
 

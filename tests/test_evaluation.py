@@ -1,0 +1,41 @@
+"""Adaptation delay and normalised score on constructed reward traces."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.buffer import Episode
+from agents.evaluation import adaptation_delays, normalised_score
+from agents.rollout import EpisodeRecord
+
+
+def record(rewards: list[float], switches: list[int]) -> EpisodeRecord:
+    n = len(rewards)
+    ep = Episode(
+        obs=np.zeros((n, 2), np.float32),
+        action=np.zeros((n, 2), np.float32),
+        reward=np.asarray(rewards, np.float32),
+        next_obs=np.zeros((n, 2), np.float32),
+        terminated=np.zeros(n, bool),
+        task=np.zeros(n, np.int64),
+        task_vector=np.zeros((n, 2), np.float32),
+    )
+    return EpisodeRecord(ep, ["T/test/0"] * n, [{"step": s, "old": "a", "new": "b"} for s in switches])
+
+
+def test_delay_counts_steps_until_the_agent_stays_within_tolerance() -> None:
+    oracle = record([-1.0] * 20, [5, 12])
+    # segment 1 (steps 5..11): matches at step 5 (both start where the old task left them), falls behind at
+    # 6-8, back from step 9 on -> delay 4 (a first crossing would say 0); segment 2 (12..19): never back -> 8
+    agent = record([-1.0] * 6 + [-3.0] * 3 + [-1.05] * 3 + [-5.0] * 8, [5, 12])
+    assert adaptation_delays([agent], [oracle], scale=1.0, tol=0.1) == [4, 8]
+
+
+def test_delay_is_zero_when_the_agent_matches_the_oracle() -> None:
+    oracle = record([-2.0] * 10, [3])
+    assert adaptation_delays([record([-2.0] * 10, [3])], [oracle], scale=1.0) == [0]
+
+
+def test_normalised_score() -> None:
+    assert normalised_score(-50.0, -100.0, 0.0) == 0.5
+    assert normalised_score(0.0, -100.0, 0.0) == 1.0
