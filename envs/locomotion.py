@@ -384,11 +384,8 @@ class CheetahDirEnv(MujocoMetaEnv, HalfCheetahEnv):
         return obs, task_term + ctrl, terminated, truncated, info
 
 
-class AntDirEnv(MujocoMetaEnv, AntEnv):
-    """Ant running along an angle: r = v_xy . (cos, sin)(direction) - ctrl - contact + healthy."""
-
-    distribution_cls = AntDirDistribution
-    default_base_kwargs = {"include_cfrc_ext_in_observation": False}
+class _DirectionalRunEnv(MujocoMetaEnv):
+    """Run along an angle: r = w * v_xy . (cos, sin)(direction) - ctrl - contact + healthy (Ant, Humanoid)."""
 
     def _apply_task(self, task: Task) -> None:
         a = task.params["direction"]
@@ -414,6 +411,13 @@ class AntDirEnv(MujocoMetaEnv, AntEnv):
             reward_survive=survive,
         )
         return obs, task_term + ctrl + contact + survive, terminated, truncated, info
+
+
+class AntDirEnv(_DirectionalRunEnv, AntEnv):
+    """Ant running along an angle: r = v_xy . (cos, sin)(direction) - ctrl - contact + healthy."""
+
+    distribution_cls = AntDirDistribution
+    default_base_kwargs = {"include_cfrc_ext_in_observation": False}
 
 
 class SparseAntDirEnv(AntDirEnv):
@@ -457,33 +461,8 @@ class AntGoalOODEnv(AntGoalEnv):
     distribution_cls = AntGoalOODDistribution
 
 
-class HumanoidDirEnv(MujocoMetaEnv, HumanoidEnv):
+class HumanoidDirEnv(_DirectionalRunEnv, HumanoidEnv):
     """Humanoid running along an angle: r = 1.25 v_com . (cos, sin)(direction) - ctrl - contact + healthy."""
 
     distribution_cls = HumanoidDirDistribution
     default_base_kwargs = {"include_cfrc_ext_in_observation": False}
-
-    def _apply_task(self, task: Task) -> None:
-        a = task.params["direction"]
-        self._dir_xy = (math.cos(a), math.sin(a))
-
-    def step(self, action: np.ndarray) -> StepResult:
-        obs, _, terminated, truncated, info = super().step(action)
-        cx, cy = self._dir_xy
-        task_term = self._forward_reward_weight * (
-            float(info["x_velocity"]) * cx + float(info["y_velocity"]) * cy
-        )
-        ctrl, contact, survive = (
-            float(info["reward_ctrl"]),
-            float(info["reward_contact"]),
-            float(info["reward_survive"]),
-        )
-        del info["reward_forward"]
-        info.update(
-            self.task_info(),
-            reward_task=task_term,
-            reward_ctrl=ctrl,
-            reward_contact=contact,
-            reward_survive=survive,
-        )
-        return obs, task_term + ctrl + contact + survive, terminated, truncated, info
