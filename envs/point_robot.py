@@ -34,33 +34,42 @@ def _no_ood(family: str) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # distributions
 # ----------------------------------------------------------------------------------------------------------
-class PointRobotDistribution(TaskDistribution):
+class _UniformSquareDistribution(TaskDistribution):
+    """Two parameters `keys`, each uniform in [low, high]; no OOD split. Task vector: the two, in order."""
+
+    keys: ClassVar[tuple[str, str]]
+    low: ClassVar[float]
+    high: ClassVar[float]
+
+    def _sample(self, split: str, n: int, rng: np.random.Generator) -> list[tuple[str, dict[str, float]]]:
+        if split == "ood":
+            raise TaskError(_no_ood(self.family))
+        values = rng.uniform(self.low, self.high, size=(n, 2))
+        return [("default", {self.keys[0]: float(x), self.keys[1]: float(y)}) for x, y in values]
+
+    def _check(self, split: str, base: str, params: dict[str, float]) -> str | None:
+        why = require_keys(params, self.keys)
+        if why is not None:
+            return why
+        if split == "ood":
+            return _no_ood(self.family)
+        kx, ky = self.keys
+        return check_range(kx, params[kx], self.low, self.high) or check_range(
+            ky, params[ky], self.low, self.high
+        )
+
+    def task_vector(self, task: Task) -> np.ndarray:
+        return np.array([task.params[k] for k in self.keys], dtype=np.float32)
+
+
+class PointRobotDistribution(_UniformSquareDistribution):
     """Goals uniform in [-1, 1]^2; 80 train / 20 test, no OOD split. Task vector: (goal_x, goal_y)."""
 
     family = "PointRobot"
     task_dim = 2
     n_tasks = {"train": 80, "test": 20, "ood": 0}
-    goal_low: ClassVar[float] = -1.0
-    goal_high: ClassVar[float] = 1.0
-
-    def _sample(self, split: str, n: int, rng: np.random.Generator) -> list[tuple[str, dict[str, float]]]:
-        if split == "ood":
-            raise TaskError(_no_ood(self.family))
-        goals = rng.uniform(self.goal_low, self.goal_high, size=(n, 2))
-        return [("default", {"goal_x": float(x), "goal_y": float(y)}) for x, y in goals]
-
-    def _check(self, split: str, base: str, params: dict[str, float]) -> str | None:
-        why = require_keys(params, _GOAL_KEYS)
-        if why is not None:
-            return why
-        if split == "ood":
-            return _no_ood(self.family)
-        return check_range("goal_x", params["goal_x"], self.goal_low, self.goal_high) or check_range(
-            "goal_y", params["goal_y"], self.goal_low, self.goal_high
-        )
-
-    def task_vector(self, task: Task) -> np.ndarray:
-        return np.array([task.params["goal_x"], task.params["goal_y"]], dtype=np.float32)
+    keys = _GOAL_KEYS
+    low, high = -1.0, 1.0
 
 
 class SparsePointRobotDistribution(TaskDistribution):
@@ -109,7 +118,7 @@ class SparsePointRobotDistribution(TaskDistribution):
         return np.array([task.params["goal_x"], task.params["goal_y"]], dtype=np.float32)
 
 
-class PointRobotWindDistribution(TaskDistribution):
+class PointRobotWindDistribution(_UniformSquareDistribution):
     """Per-task wind uniform in [-0.05, 0.05]^2 (plane units per step); 40 train / 10 test, no OOD split.
 
     Task vector: (wind_x, wind_y). The goal is (1, 0) for every task.
@@ -118,27 +127,8 @@ class PointRobotWindDistribution(TaskDistribution):
     family = "PointRobotWind"
     task_dim = 2
     n_tasks = {"train": 40, "test": 10, "ood": 0}
-    wind_low: ClassVar[float] = -0.05
-    wind_high: ClassVar[float] = 0.05
-
-    def _sample(self, split: str, n: int, rng: np.random.Generator) -> list[tuple[str, dict[str, float]]]:
-        if split == "ood":
-            raise TaskError(_no_ood(self.family))
-        winds = rng.uniform(self.wind_low, self.wind_high, size=(n, 2))
-        return [("default", {"wind_x": float(x), "wind_y": float(y)}) for x, y in winds]
-
-    def _check(self, split: str, base: str, params: dict[str, float]) -> str | None:
-        why = require_keys(params, _WIND_KEYS)
-        if why is not None:
-            return why
-        if split == "ood":
-            return _no_ood(self.family)
-        return check_range("wind_x", params["wind_x"], self.wind_low, self.wind_high) or check_range(
-            "wind_y", params["wind_y"], self.wind_low, self.wind_high
-        )
-
-    def task_vector(self, task: Task) -> np.ndarray:
-        return np.array([task.params["wind_x"], task.params["wind_y"]], dtype=np.float32)
+    keys = _WIND_KEYS
+    low, high = -0.05, 0.05
 
 
 # ----------------------------------------------------------------------------------------------------------
