@@ -41,10 +41,10 @@ _TRANSITION_FIELDS: dict[str, tuple[type, ...]] = {
     "episode": (int,),
     "t": (int,),
     "task_id": (str,),
-    "obs": (list,),
-    "action": (list,),
+    "obs": (list, bytes),
+    "action": (list, bytes),
     "reward": (int, float),
-    "next_obs": (list,),
+    "next_obs": (list, bytes),
     "terminated": (bool,),
     "truncated": (bool,),
     "change_point": (bool,),
@@ -75,6 +75,8 @@ def _format_of(path: Path) -> str:
 
 def _floats(x: Any, what: str) -> list[float]:
     """A flat list of python floats from an array-like."""
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f":  # fast path: the recorder passes float arrays
+        return x.ravel().tolist()
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -121,6 +123,16 @@ class ScenarioWriter:
     def closed(self) -> bool:
         return self._file is None
 
+    def _vec(self, x: Any, what: str) -> list[float] | bytes:
+        """msgpack: `bin` of little-endian float64 (exact, and ~5x cheaper to write than a float list);
+        JSONL: a list of floats. The reader returns lists either way."""
+        if self._packer is not None:
+            try:
+                return np.asarray(x, dtype="<f8").tobytes()  # C order: the flattened vector
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"scenario: {what} must be numeric, got {type(x).__name__}") from e
+        return _floats(x, what)
+
     def _write(self, record: dict[str, Any]) -> None:
         if self._file is None:
             raise ScenarioError(f"scenario file {str(self.path)!r} is closed")
@@ -162,10 +174,10 @@ class ScenarioWriter:
             "episode": int(episode),
             "t": int(t),
             "task_id": str(task_id),
-            "obs": _floats(obs, "obs"),
-            "action": _floats(action, "action"),
+            "obs": self._vec(obs, "obs"),
+            "action": self._vec(action, "action"),
             "reward": float(reward),
-            "next_obs": _floats(next_obs, "next_obs"),
+            "next_obs": self._vec(next_obs, "next_obs"),
             "terminated": bool(terminated),
             "truncated": bool(truncated),
             "change_point": bool(sw is not None if change_point is None else change_point),
@@ -322,6 +334,11 @@ def _check_transition(path: Path, n: int, rec: Any) -> dict[str, Any]:
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
             raise ScenarioError(f"{where}: field {key!r} has type {type(value).__name__}")
     for key in ("obs", "action", "next_obs"):
+        if isinstance(rec[key], bytes):
+            if len(rec[key]) % 8:
+                raise ScenarioError(f"{where}: field {key!r} is not whole little-endian float64 values")
+            rec[key] = np.frombuffer(rec[key], dtype="<f8").tolist()
+            continue
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rec[key]):
             raise ScenarioError(f"{where}: field {key!r} is not a list of numbers")
         rec[key] = [float(v) for v in rec[key]]
@@ -397,10 +414,11 @@ class ScenarioRecorder(gym.Wrapper):
         self._t = 0
         self._last_obs: Any = None
 
-    def _flat(self, obs: Any) -> list[float]:
+    def _flat(self, obs: Any) -> np.ndarray:
+        """The observation as a flat float array (converted to a list once, when written)."""
         if isinstance(self.observation_space, gym.spaces.Box):
-            return _floats(obs, "obs")
-        return _floats(gym.spaces.flatten(self.observation_space, obs), "obs")
+            return np.asarray(obs, dtype=np.float64).ravel()
+        return np.asarray(gym.spaces.flatten(self.observation_space, obs), dtype=np.float64)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
