@@ -68,6 +68,31 @@ class EncoderConfig(Strict):
     max_grad_norm: float | None = 1.0  # max_grad_norm_vae
 
 
+class PearlConfig(Strict):
+    """PEARL, TCL-PEARL and CoCOA (one section; `algorithm` picks the auxiliary loss: pearl = none, tcl =
+    trajectory contrastive loss, cocoa = CoCOA's). The encoder steps with every SAC step (`train.policy_updates`
+    per epoch); `train.encoder_updates` is MoSS's and is not used. See agents/pearl.py."""
+
+    latent_dim: int = Field(5, ge=1)  # PEARL latent_size
+    encoder_hidden: tuple[int, ...] = (200, 200)  # TCL: 2-layer MLP of 200 units
+    encoder_lr: float = Field(3e-4, gt=0)  # PEARL context_lr
+    kl_beta: float = Field(0.1, ge=0)  # PEARL kl_lambda: weight of KL(q(z|c) || N(0, I))
+    meta_batch: int = Field(16, ge=1)  # training tasks per update; sac.batch_size is split among them
+    context_size: int = Field(64, ge=1)  # pearl: transitions per task context (PEARL embedding_batch_size)
+    vary_context: bool = True  # the RL context of each task keeps a uniform 0..size of its transitions
+    sample_z: bool = (
+        False  # actor/critic on z ~ q(z|c) (PEARL) instead of the belief (mu, std) (Bayes-adaptive)
+    )
+    window: int = Field(64, ge=1)  # tcl/cocoa: crop length; the query crop is also the task's RL context
+    aux_batch: int | None = Field(None, ge=2)  # tcl/cocoa: queries per update (default meta_batch); extra
+    #                                            trajectories beyond the meta-batch serve as queries/negatives only
+    momentum: float = Field(
+        0.995, ge=0, lt=1
+    )  # key <- m key + (1 - m) query (TCL's "momentum 0.005" is 1 - m)
+    temperature: float = Field(1.0, gt=0)  # InfoNCE logits = sim / temperature
+    aux_weight: float = Field(1.0, ge=0)  # contrastive loss scale (TCL Table 4)
+
+
 class TrainConfig(Strict):
     total_steps: int = Field(100_000, ge=1)
     episodes_per_epoch: int = Field(16, ge=1)  # collected in parallel with batched inference
@@ -82,10 +107,11 @@ class TrainConfig(Strict):
 
 
 class RunConfig(Strict):
-    algorithm: Literal["moss", "oracle"]
+    algorithm: Literal["moss", "oracle", "pearl", "tcl", "cocoa"]
     env: EnvConfig
     seed: int = 0
     encoder: EncoderConfig = EncoderConfig()
+    pearl: PearlConfig = PearlConfig()
     sac: SACConfig = SACConfig()
     train: TrainConfig = TrainConfig()
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 import envs
 from agents.config import EnvConfig
-from agents.policies import AgentPolicy
+from agents.policies import AgentPolicy, PEARLPolicy, State
 from agents.rollout import EpisodeRecord, run_episodes
 
 
@@ -56,6 +57,99 @@ def evaluation_episodes(
     for e in pool:
         e.close()
     return records
+
+
+class _HeldBelief:
+    """Acts on one fixed belief per env for a whole episode (transitions change nothing): PEARL's protocol
+    holds z (or the belief) between posterior updates. Duck-types the contract for `run_episodes`."""
+
+    needs_task_vector = False
+
+    def __init__(self, policy: PEARLPolicy, belief: torch.Tensor) -> None:
+        self.policy, self.held = policy, belief
+
+    def init_state(self, n: int) -> State:
+        return {"b": self.held[:n]}
+
+    def update(self, state: State, s, a, r, s2) -> State:
+        return state
+
+    def belief(self, state: State) -> torch.Tensor:
+        return state["b"]
+
+    def act(self, obs: torch.Tensor, belief: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        return self.policy.act(obs, belief, deterministic)
+
+
+def _padded(records: list[EpisodeRecord]) -> tuple[torch.Tensor, ...]:
+    """The records' transitions as [n, L_max, ...] tensors (s, a, r, s2) and their mask [n, L_max]."""
+    L = max(len(r.episode) for r in records)
+
+    def pad(x: np.ndarray) -> np.ndarray:
+        return np.pad(x, [(0, L - len(x))] + [(0, 0)] * (x.ndim - 1))
+
+    eps = [r.episode for r in records]
+    s, a, rew, s2 = (
+        torch.as_tensor(np.stack([pad(getattr(e, k)) for e in eps]), dtype=torch.float32)
+        for k in ("obs", "action", "reward", "next_obs")
+    )
+    mask = torch.arange(L).unsqueeze(0) < torch.as_tensor([len(e) for e in eps]).unsqueeze(1)
+    return s, a, rew, s2, mask
+
+
+@torch.no_grad()
+def pearl_protocol_episodes(
+    policy: PEARLPolicy,
+    env_cfg: EnvConfig,
+    split: str = "test",
+    episodes: int = 20,
+    exploration: int = 2,
+    posterior: int = 1,
+    seed: int = 10_000,
+    parallel: int = 16,
+    deterministic: bool = True,
+) -> list[list[EpisodeRecord]]:
+    """PEARL's meta-test protocol (Rakelly et al. 2019; papers 001 and 002, section 5): per task trial i
+    (task i mod n), `exploration` episodes acting on the prior, then `posterior` episodes acting on the
+    posterior of every transition collected so far in that trial.
+
+    The belief is held for a whole episode and recomputed between episodes (from all of the trial's
+    transitions, exploration included). A `sample_z` policy acts on one z per episode, drawn from N(0, I)
+    in exploration and from the posterior afterwards (posterior sampling); a Bayes-adaptive policy acts on
+    the belief (mu, std) itself (the prior (0, 1) in exploration). Episode k of trial i is reset with seed
+    `seed + k * episodes + i` (episode 0 therefore starts as `evaluation_episodes(seed=seed)` does), and
+    the z draws come from a generator seeded with `seed`, so a protocol run is reproducible.
+
+    Returns one list per protocol episode k (exploration first), each with one record per trial: the
+    adapted performance is `summarize(result[-1])`. Zero-shot online use (the belief updated at every
+    step from the episode's first transition) is the ordinary `evaluation_episodes`.
+    """
+    if not hasattr(policy, "absorb"):
+        raise TypeError(f"the PEARL protocol needs a product-of-Gaussians policy, not {policy.algorithm!r}")
+    probe = make_env(env_cfg, split, "none")
+    n_tasks = len(probe.unwrapped.tasks(split))
+    probe.close()
+    pool = [make_env(env_cfg, split, "none") for _ in range(min(parallel, episodes))]
+    gen = torch.Generator().manual_seed(seed)
+    D = policy.latent_dim
+    result: list[list[EpisodeRecord]] = [[] for _ in range(exploration + posterior)]
+    for start in range(0, episodes, len(pool)):
+        trials = list(range(start, min(start + len(pool), episodes)))
+        n = len(trials)
+        context = policy.init_state(n)  # the prior
+        for k in range(exploration + posterior):
+            g = policy.posterior(context)
+            mu, std = (torch.zeros(n, D), torch.ones(n, D)) if k < exploration else (g.mu, g.std)
+            if policy.sample_z:  # one z per episode, given to the policy as a point belief (z, 0)
+                mu, std = mu + std * torch.randn(n, D, generator=gen), torch.zeros(n, D)
+            held = _HeldBelief(policy, torch.cat([mu, std], -1))
+            kw = [{"seed": seed + k * episodes + i, "options": {"task_index": i % n_tasks}} for i in trials]
+            recs = run_episodes(held, pool[:n], kw, deterministic)  # type: ignore[arg-type]
+            context = policy.absorb(context, *_padded(recs))
+            result[k] += recs
+    for e in pool:
+        e.close()
+    return result
 
 
 def summarize(records: list[EpisodeRecord]) -> dict[str, Any]:

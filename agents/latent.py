@@ -1,4 +1,4 @@
-"""Gaussian and Gaussian-mixture latent heads, their KL terms, and the belief vector.
+"""Gaussian and Gaussian-mixture latent heads, their KL terms, the belief vector, and the product of Gaussians.
 
 Shapes: K mixture components, D latent dims; leading dims [...] are free (batch, time).
 """
@@ -98,3 +98,43 @@ def belief_dim(latent_dim: int, n_components: int, include_probs: bool) -> int:
 
 
 LOG2PI = math.log(2 * math.pi)
+
+
+# -- diagonal Gaussians and their product (PEARL's posterior) ---------------------------------------------
+class Gaussian(NamedTuple):
+    """A diagonal Gaussian N(mu, diag(std^2)): mu [..., D], std [..., D]."""
+
+    mu: torch.Tensor
+    std: torch.Tensor
+
+    def detach(self) -> Gaussian:
+        return Gaussian(self.mu.detach(), self.std.detach())
+
+    def rsample(self) -> torch.Tensor:
+        return self.mu + self.std * torch.randn_like(self.mu)
+
+
+def kl_to_standard(g: Gaussian) -> torch.Tensor:
+    """KL(N(mu, std^2) || N(0, I)) summed over the last axis."""
+    zero = torch.zeros_like(g.mu)
+    return gaussian_kl(g.mu, g.std.log(), zero, zero)
+
+
+def product_stats(
+    mu: torch.Tensor, var: torch.Tensor, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sufficient statistics of the product of the factors N(mu_n, var_n) along axis -2 ([..., N, D]):
+    (sum_n 1/var_n, sum_n mu_n/var_n), each [..., D]; `mask` [..., N] drops factors (padding)."""
+    prec = var.reciprocal()
+    if mask is not None:
+        prec = prec * mask.unsqueeze(-1).to(prec.dtype)
+    return prec.sum(-2), (prec * mu).sum(-2)
+
+
+def product_posterior(precision: torch.Tensor, weighted_mean: torch.Tensor) -> Gaussian:
+    """The Gaussian with these sufficient statistics: var = 1/precision, mu = var * weighted_mean.
+
+    For PEARL's posterior the prior N(0, I) is one factor: precision = 1 + sum_n 1/var_n and
+    weighted_mean = 0 + sum_n mu_n/var_n.
+    """
+    return Gaussian(weighted_mean / precision, precision.rsqrt())

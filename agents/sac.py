@@ -50,20 +50,49 @@ class SAC:
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.exp().detach()
 
-    def update(self, x, a, r, x2, done) -> dict[str, float]:
-        """One critic + actor (+ temperature) step; r, done [B, 1]. Returns scalar metrics."""
+    def critic_loss(self, x, a, r, x2, done) -> tuple[torch.Tensor, torch.Tensor]:
+        """Twin-Q TD loss and Q1 [B, 1]. The target carries no gradient; the loss reaches whatever x was built from."""
         cfg = self.cfg
         with torch.no_grad():
             a2, logp2 = self.actor.sample(x2)
             q1t, q2t = self.critic_target(x2, a2)
             target = cfg.reward_scale * r + cfg.gamma * (1 - done) * (torch.min(q1t, q2t) - self.alpha * logp2)
         q1, q2 = self.critic(x, a)
-        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        return F.mse_loss(q1, target) + F.mse_loss(q2, target), q1
+
+    def update(
+        self,
+        x,
+        a,
+        r,
+        x2,
+        done,
+        encoder_loss: torch.Tensor | None = None,
+        encoder_opt: torch.optim.Optimizer | None = None,
+    ) -> dict[str, float]:
+        """One critic + actor (+ temperature) step; r, done [B, 1]. Returns scalar metrics.
+
+        PEARL-style learners build x from an encoder *with* gradient and pass that encoder's optimiser as
+        `encoder_opt` (and its own terms, e.g. the KL bottleneck, as `encoder_loss`): the critic loss plus
+        `encoder_loss` is back-propagated once, and the critic and the encoder step together (paper 002,
+        eqs. 3.6-3.7). The actor and the temperature always see x detached (sg(z) in eq. 3.8). Without
+        them (MoSS, the oracle) x carries no gradient and this is plain SAC.
+        """
+        cfg = self.cfg
+        critic_loss, q1 = self.critic_loss(x, a, r, x2, done)
         self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
+        if encoder_opt is not None:
+            encoder_opt.zero_grad(set_to_none=True)
+        (critic_loss if encoder_loss is None else critic_loss + encoder_loss).backward()
         self._clip(self.critic)
         self.critic_opt.step()
+        if encoder_opt is not None:
+            if cfg.max_grad_norm:
+                params = [p for g in encoder_opt.param_groups for p in g["params"]]
+                nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            encoder_opt.step()
 
+        x = x.detach()
         a_pi, logp = self.actor.sample(x)
         q_pi = torch.min(*self.critic(x, a_pi))
         actor_loss = (self.alpha * logp - q_pi).mean()

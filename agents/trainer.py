@@ -19,13 +19,14 @@ import yaml
 
 from agents.buffer import EpisodeBuffer
 from agents.checkpoint import load_checkpoint, save_checkpoint
+from agents.collect import Collector, InProcessCollector
 from agents.config import RunConfig
 from agents.evaluation import evaluation_episodes, make_env, summarize
 from agents.learner import Learner
 from agents.moss import MoSS
 from agents.oracle import Oracle
-from agents.policies import AgentPolicy, MoSSPolicy, OraclePolicy
-from agents.rollout import run_episodes
+from agents.pearl import AUX_LOSSES, PEARL
+from agents.policies import POLICIES, AgentPolicy, MoSSPolicy, OraclePolicy
 
 log = structlog.get_logger("trainer")
 
@@ -50,6 +51,16 @@ def build_agent(cfg: RunConfig, env) -> tuple[AgentPolicy, Learner]:
     if cfg.algorithm == "oracle":
         policy = OraclePolicy(**spaces, task_dim=env.unwrapped.task_dim, actor_hidden=tuple(cfg.sac.hidden))
         return policy, Oracle(policy, cfg)
+    if cfg.algorithm in AUX_LOSSES:  # pearl, tcl, cocoa: one learner, the auxiliary loss picked by name
+        p = cfg.pearl
+        policy = POLICIES[cfg.algorithm](
+            **spaces,
+            latent_dim=p.latent_dim,
+            encoder_hidden=tuple(p.encoder_hidden),
+            actor_hidden=tuple(cfg.sac.hidden),
+            sample_z=p.sample_z,
+        )
+        return policy, PEARL(policy, cfg)  # type: ignore[arg-type]
     raise ValueError(f"unknown algorithm {cfg.algorithm!r}")
 
 
@@ -67,14 +78,25 @@ def env_record(env, env_id: str) -> dict[str, Any]:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        out_dir: str | Path,
+        resume: bool = False,
+        progress: bool = False,
+        workers: int | None = None,
+        ray_address: str | None = None,
+    ) -> None:
+        """`workers`: collect on that many Ray actors (agents/distributed.py; `ray_address` joins a running
+        cluster, else a local one is started); None collects in this process and never imports Ray."""
         self.cfg, self.out = cfg, Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.progress = progress
         torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.envs = [make_env(cfg.env, "train") for _ in range(cfg.train.episodes_per_epoch)]
+        n_envs = 1 if workers else cfg.train.episodes_per_epoch  # with workers, one env for the spaces only
+        self.envs = [make_env(cfg.env, "train") for _ in range(n_envs)]
         env0 = self.envs[0]
         self.n_train_tasks = len(env0.unwrapped.tasks("train"))
         self.horizon = int(env0.spec.max_episode_steps)
@@ -94,22 +116,30 @@ class Trainer:
             self._resume()
         else:
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        self.collector: Collector = InProcessCollector(self.envs)
+        if workers:
+            from agents.distributed import RayCollector  # the only place Ray is imported
+
+            self.collector = RayCollector(
+                cfg.env, cfg.algorithm, self.policy.spec(), workers, address=ray_address, threads=cfg.train.threads
+            )
 
     # -- collection ---------------------------------------------------------------------------------------
     def collect(self, n_episodes: int, random: bool) -> list:
-        records = []
-        for start in range(0, n_episodes, len(self.envs)):
-            k = min(len(self.envs), n_episodes - start)
-            kw = [
-                {"seed": int(self.rng.integers(2**31)), "options": {"task_index": int(self.rng.integers(self.n_train_tasks))}}
-                for _ in range(k)
-            ]
-            recs = run_episodes(None if random else self.policy, self.envs[:k], kw, deterministic=False)
-            for r in recs:
-                self.buffer.add(r.episode)
-                self.step += len(r.episode)
-            records += recs
+        """Draw every episode's (reset seed, task index) here, have the collector run them, fill the buffer."""
+        kw = [
+            {"seed": int(self.rng.integers(2**31)), "options": {"task_index": int(self.rng.integers(self.n_train_tasks))}}
+            for _ in range(n_episodes)
+        ]
+        records = self.collector.collect(None if random else self.policy, kw)
+        for r in records:
+            self.buffer.add(r.episode)
+            self.step += len(r.episode)
         return records
+
+    def close(self) -> None:
+        """Release the collector (Ray actors, and the local Ray instance if this trainer started it)."""
+        self.collector.close()
 
     # -- loop ------------------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
@@ -135,7 +165,10 @@ class Trainer:
             for k in [k for k in metrics if k.startswith("time_")]:
                 name = k.removeprefix("time_").removesuffix("_s")
                 self.timing[name] = self.timing.get(name, 0.0) + metrics.pop(k)
-            self.updates["encoder"] += self.cfg.train.encoder_updates if self.cfg.algorithm == "moss" else 0
+            if self.cfg.algorithm == "moss":
+                self.updates["encoder"] += self.cfg.train.encoder_updates
+            elif self.cfg.algorithm in AUX_LOSSES:  # the encoder steps with the critic
+                self.updates["encoder"] += self.cfg.train.policy_updates
             self.updates["sac"] += self.cfg.train.policy_updates
             self.epoch += 1
             row = {

@@ -31,9 +31,18 @@ def train(
     total_steps: int | None = typer.Option(None, "--total-steps", help="override train.total_steps"),
     resume: bool = typer.Option(False, "--resume", help="continue from OUT/checkpoint.pt"),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="progress bar (default: on a terminal)"),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="collect on N Ray actors (needs the [ray] extra)"),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="with --workers: join this Ray cluster (default: start a local one)"),
 ) -> None:
     """Train an agent; checkpoints to OUT/checkpoint.pt (resumable) and OUT/policy.pt (to serve)."""
     configure_logging()
+    if ray_address is not None and workers is None:
+        fail("--ray-address needs --workers N")
+    if workers is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            fail("--workers needs Ray: pip install 'metarl-runtime[ray]'")
     from agents.config import ConfigError, load_config, parse_config
 
     overrides: dict[str, Any] = {}
@@ -61,8 +70,14 @@ def train(
 
     if not resume and (out / "checkpoint.pt").exists():
         fail(f"{out} already holds a run; pass --resume to continue it or --out for a new directory")
-    trainer = Trainer(cfg, out, resume=resume, progress=sys.stderr.isatty() if progress is None else progress)
-    result = trainer.train()
+    trainer = Trainer(
+        cfg, out, resume=resume, progress=sys.stderr.isatty() if progress is None else progress,
+        workers=workers, ray_address=ray_address,
+    )
+    try:
+        result = trainer.train()
+    finally:
+        trainer.close()
     emit_json({"out": str(out), **result})
 
 

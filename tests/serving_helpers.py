@@ -13,7 +13,7 @@ import torch
 
 from agents.checkpoint import save_checkpoint
 from agents.config import RunConfig
-from agents.policies import MoSSPolicy, OraclePolicy
+from agents.policies import POLICIES, MoSSPolicy, OraclePolicy
 from runtime.server import Server, serve_in_thread
 
 ENV_CFG: dict[str, Any] = {
@@ -37,6 +37,8 @@ def make_checkpoint(
     torch.manual_seed(seed)
     if algorithm == "moss":
         policy = MoSSPolicy(**SPACES, latent_dim=3, hidden_dim=32, actor_hidden=(64, 64))
+    elif algorithm in ("pearl", "tcl", "cocoa"):
+        policy = POLICIES[algorithm](**SPACES, latent_dim=3, encoder_hidden=(32,), actor_hidden=(64, 64))
     else:
         policy = OraclePolicy(**SPACES, task_dim=2, actor_hidden=(64, 64))
     config = RunConfig.model_validate({"algorithm": algorithm, "env": env_cfg, "seed": seed}).model_dump(
