@@ -65,6 +65,7 @@ class EncoderConfig(Strict):
     reward_weight: float = 1.0
     contrastive_weight: float = 1.0
     contrastive: bool = True  # the paper skips it on non-stationary training data
+    task_prediction_weight: float = Field(0.0, ge=0)  # not MoSS: > 0 adds a privileged task-vector regression
     max_grad_norm: float | None = 1.0  # max_grad_norm_vae
 
 

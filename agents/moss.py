@@ -37,21 +37,25 @@ from agents.nets import MLP
 from agents.policies import MoSSPolicy
 from agents.sac import SAC
 
-RELABEL_CHUNK = 512  # episodes per batched GRU pass
+RELABEL_CHUNK = 512
 
 
 class MoSS(Learner):
-    def __init__(self, policy: MoSSPolicy, cfg: RunConfig) -> None:
+    def __init__(self, policy: MoSSPolicy, cfg: RunConfig, task_dim: int = 1) -> None:
         self.policy, self.cfg = policy, cfg
         enc = cfg.encoder
         o, a, d = policy.obs_dim, policy.action_dim, enc.latent_dim
         self.state_decoder = MLP(o + a + d, enc.decoder_hidden, o)
         self.reward_decoder = MLP(o + a + d, enc.decoder_hidden, 1)
+        # optional, off by default (not MoSS): regress the true task vector from the belief's mean, a
+        # privileged-information probe of whether belief quality is what limits the policy
+        self.task_head = torch.nn.Linear(d, task_dim) if enc.task_prediction_weight > 0 else None
         self.vae_params = [
             *policy.encoder.parameters(),
             *policy.head.parameters(),
             *self.state_decoder.parameters(),
             *self.reward_decoder.parameters(),
+            *(self.task_head.parameters() if self.task_head is not None else []),
         ]
         self.vae_opt = torch.optim.Adam(self.vae_params, lr=enc.lr)
         self.sac = SAC(policy.actor, o + policy.belief_dim, a, sac_view(cfg))
@@ -108,6 +112,12 @@ class MoSS(Learner):
             )
             loss = loss + enc.contrastive_weight * con
             metrics["contrastive"] = con.item()
+        if self.task_head is not None:
+            mu, _ = post.selected()
+            err = ((self.task_head(mu) - buffer.window("task_vector", e, t0, W)) ** 2).sum(-1)
+            task_m = (err * mask).sum() / denom
+            loss = loss + enc.task_prediction_weight * task_m
+            metrics["task_prediction"] = task_m.item()
         metrics["encoder_loss"] = loss.item()
         return loss, metrics
 
@@ -186,6 +196,7 @@ class MoSS(Learner):
             "reward_decoder": self.reward_decoder.state_dict(),
             "vae_opt": self.vae_opt.state_dict(),
             "sac": self.sac.state_dict(),
+            **({"task_head": self.task_head.state_dict()} if self.task_head is not None else {}),
         }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
@@ -193,3 +204,5 @@ class MoSS(Learner):
         self.reward_decoder.load_state_dict(sd["reward_decoder"])
         self.vae_opt.load_state_dict(sd["vae_opt"])
         self.sac.load_state_dict(sd["sac"])
+        if self.task_head is not None:
+            self.task_head.load_state_dict(sd["task_head"])

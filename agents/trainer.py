@@ -47,7 +47,7 @@ def build_agent(cfg: RunConfig, env) -> tuple[AgentPolicy, Learner]:
             actor_hidden=tuple(cfg.sac.hidden),
             include_probs=e.include_probs,
         )
-        return policy, MoSS(policy, cfg)
+        return policy, MoSS(policy, cfg, task_dim=int(env.unwrapped.task_dim))
     if cfg.algorithm == "oracle":
         policy = OraclePolicy(**spaces, task_dim=env.unwrapped.task_dim, actor_hidden=tuple(cfg.sac.hidden))
         return policy, Oracle(policy, cfg)
