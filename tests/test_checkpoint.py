@@ -214,3 +214,18 @@ def test_cli_inspect_bad_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["inspect", str(path)])
     assert result.exit_code == 2
     assert "bad.pt" in result.stderr and "not a torch file" in result.stderr
+
+
+def test_bundled_demo_checkpoint_loads_and_acts() -> None:
+    """The checkpoint tools/demo.sh serves is a MoSS policy for the non-stationary point robot."""
+    from pathlib import Path
+
+    from agents.checkpoint import build_policy, load_checkpoint
+
+    ck = load_checkpoint(Path(__file__).parents[1] / "runtime" / "assets" / "moss_point_robot_ns.pt")
+    assert ck.algorithm == "moss" and ck.env["id"] == "PointRobot"
+    assert ck.config["env"]["nonstationary"] == "periodic" and ck.training is None
+    policy = build_policy(ck)
+    state = policy.init_state(3)
+    a = policy.act(torch.zeros(3, 2), policy.belief(state), deterministic=True)
+    assert a.shape == (3, 2) and bool((a.abs() <= 0.1 + 1e-6).all())
