@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -193,6 +193,68 @@ class ScenarioWriter:
             self.flush()
         return record
 
+    def write_episode(
+        self,
+        *,
+        session: str,
+        episode: int,
+        task_ids: Sequence[str],
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: Sequence[bool],
+        truncated: Sequence[bool],
+        switches: Sequence[Mapping[str, Any] | None],
+    ) -> None:
+        """Append L transitions at once (arrays [L, ...]; `switches[t]` is step t's switch or None).
+
+        msgpack: one `episode` record with the vectors stacked into float64 `bin`s (the per-step cost of
+        recording is then an append, not a serialisation); JSONL: L transition records. The reader gives
+        back the same transitions either way.
+        """
+        L = len(reward)
+        if self._packer is None:
+            for t in range(L):
+                self.write_transition(
+                    session=session,
+                    episode=episode,
+                    t=t,
+                    task_id=task_ids[t],
+                    obs=obs[t],
+                    action=action[t],
+                    reward=reward[t],
+                    next_obs=next_obs[t],
+                    terminated=terminated[t],
+                    truncated=truncated[t],
+                    switch=switches[t],
+                )
+            return
+        o, a, o2 = (np.asarray(x, dtype="<f8").reshape(L, -1) for x in (obs, action, next_obs))
+        self._write(
+            {
+                "type": "episode",
+                "session": str(session),
+                "episode": int(episode),
+                "task_id": [str(x) for x in task_ids],
+                "obs": o.tobytes(),
+                "action": a.tobytes(),
+                "reward": np.asarray(reward, dtype="<f8").tobytes(),
+                "next_obs": o2.tobytes(),
+                "dims": [o.shape[1], a.shape[1]],
+                "terminated": [bool(x) for x in terminated],
+                "truncated": [bool(x) for x in truncated],
+                "switches": [
+                    None
+                    if sw is None
+                    else {"step": int(sw["step"]), "old": str(sw["old"]), "new": str(sw["new"])}
+                    for sw in switches
+                ],
+            }
+        )
+        self.n_transitions += L
+        self.flush()
+
     def flush(self) -> None:
         if self._file is not None:
             self._file.flush()
@@ -321,6 +383,39 @@ def _check_header(path: Path, rec: Any) -> dict[str, Any]:
     return rec
 
 
+def _expand_episode(path: Path, n: int, rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """An `episode` record (see ScenarioWriter.write_episode) as its transition records."""
+    where = f"scenario file {str(path)!r}, record {n}"
+    try:
+        L = len(rec["terminated"])
+        od, ad = (int(x) for x in rec["dims"])
+        o = np.frombuffer(rec["obs"], dtype="<f8").reshape(L, od)
+        a = np.frombuffer(rec["action"], dtype="<f8").reshape(L, ad)
+        r = np.frombuffer(rec["reward"], dtype="<f8").reshape(L)
+        o2 = np.frombuffer(rec["next_obs"], dtype="<f8").reshape(L, od)
+        rows = list(zip(rec["task_id"], rec["truncated"], rec["switches"], strict=True))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ScenarioError(f"{where}: malformed episode record ({e})") from None
+    return [
+        {
+            "type": "transition",
+            "session": rec.get("session"),
+            "episode": rec.get("episode"),
+            "t": t,
+            "task_id": task_id,
+            "obs": o[t].tolist(),
+            "action": a[t].tolist(),
+            "reward": float(r[t]),
+            "next_obs": o2[t].tolist(),
+            "terminated": rec["terminated"][t],
+            "truncated": trunc,
+            "change_point": sw is not None,
+            "switch": sw,
+        }
+        for t, (task_id, trunc, sw) in enumerate(rows)
+    ]
+
+
 def _check_transition(path: Path, n: int, rec: Any) -> dict[str, Any]:
     where = f"scenario file {str(path)!r}, record {n}"
     if not isinstance(rec, dict):
@@ -372,6 +467,8 @@ def read_scenario(path: str | os.PathLike[str]) -> Scenario:
     for i, rec in records:
         if header is None:
             header = _check_header(p, rec)
+        elif isinstance(rec, dict) and rec.get("type") == "episode":
+            transitions.extend(_check_transition(p, i, r) for r in _expand_episode(p, i, rec))
         else:
             transitions.append(_check_transition(p, i, rec))
     if header is None:
@@ -411,53 +508,76 @@ class ScenarioRecorder(gym.Wrapper):
             self._owns_writer = True
         self.session = str(session)
         self.episode = -1
-        self._t = 0
-        self._last_obs: Any = None
+        self._first_obs: np.ndarray | None = None
+        self._steps: list[tuple] = []
 
     def _flat(self, obs: Any) -> np.ndarray:
-        """The observation as a flat float array (converted to a list once, when written)."""
+        """The observation as a flat float64 array."""
         if isinstance(self.observation_space, gym.spaces.Box):
-            return np.asarray(obs, dtype=np.float64).ravel()
+            return np.array(obs, dtype=np.float64).ravel()
         return np.asarray(gym.spaces.flatten(self.observation_space, obs), dtype=np.float64)
+
+    def _write_episode(self) -> None:
+        """Write the buffered steps of the current episode (if any) as one record."""
+        steps, self._steps = self._steps, []
+        if not steps:
+            return
+        actions, next_obs, rewards, terms, truncs, task_ids, switches = zip(*steps, strict=True)
+        if any(t is None for t in task_ids):
+            task = getattr(self.env.unwrapped, "task", None)
+            fallback = task.id if task is not None else ""
+            task_ids = tuple(fallback if t is None else t for t in task_ids)
+        L = len(rewards)
+        if isinstance(self.observation_space, gym.spaces.Box):
+            nxt = np.asarray(next_obs, dtype=np.float64).reshape(L, -1)  # one conversion for the episode
+        else:
+            nxt = np.stack([self._flat(o) for o in next_obs])
+        self.writer.write_episode(
+            session=self.session,
+            episode=self.episode,
+            task_ids=task_ids,
+            obs=np.concatenate([self._first_obs[None], nxt[:-1]]),
+            action=np.asarray(actions, dtype=np.float64).reshape(L, -1),
+            reward=np.asarray(rewards, dtype=np.float64),
+            next_obs=nxt,
+            terminated=terms,
+            truncated=truncs,
+            switches=switches,
+        )
+        self._first_obs = nxt[-1]
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
+        self._write_episode()  # an episode cut short by reset is still recorded
         obs, info = self.env.reset(seed=seed, options=options)
         self.episode += 1
-        self._t = 0
-        self._last_obs = self._flat(obs)
+        self._first_obs = self._flat(obs)
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        if self._last_obs is None:
+        # the hot path only keeps references (the env returns a fresh obs array each step; the action is
+        # copied since callers may reuse its buffer); conversion happens once per episode
+        if self._first_obs is None:
             raise gym.error.ResetNeeded("ScenarioRecorder: call reset() before step()")
         obs, reward, terminated, truncated, info = self.env.step(action)
-        next_obs = self._flat(obs)
-        task_id = info.get("task_id")
-        if task_id is None:
-            task = getattr(self.env.unwrapped, "task", None)
-            task_id = task.id if task is not None else ""
-        switch = info.get("task_switch")
-        self.writer.write_transition(
-            session=self.session,
-            episode=self.episode,
-            t=self._t,
-            task_id=task_id,
-            obs=self._last_obs,
-            action=action,
-            reward=reward,
-            next_obs=next_obs,
-            terminated=terminated,
-            truncated=truncated,
-            change_point=switch is not None,
-            switch=switch,
+        self._steps.append(
+            (
+                action.copy() if isinstance(action, np.ndarray) else action,
+                obs,
+                float(reward),
+                bool(terminated),
+                bool(truncated),
+                info.get("task_id"),
+                info.get("task_switch"),
+            )
         )
-        self._t += 1
-        self._last_obs = next_obs
+        if terminated or truncated:
+            self._write_episode()
         return obs, reward, terminated, truncated, info
 
     def close(self) -> None:
+        self._write_episode()
         if self._owns_writer:
             self.writer.close()
         super().close()

@@ -158,7 +158,13 @@ def test_corrupt_data(tmp_path: Path) -> None:
     path = tmp_path / "bad.msgpack"
     _record(path, episodes=1, steps=5)
     data = bytearray(path.read_bytes())
-    data[len(data) // 2 : len(data) // 2 + 4] = b"\xc1\xc1\xc1\xc1"  # 0xc1 is never used in msgpack
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(bytes(data))
+    unpacker.unpack()  # the header
+    start = (
+        unpacker.tell()
+    )  # the first record after it: corrupt its structure (float payloads carry no check)
+    data[start : start + 4] = b"\xc1\xc1\xc1\xc1"  # 0xc1 is never used in msgpack
     path.write_bytes(bytes(data))
     with pytest.raises(ScenarioError, match="corrupt msgpack data in record"):
         read_scenario(path)
@@ -222,3 +228,18 @@ def test_not_a_scenario_and_bad_records(tmp_path: Path) -> None:
             read_scenario(path)
     path.write_text(json.dumps(header) + "\n" + json.dumps(good) + "\n")
     assert read_scenario(path).transitions == [good]
+
+
+def test_recorder_keeps_an_episode_cut_short_by_reset_or_close(tmp_path: Path) -> None:
+    path = tmp_path / "cut.msgpack"
+    env = ScenarioRecorder(envs.make("PointRobot"), path)
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(np.zeros(2, np.float32))
+    env.reset(seed=1)  # episode 0 ends after 3 steps, not by termination
+    env.step(np.full(2, 0.05, np.float32))
+    env.close()  # episode 1 has 1 step
+    sc = read_scenario(path)
+    assert [(tr["episode"], tr["t"]) for tr in sc.transitions] == [(0, 0), (0, 1), (0, 2), (1, 0)]
+    assert sc.transitions[3]["action"] == [0.05000000074505806, 0.05000000074505806]
+    assert sc.transitions[1]["obs"] == sc.transitions[0]["next_obs"]
