@@ -74,8 +74,8 @@ def main() -> None:
                     torch.as_tensor(ep.next_obs[t : t + 1]),
                 )
             post = policy.posterior(state)
+            finals.append(policy.belief(state)[0, :D].numpy())
         comps.append(int(post.logits.argmax(-1)))
-        finals.append(policy.belief(state)[0, :D].numpy())
         bases.append(r.task_ids[0])
         tvs.append(ep.task_vector[-1])
     env_bases = [r.task_ids[0] for r in recs]
