@@ -19,6 +19,14 @@ def fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def check_split_and_mode(split: str, nonstationary: str | None) -> None:
+    """Refuse an unknown --split or --nonstationary value (exit 2 with a message naming it)."""
+    if split not in ("train", "test", "ood"):
+        fail(f"--split must be train, test or ood, got {split!r}")
+    if nonstationary not in (None, "periodic", "hazard", "none"):
+        fail(f"--nonstationary must be periodic, hazard or none, got {nonstationary!r}")
+
+
 def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=None, default=float) + "\n")
 
@@ -99,10 +107,7 @@ def evaluate(
     from agents.evaluation import adaptation_delays, evaluation_episodes, normalised_score, summarize
     from envs import FAMILIES, TaskError
 
-    if split not in ("train", "test", "ood"):
-        fail(f"--split must be train, test or ood, got {split!r}")
-    if nonstationary not in (None, "periodic", "hazard", "none"):
-        fail(f"--nonstationary must be periodic, hazard or none, got {nonstationary!r}")
+    check_split_and_mode(split, nonstationary)
     try:
         ck = load_checkpoint(checkpoint)
         policy = build_policy(ck)
@@ -218,10 +223,7 @@ def client(
     from envs.scenario import ScenarioError
     from runtime.client import Client, ClientError, drive, env_settings
 
-    if split not in ("train", "test", "ood"):
-        fail(f"--split must be train, test or ood, got {split!r}")
-    if nonstationary not in (None, "periodic", "hazard", "none"):
-        fail(f"--nonstationary must be periodic, hazard or none, got {nonstationary!r}")
+    check_split_and_mode(split, nonstationary)
     if env is not None and env not in FAMILIES:
         fail(f"unknown env id {env!r}; known: {', '.join(FAMILIES)}")
     try:
