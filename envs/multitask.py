@@ -24,11 +24,10 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
-from gymnasium import utils
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
-from envs.base import MetaEnv
+from envs.mujoco_base import MujocoMetaEnv
 from envs.tasks import Task, TaskDistribution, TaskError, check_range, require_keys
 
 # Seed stream of the shared spec pool (the per-split streams of TaskDistribution use 0, 1, 2).
@@ -152,7 +151,7 @@ class AntMultiTaskDistribution(MultiTaskDistribution):
     n_tasks = {"train": 90, "test": 45, "ood": 0}
 
 
-class _MultiTaskMixin(MetaEnv):
+class _MultiTaskMixin(MujocoMetaEnv):
     """Shared reset/step of the multi-task MuJoCo envs; subclasses build the per-base reward function."""
 
     # base-env reward terms replaced by ours (dropped from info)
@@ -171,15 +170,6 @@ class _MultiTaskMixin(MetaEnv):
     def task_reward(self, x_velocity: float = 0.0, y_velocity: float = 0.0) -> float:
         """Task term of the reward (<= 0) in the current state, given the torso's planar velocity [m/s]."""
         return float(self._reward_fn(x_velocity, y_velocity))
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset; `options={"task": Task}` or `{"task_index": i}` switches the task first."""
-        self._select_task(options)
-        obs, info = super().reset(seed=seed, options=options)  # type: ignore[misc]
-        info.update(self.task_info())
-        return obs, info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Base-env step with the task's reward; `info` adds the task info and `reward_task`, `reward_ctrl`."""
@@ -205,19 +195,8 @@ class CheetahMultiTaskEnv(_MultiTaskMixin, HalfCheetahEnv):
 
     _DROP_INFO = ("reward_forward",)
 
-    def __init__(
-        self,
-        split: str = "train",
-        task_seed: int = 0,
-        task_index: int = 0,
-        render_mode: str | None = None,
-        **base_kwargs: Any,
-    ) -> None:
-        base_kwargs.setdefault("ctrl_cost_weight", 0.05)
-        HalfCheetahEnv.__init__(self, render_mode=render_mode, **base_kwargs)
-        # pickling rebuilds through our constructor, not the base env's
-        utils.EzPickle.__init__(self, split, task_seed, task_index, render_mode, **base_kwargs)
-        self._init_meta(CheetahMultiTaskDistribution(seed=task_seed), split, task_index)
+    distribution_cls = CheetahMultiTaskDistribution
+    default_base_kwargs: ClassVar[dict[str, Any]] = {"ctrl_cost_weight": 0.05}
 
     def _make_reward_fn(self, base: str, spec: float) -> RewardFn:
         data, inv = self.data, 1.0 / abs(spec)
@@ -244,20 +223,12 @@ class AntMultiTaskEnv(_MultiTaskMixin, AntEnv):
 
     _DROP_INFO = ("reward_forward", "reward_contact", "reward_survive")
 
-    def __init__(
-        self,
-        split: str = "train",
-        task_seed: int = 0,
-        task_index: int = 0,
-        render_mode: str | None = None,
-        **base_kwargs: Any,
-    ) -> None:
-        base_kwargs.setdefault("ctrl_cost_weight", 0.05)
-        base_kwargs.setdefault("include_cfrc_ext_in_observation", False)
-        base_kwargs.setdefault("terminate_when_unhealthy", False)
-        AntEnv.__init__(self, render_mode=render_mode, **base_kwargs)
-        utils.EzPickle.__init__(self, split, task_seed, task_index, render_mode, **base_kwargs)
-        self._init_meta(AntMultiTaskDistribution(seed=task_seed), split, task_index)
+    distribution_cls = AntMultiTaskDistribution
+    default_base_kwargs: ClassVar[dict[str, Any]] = {
+        "ctrl_cost_weight": 0.05,
+        "include_cfrc_ext_in_observation": False,
+        "terminate_when_unhealthy": False,
+    }
 
     def _make_reward_fn(self, base: str, spec: float) -> RewardFn:
         data, inv2 = self.data, 1.0 / (spec * spec)

@@ -28,7 +28,8 @@ import numpy as np
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 
-from envs.locomotion import MujocoMetaEnv, StepResult
+from envs.locomotion import StepResult
+from envs.mujoco_base import MujocoMetaEnv
 from envs.tasks import Task, TaskDistribution, check_range, require_keys
 
 # (model field, param prefix, scale base), in task-vector order
