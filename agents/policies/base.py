@@ -33,13 +33,18 @@ class AgentPolicy(nn.Module):
         self.register_buffer("action_low", torch.as_tensor(action_low, dtype=torch.float32).reshape(action_dim))
         self.register_buffer("action_high", torch.as_tensor(action_high, dtype=torch.float32).reshape(action_dim))
 
+    #: the subclass's own constructor arguments (plain data), merged into `spec()`
+    cfg: dict[str, Any]
+
     # -- spec: what a checkpoint stores to rebuild this module ------------------------------------
     def spec(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this module: spaces plus the subclass's `cfg`."""
         return {
             "obs_dim": self.obs_dim,
             "action_dim": self.action_dim,
             "action_low": self.action_low.tolist(),
             "action_high": self.action_high.tolist(),
+            **getattr(self, "cfg", {}),
         }
 
     @property

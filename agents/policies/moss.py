@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from agents.latent import Mixture, MixtureHead, belief_dim, belief_vector
@@ -44,9 +42,6 @@ class MoSSPolicy(AgentPolicy):
         self.head = MixtureHead(hidden_dim, n_components, latent_dim)
         self._belief_dim = belief_dim(latent_dim, n_components, include_probs)
         self.actor = TanhGaussianActor(obs_dim + self._belief_dim, action_dim, actor_hidden)
-
-    def spec(self) -> dict[str, Any]:
-        return {**super().spec(), **self.cfg}
 
     @property
     def belief_dim(self) -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from agents.policies.base import AgentPolicy, State
@@ -29,9 +27,6 @@ class OraclePolicy(AgentPolicy):
         self.task_dim = task_dim
         self.cfg = dict(task_dim=task_dim, actor_hidden=list(actor_hidden))
         self.actor = TanhGaussianActor(obs_dim + task_dim, action_dim, actor_hidden)
-
-    def spec(self) -> dict[str, Any]:
-        return {**super().spec(), **self.cfg}
 
     @property
     def belief_dim(self) -> int:

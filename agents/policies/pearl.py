@@ -24,8 +24,6 @@ and reports name the agent that was trained.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
@@ -62,9 +60,6 @@ class PEARLPolicy(AgentPolicy):
         self.encoder = MLP(2 * obs_dim + action_dim + 1, encoder_hidden, 2 * latent_dim)
         self.latent_input_dim = latent_dim if sample_z else 2 * latent_dim
         self.actor = TanhGaussianActor(obs_dim + self.latent_input_dim, action_dim, actor_hidden)
-
-    def spec(self) -> dict[str, Any]:
-        return {**super().spec(), **self.cfg}
 
     @property
     def belief_dim(self) -> int:
