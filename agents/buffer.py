@@ -125,3 +125,30 @@ class EpisodeBuffer:
         for k in ["obs", "next_obs", "action", "reward", "done", "mask", "task", "task_vector", "length"]:
             getattr(self, k)[:n] = sd[k]
         self.n_added, self.steps_added = int(sd["n_added"]), int(sd["steps_added"])
+
+
+class TaskSteps:
+    """Every stored valid step (episode, t), grouped by the task in force at that step."""
+
+    def __init__(self, buffer: EpisodeBuffer) -> None:
+        n = len(buffer)
+        e, t = buffer.mask[:n].nonzero(as_tuple=True)
+        task = buffer.task[:n][e, t]
+        order = torch.argsort(task, stable=True)
+        e, t, task = e[order], t[order], task[order]
+        keys, counts = torch.unique_consecutive(task, return_counts=True)
+        starts = torch.cumsum(counts, 0) - counts
+        self.groups = {
+            int(k): (e[s : s + c], t[s : s + c])
+            for k, s, c in zip(keys.tolist(), starts.tolist(), counts.tolist(), strict=True)
+        }
+
+    def sample(self, tasks: list[int], n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """n steps of each task, with replacement: (episode, t), each [len(tasks), n]."""
+        es, ts = [], []
+        for k in tasks:
+            e, t = self.groups[k]
+            j = torch.as_tensor(rng.integers(0, len(e), size=n))
+            es.append(e[j])
+            ts.append(t[j])
+        return torch.stack(es), torch.stack(ts)

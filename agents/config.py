@@ -4,10 +4,10 @@ with a message naming them; the resolved config is stored in every checkpoint.""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -16,6 +16,9 @@ class ConfigError(ValueError):
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+M = TypeVar("M", bound=Strict)
 
 
 class EnvConfig(Strict):
@@ -94,6 +97,38 @@ class PearlConfig(Strict):
     aux_weight: float = Field(1.0, ge=0)  # contrastive loss scale (TCL Table 4)
 
 
+class FocalConfig(Strict):
+    """FOCAL and FOCAL++ (paper 003; Table D.2 names in comments). See agents/focal.py."""
+
+    latent_dim: int = Field(5, ge=1)  # latent space dimension
+    encoder_hidden: tuple[int, ...] = (200, 200, 200)
+    attention: Literal["none", "batch", "sequence", "series", "parallel"] = "none"  # FOCAL++ encoder blocks
+    attention_width: int = Field(64, ge=1)  # transformer hidden size
+    attention_heads: int = Field(4, ge=1)  # multihead
+    reduction: int = Field(16, ge=1)  # reduction (batch attention)
+    encoder_lr: float = Field(1e-3, gt=0)  # dml_lr
+    meta_batch: int = Field(16, ge=2)  # meta batch size (tasks per update)
+    context_size: int = Field(64, ge=1)  # transitions per task context (encoder batch = meta_batch x this)
+    metric_weight: float = Field(1.0, ge=0)  # FOCAL's distance metric loss (DML loss weight)
+    metric_beta: float = Field(1.0, gt=0)  # negative pairs: beta / (||z_i - z_j||^power + eps)
+    metric_power: float = Field(2.0, gt=0)
+    metric_eps: float = Field(0.1, gt=0)
+    contrastive_weight: float = Field(0.0, ge=0)  # FOCAL++'s matrix-form momentum contrast (eqs. 8-9)
+    temperature: float = Field(0.5, gt=0)  # contrastive T
+    momentum: float = Field(0.9, ge=0, lt=1)  # contrastive m: key <- m key + (1 - m) query
+    brac_strength: float = Field(0.0, ge=0)  # behaviour regularization strength (alpha)
+    dual_lr: float = Field(1e-4, gt=0)  # g_lr (f-divergence discriminator)
+
+
+class OfflineConfig(Strict):
+    """Offline training data (datasets written by `runtime collect`)."""
+
+    dataset: str  # training-split dataset (.npz)
+    levels: list[str] | None = None  # quality levels to train on (default: all in the file)
+    context_dataset: str | None = None  # test-split dataset: evaluation also acts on contexts drawn from it
+    context_size: int = Field(64, ge=1)  # transitions per evaluation context
+
+
 class TrainConfig(Strict):
     total_steps: int = Field(100_000, ge=1)
     episodes_per_epoch: int = Field(16, ge=1)  # collected in parallel with batched inference
@@ -108,17 +143,43 @@ class TrainConfig(Strict):
 
 
 class RunConfig(Strict):
-    algorithm: Literal["moss", "oracle", "pearl", "tcl", "cocoa"]
+    algorithm: Literal["moss", "oracle", "pearl", "tcl", "cocoa", "focal", "focalpp"]
     env: EnvConfig
     seed: int = 0
     encoder: EncoderConfig = EncoderConfig()
     pearl: PearlConfig = PearlConfig()
+    focal: FocalConfig = FocalConfig()
+    offline: OfflineConfig | None = None  # required by focal / focalpp: they learn from datasets only
     sac: SACConfig = SACConfig()
     train: TrainConfig = TrainConfig()
 
 
-def load_config(path: str | Path, **overrides: Any) -> RunConfig:
-    """Read and validate a YAML run config; `overrides` are dotted keys ("train.total_steps": 1000)."""
+    @model_validator(mode="after")
+    def _offline_needs_data(self) -> RunConfig:
+        if self.algorithm in ("focal", "focalpp") and self.offline is None:
+            raise ValueError(f"algorithm {self.algorithm!r} learns offline: add an `offline:` section with a dataset")
+        return self
+
+
+class LevelConfig(Strict):
+    noise: float = Field(..., ge=0, le=1)  # per-step probability of a uniform random action
+    episodes_per_task: int = Field(..., ge=1)
+
+
+class CollectConfig(Strict):
+    """`runtime collect`: offline datasets per split from a behaviour checkpoint (agents/datasets.py)."""
+
+    env: EnvConfig
+    policy: str | None = None  # behaviour checkpoint (an oracle or any agent); None = random actions only
+    out: str  # directory: <out>/<split>.npz
+    splits: list[Literal["train", "test", "ood"]] = ["train", "test"]
+    seed: int = 0
+    levels: dict[str, LevelConfig]
+
+
+def load_config(path: str | Path, model: type[M] = RunConfig, **overrides: Any) -> M:  # type: ignore[assignment]
+    """Read and validate a YAML config (a run config unless `model` says otherwise); `overrides` are
+    dotted keys ("train.total_steps": 1000)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
@@ -134,12 +195,12 @@ def load_config(path: str | Path, **overrides: Any) -> RunConfig:
         for k in parents:
             node = node.setdefault(k, {})
         node[leaf] = value
-    return parse_config(raw, source=str(p))
+    return parse_config(raw, source=str(p), model=model)
 
 
-def parse_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
+def parse_config(raw: dict[str, Any], source: str = "<config>", model: type[M] = RunConfig) -> M:  # type: ignore[assignment]
     try:
-        return RunConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(x) for x in err['loc']) or '<root>'}: {err['msg']}" for err in e.errors()

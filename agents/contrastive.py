@@ -1,7 +1,7 @@
 """InfoNCE with pluggable similarities, and the momentum (EMA) update of key encoders.
 
 A similarity maps a batch of N queries and M keys to logits [N, M]. Point embeddings are tensors [N, D]
-(`euclidean`); probabilistic embeddings are diagonal Gaussians, `Gaussian(mu, std)` with mu, std [N, D]
+(`euclidean`, `dot`); probabilistic embeddings are diagonal Gaussians, `Gaussian(mu, std)` with mu, std [N, D]
 (`wasserstein2` for TCL, `bhattacharyya` for CoCOA). `info_nce` is the one InfoNCE for all of them.
 """
 
@@ -22,6 +22,11 @@ Similarity = Callable[[Any, Any], torch.Tensor]
 def euclidean(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """sim(q_i, k_j) = -||q_i - k_j||^2 for q [N, D], k [M, D] -> [N, M]."""
     return -torch.cdist(q, k).pow(2)
+
+
+def dot(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """sim(q_i, k_j) = q_i . k_j for q [N, D], k [M, D] -> [N, M] (FOCAL++'s matrix-form contrast, eq. 9)."""
+    return q @ k.T
 
 
 def wasserstein2(q: Gaussian, k: Gaussian) -> torch.Tensor:
@@ -45,6 +50,7 @@ def bhattacharyya(q: Gaussian, k: Gaussian) -> torch.Tensor:
 
 SIMILARITIES: dict[str, Similarity] = {
     "euclidean": euclidean,
+    "dot": dot,
     "wasserstein2": wasserstein2,
     "bhattacharyya": bhattacharyya,
 }

@@ -152,6 +152,98 @@ def pearl_protocol_episodes(
     return result
 
 
+@torch.no_grad()
+def trial_episodes(
+    policy: AgentPolicy | None,
+    env_cfg: EnvConfig,
+    split: str = "test",
+    episodes: int = 20,
+    per_trial: int = 3,
+    seed: int = 10_000,
+    nonstationary: str | None = "none",
+    parallel: int = 16,
+    deterministic: bool = True,
+    record_beliefs: bool = False,
+) -> list[list[EpisodeRecord]]:
+    """Trials of `per_trial` consecutive episodes on one task, the agent's inference state carried over.
+
+    Trial i runs task i mod n; its episode k starts from the state episode k - 1 ended in (episode 0 from
+    `init_state`), so an agent such as MoSS can use what it saw in earlier episodes of the trial; its belief
+    is still updated at every step, as online. This is the PEARL protocol for agents that have no
+    separate exploration policy (MoSS, the oracle, `policy=None` = random, whose episodes are independent);
+    PEARL-family policies go through `pearl_protocol_episodes` (see `protocol_episodes`). Episode k of
+    trial i is reset with seed `seed + k * episodes + i`, as in `pearl_protocol_episodes`, so with
+    `per_trial=1` this is `evaluation_episodes` on the same `nonstationary` mode. Tasks are stationary by
+    default (`nonstationary="none"`; None = as configured).
+
+    Returns one list per trial episode k, each with one record per trial (the last: `result[-1]`).
+    """
+    probe = make_env(env_cfg, split, nonstationary)
+    n_tasks = len(probe.unwrapped.tasks(split))
+    probe.close()
+    pool = [make_env(env_cfg, split, nonstationary) for _ in range(min(parallel, episodes))]
+    result: list[list[EpisodeRecord]] = [[] for _ in range(per_trial)]
+    for start in range(0, episodes, len(pool)):
+        trials = list(range(start, min(start + len(pool), episodes)))
+        n = len(trials)
+        state: State | None = None
+        for k in range(per_trial):
+            kw = [{"seed": seed + k * episodes + i, "options": {"task_index": i % n_tasks}} for i in trials]
+            recs, state = run_episodes(
+                policy, pool[:n], kw, deterministic, record_beliefs, initial_state=state, return_state=True
+            )
+            result[k] += recs
+    for e in pool:
+        e.close()
+    return result
+
+
+def protocol_episodes(
+    policy: AgentPolicy | None,
+    env_cfg: EnvConfig,
+    split: str = "test",
+    episodes: int = 20,
+    exploration: int = 2,
+    posterior: int = 1,
+    seed: int = 10_000,
+    parallel: int = 16,
+    deterministic: bool = True,
+) -> list[list[EpisodeRecord]]:
+    """PEARL's meta-test protocol for any agent: `exploration + posterior` episodes per trial on stationary
+    tasks; the adapted performance is `summarize(result[-1])`.
+
+    A PEARL-family policy (a `PEARLPolicy`: pearl, tcl, cocoa) explores on the prior and then acts on the
+    posterior (`pearl_protocol_episodes`); any other agent (MoSS, the oracle, `None` = random) runs
+    `trial_episodes`, its inference state carried from episode to episode. Both reset episode k of trial i
+    with seed `seed + k * episodes + i`, so every agent meets the same tasks and start states.
+    """
+    if exploration < 0 or posterior < 1:
+        raise ValueError(f"need exploration >= 0 and posterior >= 1, got {exploration} and {posterior}")
+    if isinstance(policy, PEARLPolicy):
+        return pearl_protocol_episodes(
+            policy,
+            env_cfg,
+            split,
+            episodes,
+            exploration,
+            posterior,
+            seed=seed,
+            parallel=parallel,
+            deterministic=deterministic,
+        )
+    return trial_episodes(
+        policy,
+        env_cfg,
+        split,
+        episodes,
+        exploration + posterior,
+        seed=seed,
+        nonstationary="none",
+        parallel=parallel,
+        deterministic=deterministic,
+    )
+
+
 def summarize(records: list[EpisodeRecord]) -> dict[str, Any]:
     """mean/std return, per-task mean returns (by the task the episode began on), success rate, switches."""
     rets = np.array([r.ret for r in records])
@@ -198,3 +290,44 @@ def adaptation_delays(
 def normalised_score(ret: float, random_ret: float, oracle_ret: float) -> float:
     """(return - random) / (oracle - random)."""
     return float((ret - random_ret) / (oracle_ret - random_ret))
+
+
+@torch.no_grad()
+def context_episodes(
+    policy: Any,
+    env_cfg: EnvConfig,
+    dataset: Any,
+    split: str = "test",
+    episodes: int = 20,
+    context_size: int = 64,
+    seed: int = 10_000,
+    parallel: int = 16,
+) -> list[EpisodeRecord]:
+    """FOCAL's offline evaluation: episode i (task i mod n, reset seed `seed + i`) acts on the belief of
+    `context_size` transitions drawn from `dataset`'s episodes of that task (an `OfflineDataset` of the
+    same split and task seed), held for the whole episode. `policy` needs `absorb` (FOCAL, PEARL)."""
+    m = dataset.meta
+    if m["split"] != split or m["env"].get("task_seed", 0) != env_cfg.task_seed:
+        raise ValueError(f"context dataset holds split {m['split']!r}, task seed {m['env'].get('task_seed')}; asked for {split!r}, {env_cfg.task_seed}")
+    rng = np.random.default_rng(seed)
+    probe = make_env(env_cfg, split, "none")
+    n_tasks = len(probe.unwrapped.tasks(split))
+    probe.close()
+    pool = [make_env(env_cfg, split, "none") for _ in range(min(parallel, episodes))]
+    records: list[EpisodeRecord] = []
+    for start in range(0, episodes, len(pool)):
+        idx = list(range(start, min(start + len(pool), episodes)))
+        rows = []
+        for i in idx:
+            eps = np.flatnonzero(dataset.task == i % n_tasks)
+            if len(eps) == 0:
+                raise ValueError(f"the context dataset has no episode of {split} task {i % n_tasks}")
+            e = rng.choice(eps, context_size)
+            rows.append((e, (rng.random(context_size) * dataset.length[e]).astype(np.int64)))
+        ctx = [torch.as_tensor(np.stack([getattr(dataset, k)[e, t] for e, t in rows])) for k in ("obs", "action", "reward", "next_obs")]
+        belief = policy.belief(policy.absorb(policy.init_state(len(idx)), *ctx))
+        kw = [{"seed": seed + i, "options": {"task_index": i % n_tasks}} for i in idx]
+        records += run_episodes(_HeldBelief(policy, belief), pool[: len(idx)], kw, True)  # type: ignore[arg-type]
+    for e in pool:
+        e.close()
+    return records

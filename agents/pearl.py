@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.buffer import EpisodeBuffer
+from agents.buffer import EpisodeBuffer, TaskSteps
 from agents.config import RunConfig
 from agents.contrastive import ema_update, info_nce
 from agents.latent import Gaussian, kl_to_standard, product_posterior, product_stats
@@ -60,33 +60,6 @@ AUX_LOSSES: dict[str, AuxLoss | None] = {
     "tcl": AuxLoss("wasserstein2", kl_on_queries=False),
     "cocoa": AuxLoss("bhattacharyya", kl_on_queries=True),
 }
-
-
-class TaskSteps:
-    """Every stored valid step (episode, t), grouped by the task in force at that step."""
-
-    def __init__(self, buffer: EpisodeBuffer) -> None:
-        n = len(buffer)
-        e, t = buffer.mask[:n].nonzero(as_tuple=True)
-        task = buffer.task[:n][e, t]
-        order = torch.argsort(task, stable=True)
-        e, t, task = e[order], t[order], task[order]
-        keys, counts = torch.unique_consecutive(task, return_counts=True)
-        starts = torch.cumsum(counts, 0) - counts
-        self.groups = {
-            int(k): (e[s : s + c], t[s : s + c])
-            for k, s, c in zip(keys.tolist(), starts.tolist(), counts.tolist(), strict=True)
-        }
-
-    def sample(self, tasks: list[int], n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """n steps of each task, with replacement: (episode, t), each [len(tasks), n]."""
-        es, ts = [], []
-        for k in tasks:
-            e, t = self.groups[k]
-            j = torch.as_tensor(rng.integers(0, len(e), size=n))
-            es.append(e[j])
-            ts.append(t[j])
-        return torch.stack(es), torch.stack(ts)
 
 
 class PEARL(Learner):

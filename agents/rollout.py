@@ -6,14 +6,14 @@ Used by training collection, `runtime eval` and the benchmarks, so they all act 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from agents.buffer import Episode
-from agents.policies import AgentPolicy
+from agents.policies import AgentPolicy, State, put_state, select_state
 
 
 @dataclass
@@ -34,6 +34,31 @@ def task_index_of(task_id: str) -> int:
     return int(task_id.rsplit("/", 1)[-1])
 
 
+@overload
+def run_episodes(
+    policy: AgentPolicy | None,
+    envs: list[gym.Env],
+    reset_kwargs: list[dict[str, Any]],
+    deterministic: bool = ...,
+    record_beliefs: bool = ...,
+    initial_state: State | None = ...,
+    return_state: Literal[False] = ...,
+) -> list[EpisodeRecord]: ...
+
+
+@overload
+def run_episodes(
+    policy: AgentPolicy | None,
+    envs: list[gym.Env],
+    reset_kwargs: list[dict[str, Any]],
+    deterministic: bool = ...,
+    record_beliefs: bool = ...,
+    initial_state: State | None = ...,
+    *,
+    return_state: Literal[True],
+) -> tuple[list[EpisodeRecord], State | None]: ...
+
+
 @torch.no_grad()
 def run_episodes(
     policy: AgentPolicy | None,
@@ -41,8 +66,17 @@ def run_episodes(
     reset_kwargs: list[dict[str, Any]],
     deterministic: bool = True,
     record_beliefs: bool = False,
-) -> list[EpisodeRecord]:
-    """One episode per env, in lockstep. `policy=None` acts uniformly at random (env.action_space)."""
+    initial_state: State | None = None,
+    return_state: bool = False,
+) -> list[EpisodeRecord] | tuple[list[EpisodeRecord], State | None]:
+    """One episode per env, in lockstep. `policy=None` acts uniformly at random (env.action_space).
+
+    `initial_state` (n rows) replaces `policy.init_state(n)` as the state the episodes start from, e.g.
+    the state a previous episode on the same task ended in (the oracle's task vector is still set from the
+    reset's info). With `return_state` the call returns `(records, final_state)`: row j of `final_state`
+    is the state right after env j's last step (later dummy updates of finished rows are not kept); it is
+    None for the random policy.
+    """
     n = len(envs)
     obs_list, infos = zip(*(env.reset(**kw) for env, kw in zip(envs, reset_kwargs, strict=True)), strict=True)
     obs = np.stack(obs_list).astype(np.float32)
@@ -52,9 +86,17 @@ def run_episodes(
         for env, kw in zip(envs, reset_kwargs, strict=True):
             if kw.get("seed") is not None:
                 env.action_space.seed(int(kw["seed"]))
-    state = policy.init_state(n) if policy is not None else None
+    if policy is None:
+        state = None
+    elif initial_state is not None:
+        if any(v.shape[0] != n for v in initial_state.values()):
+            raise ValueError(f"initial_state must have {n} rows (one per env)")
+        state = dict(initial_state)
+    else:
+        state = policy.init_state(n)
     if policy is not None and policy.needs_task_vector:
         state = policy.set_task_vector(state, torch.as_tensor(np.stack([i["task_vector"] for i in infos])))  # type: ignore[attr-defined]
+    final_state = {k: v.clone() for k, v in state.items()} if return_state and state is not None else None
     alive = np.ones(n, dtype=bool)
     buf: list[dict[str, list]] = [
         {k: [] for k in ("obs", "action", "reward", "next_obs", "terminated", "task", "task_vector", "task_id")}
@@ -105,10 +147,13 @@ def run_episodes(
             if policy.needs_task_vector:
                 new_state = policy.set_task_vector(new_state, torch.as_tensor(np.stack(cur_task_vec)))  # type: ignore[attr-defined]
             state = new_state
-            if record_beliefs and (was_alive & ~alive).any():
+            done_now = np.flatnonzero(was_alive & ~alive)
+            if final_state is not None and len(done_now):
+                put_state(final_state, done_now.tolist(), select_state(state, done_now.tolist()))
+            if record_beliefs and len(done_now):
                 # the belief after an env's last step (finished envs' rows get dummy updates afterwards)
                 b = policy.belief(state)
-                for j in np.flatnonzero(was_alive & ~alive):
+                for j in done_now:
                     beliefs[j].append(b[j].numpy().copy())
         obs = next_obs
     out = []
@@ -126,4 +171,4 @@ def run_episodes(
         out.append(
             EpisodeRecord(ep, d["task_id"], switches[j], success[j], np.asarray(beliefs[j]) if record_beliefs else None)
         )
-    return out
+    return (out, final_state) if return_state else out

@@ -7,6 +7,7 @@ Inputs are pre-built: x = the policy input (e.g. concat(obs, belief)), actions n
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -69,6 +70,7 @@ class SAC:
         done,
         encoder_loss: torch.Tensor | None = None,
         encoder_opt: torch.optim.Optimizer | None = None,
+        actor_penalty: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> dict[str, float]:
         """One critic + actor (+ temperature) step; r, done [B, 1]. Returns scalar metrics.
 
@@ -76,7 +78,8 @@ class SAC:
         `encoder_opt` (and its own terms, e.g. the KL bottleneck, as `encoder_loss`): the critic loss plus
         `encoder_loss` is back-propagated once, and the critic and the encoder step together (paper 002,
         eqs. 3.6-3.7). The actor and the temperature always see x detached (sg(z) in eq. 3.8). Without
-        them (MoSS, the oracle) x carries no gradient and this is plain SAC.
+        them (MoSS, the oracle) x carries no gradient and this is plain SAC. `actor_penalty(x, a_pi)` [B, 1]
+        is added to the actor's loss (BRAC's divergence penalty, agents/brac.py).
         """
         cfg = self.cfg
         critic_loss, q1 = self.critic_loss(x, a, r, x2, done)
@@ -96,6 +99,8 @@ class SAC:
         a_pi, logp = self.actor.sample(x)
         q_pi = torch.min(*self.critic(x, a_pi))
         actor_loss = (self.alpha * logp - q_pi).mean()
+        if actor_penalty is not None:
+            actor_loss = actor_loss + actor_penalty(x, a_pi).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self._clip(self.actor)

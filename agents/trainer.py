@@ -1,4 +1,7 @@
-"""The training loop shared by every online algorithm: collect, update, evaluate, log, checkpoint, resume.
+"""The training loop shared by every algorithm: collect, update, evaluate, log, checkpoint, resume.
+
+Offline algorithms (FOCAL, FOCAL++: a config with an `offline:` section) skip collection: the buffer is
+the dataset, and `step` counts gradient steps instead of env steps.
 
 Files in the run directory: `checkpoint.pt` (policy + optimisers + counters + RNG, resumable),
 `buffer.pt` (the replay buffer, for resuming), `policy.pt` (policy only: what you serve),
@@ -21,7 +24,9 @@ from agents.buffer import EpisodeBuffer
 from agents.checkpoint import load_checkpoint, save_checkpoint
 from agents.collect import Collector, InProcessCollector
 from agents.config import RunConfig
-from agents.evaluation import evaluation_episodes, make_env, summarize
+from agents.datasets import DatasetError, OfflineDataset
+from agents.evaluation import context_episodes, evaluation_episodes, make_env, summarize
+from agents.focal import FOCAL
 from agents.learner import Learner
 from agents.moss import MoSS
 from agents.oracle import Oracle
@@ -61,6 +66,19 @@ def build_agent(cfg: RunConfig, env) -> tuple[AgentPolicy, Learner]:
             sample_z=p.sample_z,
         )
         return policy, PEARL(policy, cfg)  # type: ignore[arg-type]
+    if cfg.algorithm in ("focal", "focalpp"):
+        f = cfg.focal
+        policy = POLICIES[cfg.algorithm](
+            **spaces,
+            latent_dim=f.latent_dim,
+            encoder_hidden=tuple(f.encoder_hidden),
+            attention=f.attention,
+            attention_width=f.attention_width,
+            attention_heads=f.attention_heads,
+            reduction=f.reduction,
+            actor_hidden=tuple(cfg.sac.hidden),
+        )
+        return policy, FOCAL(policy, cfg)  # type: ignore[arg-type]
     raise ValueError(f"unknown algorithm {cfg.algorithm!r}")
 
 
@@ -95,16 +113,24 @@ class Trainer:
         torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        n_envs = 1 if workers else cfg.train.episodes_per_epoch  # with workers, one env for the spaces only
+        self.offline = cfg.offline is not None
+        # with workers or offline, one env for the spaces only
+        n_envs = 1 if workers or self.offline else cfg.train.episodes_per_epoch
         self.envs = [make_env(cfg.env, "train") for _ in range(n_envs)]
         env0 = self.envs[0]
         self.n_train_tasks = len(env0.unwrapped.tasks("train"))
         self.horizon = int(env0.spec.max_episode_steps)
         self.env_info = env_record(env0, cfg.env.id)
         self.policy, self.learner = build_agent(cfg, env0)
-        self.buffer = EpisodeBuffer(
-            cfg.train.buffer_episodes, self.horizon, self.env_info["obs_dim"], self.env_info["action_dim"], self.env_info["task_dim"]
-        )
+        self.context_data: OfflineDataset | None = None
+        if cfg.offline is not None:
+            self.buffer = self._load_dataset(cfg.offline.dataset, cfg.offline.levels).to_buffer()
+            if cfg.offline.context_dataset:
+                self.context_data = self._load_dataset(cfg.offline.context_dataset, cfg.offline.levels)
+        else:
+            self.buffer = EpisodeBuffer(
+                cfg.train.buffer_episodes, self.horizon, self.env_info["obs_dim"], self.env_info["action_dim"], self.env_info["task_dim"]
+            )
         self.step = 0
         self.epoch = 0
         self.next_eval = cfg.train.eval_every
@@ -123,6 +149,17 @@ class Trainer:
             self.collector = RayCollector(
                 cfg.env, cfg.algorithm, self.policy.spec(), workers, address=ray_address, threads=cfg.train.threads
             )
+
+    def _load_dataset(self, path: str, levels: list[str] | None) -> OfflineDataset:
+        """A dataset of this run's env with matching spaces (DatasetError otherwise)."""
+        ds = OfflineDataset.load(path).select(levels)
+        m, info = ds.meta, self.env_info
+        if m["env"]["id"] != self.cfg.env.id:
+            raise DatasetError(f"{path}: collected on {m['env']['id']!r}, this run trains on {self.cfg.env.id!r}")
+        for k in ("obs_dim", "action_dim", "task_dim"):
+            if m[k] != info[k]:
+                raise DatasetError(f"{path}: {k} {m[k]} does not match the env's {info[k]}")
+        return ds
 
     # -- collection ---------------------------------------------------------------------------------------
     def collect(self, n_episodes: int, random: bool) -> list:
@@ -150,13 +187,17 @@ class Trainer:
 
             bar = tqdm(total=cfg.total_steps, initial=self.step, unit="step", dynamic_ncols=True)
         t_start = time.perf_counter()
-        if self.step == 0 and self.cfg.train.initial_episodes:
+        if self.step == 0 and self.cfg.train.initial_episodes and not self.offline:
             t0 = time.perf_counter()
             self.collect(self.cfg.train.initial_episodes, random=True)
             self.timing["collect"] += time.perf_counter() - t0
         while self.step < cfg.total_steps:
             t0 = time.perf_counter()
-            recs = self.collect(cfg.episodes_per_epoch, random=False)
+            if self.offline:  # no interaction: a step is a gradient step
+                recs = []
+                self.step += cfg.policy_updates
+            else:
+                recs = self.collect(cfg.episodes_per_epoch, random=False)
             t1 = time.perf_counter()
             metrics = self.learner.train_epoch(self.buffer, self.rng)
             t2 = time.perf_counter()
@@ -167,7 +208,7 @@ class Trainer:
                 self.timing[name] = self.timing.get(name, 0.0) + metrics.pop(k)
             if self.cfg.algorithm == "moss":
                 self.updates["encoder"] += self.cfg.train.encoder_updates
-            elif self.cfg.algorithm in AUX_LOSSES:  # the encoder steps with the critic
+            elif self.cfg.algorithm in AUX_LOSSES or self.offline:  # one encoder step per SAC step
                 self.updates["encoder"] += self.cfg.train.policy_updates
             self.updates["sac"] += self.cfg.train.policy_updates
             self.epoch += 1
@@ -175,13 +216,14 @@ class Trainer:
                 "kind": "epoch",
                 "epoch": self.epoch,
                 "step": self.step,
-                "train_return": float(np.mean([r.ret for r in recs])),
+                **({"train_return": float(np.mean([r.ret for r in recs]))} if recs else {}),
                 **{k: round(v, 5) for k, v in metrics.items()},
             }
             self._log_row(row)
             if bar is not None:
                 bar.update(self.step - bar.n)
-                bar.set_postfix(ret=f"{row['train_return']:.2f}")
+                if "train_return" in row:
+                    bar.set_postfix(ret=f"{row['train_return']:.2f}")
             if self.step >= self.next_eval or self.step >= cfg.total_steps:
                 self.evaluate()
                 self.next_eval += cfg.eval_every
@@ -199,6 +241,10 @@ class Trainer:
         t0 = time.perf_counter()
         recs = evaluation_episodes(self.policy, self.cfg.env, "test", self.cfg.train.eval_episodes, seed=10_000)
         s = summarize(recs)
+        if self.context_data is not None:  # FOCAL's offline evaluation: act on a context from the test dataset
+            o = self.cfg.offline
+            ctx = context_episodes(self.policy, self.cfg.env, self.context_data, "test", self.cfg.train.eval_episodes, o.context_size)  # type: ignore[arg-type,union-attr]
+            s["context_return"] = summarize(ctx)["mean_return"]
         self.timing["eval"] += time.perf_counter() - t0
         row = {"kind": "eval", "epoch": self.epoch, "step": self.step, "split": "test", **{k: v for k, v in s.items() if k != "per_task_return"}}
         self._log_row(row)
@@ -239,10 +285,11 @@ class Trainer:
             "timing": dict(self.timing),
             "updates": dict(self.updates),
         }
-        # buffer first: a checkpoint never points at a buffer older than itself
-        tmp = self.out / "buffer.pt.tmp"
-        torch.save(self.buffer.state_dict(), tmp)
-        tmp.replace(self.out / "buffer.pt")
+        if not self.offline:  # an offline run's data is its dataset file
+            # buffer first: a checkpoint never points at a buffer older than itself
+            tmp = self.out / "buffer.pt.tmp"
+            torch.save(self.buffer.state_dict(), tmp)
+            tmp.replace(self.out / "buffer.pt")
         save_checkpoint(self.out / "checkpoint.pt", self.policy, cfg, self.env_info, self.stats(), training)
         save_checkpoint(self.out / "policy.pt", self.policy, cfg, self.env_info, self.stats(), None)
         log.info("checkpoint saved", step=self.step, path=str(self.out / "checkpoint.pt"))
@@ -254,7 +301,8 @@ class Trainer:
         self.policy.load_state_dict(ck.policy_state)
         tr = ck.training
         self.learner.load_state_dict(tr["learner"])
-        self.buffer.load_state_dict(torch.load(self.out / "buffer.pt", weights_only=True))
+        if not self.offline:
+            self.buffer.load_state_dict(torch.load(self.out / "buffer.pt", weights_only=True))
         self.step, self.epoch = int(tr["step"]), int(tr["epoch"])
         self.next_eval, self.next_ckpt = int(tr["next_eval"]), int(tr["next_ckpt"])
         torch.set_rng_state(tr["torch_rng"])

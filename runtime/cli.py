@@ -41,6 +41,7 @@ def train(
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="progress bar (default: on a terminal)"),
     workers: int | None = typer.Option(None, "--workers", min=1, help="collect on N Ray actors (needs the [ray] extra)"),
     ray_address: str | None = typer.Option(None, "--ray-address", help="with --workers: join this Ray cluster (default: start a local one)"),
+    set_: list[str] = typer.Option([], "--set", help="override a config key: --set focal.attention=batch (value read as YAML; repeatable)"),
 ) -> None:
     """Train an agent; checkpoints to OUT/checkpoint.pt (resumable) and OUT/policy.pt (to serve)."""
     configure_logging()
@@ -58,6 +59,15 @@ def train(
         overrides["seed"] = seed
     if total_steps is not None:
         overrides["train.total_steps"] = total_steps
+    for item in set_:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--set expects KEY=VALUE (e.g. focal.attention=batch), got {item!r}")
+        import yaml
+
+        overrides[key.strip()] = yaml.safe_load(value)
+    if resume and set_:
+        fail("--set cannot change a run being resumed (its config.yaml is what it continues with)")
     out = out or Path("runs") / config.stem
     try:
         if resume:
@@ -89,6 +99,56 @@ def train(
     emit_json({"out": str(out), **result})
 
 
+@app.command()
+def collect(
+    config: Path = typer.Option(..., "--config", "-c", help="YAML collect config (configs/collect/...)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="output directory (default: the config's `out`)"),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="progress bar (default: on a terminal)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+) -> None:
+    """Build offline datasets (OUT/<split>.npz) with a behaviour checkpoint at the config's quality levels."""
+    configure_logging()
+    from agents.checkpoint import CheckpointError, build_policy, load_checkpoint
+    from agents.config import CollectConfig, ConfigError, load_config
+    from agents.datasets import collect_dataset
+
+    try:
+        cfg = load_config(config, model=CollectConfig)
+    except ConfigError as e:
+        fail(str(e))
+    policy, behaviour = None, "random"
+    if cfg.policy is not None:
+        try:
+            ck = load_checkpoint(cfg.policy)
+        except CheckpointError as e:
+            fail(f"{config}: policy: {e}")
+        if ck.env["id"] != cfg.env.id:
+            fail(f"{config}: policy {cfg.policy} was trained on {ck.env['id']!r}, the config collects on {cfg.env.id!r}")
+        policy, behaviour = build_policy(ck), str(cfg.policy)
+    out = out or Path(cfg.out)
+    levels = {k: (v.noise, v.episodes_per_task) for k, v in cfg.levels.items()}
+    show = sys.stderr.isatty() if progress is None else progress
+    result: dict[str, Any] = {"out": str(out), "splits": {}}
+    for split in cfg.splits:
+        bar = None
+        if show:
+            from tqdm import tqdm
+
+            bar = tqdm(desc=f"collect {split}", unit="ep", dynamic_ncols=True)
+        ds = collect_dataset(policy, cfg.env, split, levels, cfg.seed, behaviour, progress=bar.update if bar else None)
+        if bar is not None:
+            bar.close()
+        path = ds.save(out / f"{split}.npz")
+        result["splits"][split] = {"path": str(path), **ds.summary()}
+    if as_json:
+        emit_json(result)
+        return
+    for split, r in result["splits"].items():
+        typer.echo(f"{r['path']}: {r['episodes']} episodes, {r['transitions']} transitions, {r['tasks']} tasks")
+        for name, lv in r["levels"].items():
+            typer.echo(f"  {name:>8}: {lv['episodes']} episodes, mean return {lv['mean_return']:.2f}")
+
+
 @app.command("eval")
 def evaluate(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint or policy file"),
@@ -98,16 +158,39 @@ def evaluate(
     nonstationary: str | None = typer.Option(None, help="periodic | hazard | none (default: as trained)"),
     seed: int = typer.Option(10_000, help="reset seed of episode 0 (episode i uses seed + i)"),
     reference: Path | None = typer.Option(None, "--reference", help="oracle checkpoint: adds normalised score and adaptation delay"),
+    protocol: str = typer.Option("zero-shot", "--protocol", help="zero-shot (online, from the first step) | pearl (trials of exploration + posterior episodes)"),
+    exploration: int = typer.Option(2, "--exploration", help="--protocol pearl: exploration episodes per trial"),
+    posterior: int = typer.Option(1, "--posterior", help="--protocol pearl: posterior episodes per trial"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
-    """Zero-shot evaluation: returns per task and overall (+ normalised score and adaptation delay with --reference)."""
+    """Evaluation on a split: returns per task and overall (+ normalised score and adaptation delay with --reference).
+
+    --protocol zero-shot (default): every episode starts from the prior and updates the belief at every step.
+    --protocol pearl: PEARL's meta-test protocol on stationary tasks, EPISODES trials of EXPLORATION +
+    POSTERIOR episodes each; PEARL, TCL and CoCOA explore on the prior and then act on the posterior of the
+    trial's transitions, other agents carry their inference state from episode to episode. The summary is
+    the last (posterior) episode's; `per_episode_return` holds the mean return of each trial episode.
+    """
     configure_logging()
     from agents.checkpoint import CheckpointError, build_policy, load_checkpoint
     from agents.config import EnvConfig
-    from agents.evaluation import adaptation_delays, evaluation_episodes, normalised_score, summarize
+    from agents.evaluation import (
+        adaptation_delays,
+        evaluation_episodes,
+        normalised_score,
+        protocol_episodes,
+        summarize,
+    )
     from envs import FAMILIES, TaskError
 
     check_split_and_mode(split, nonstationary)
+    if protocol not in ("zero-shot", "pearl"):
+        fail(f"--protocol must be zero-shot or pearl, got {protocol!r}")
+    if protocol == "pearl":
+        if nonstationary not in (None, "none"):
+            fail("--protocol pearl runs stationary tasks; drop --nonstationary")
+        if exploration < 0 or posterior < 1:
+            fail(f"--protocol pearl needs --exploration >= 0 and --posterior >= 1, got {exploration} and {posterior}")
     try:
         ck = load_checkpoint(checkpoint)
         policy = build_policy(ck)
@@ -116,24 +199,37 @@ def evaluate(
             if env not in FAMILIES:
                 fail(f"unknown env id {env!r}; known: {', '.join(FAMILIES)}")
             env_cfg = env_cfg.model_copy(update={"id": env})
-        args = dict(split=split, episodes=episodes, seed=seed, nonstationary=nonstationary)
-        recs = evaluation_episodes(policy, env_cfg, **args)
-        out: dict[str, Any] = {"checkpoint": str(checkpoint), "algorithm": ck.algorithm, "env": env_cfg.id, **summarize(recs)}
-        out["split"] = split
-        if reference is not None:
-            ref = load_checkpoint(reference)
-            oracle = evaluation_episodes(build_policy(ref), env_cfg, **args)
-            rand = evaluation_episodes(None, env_cfg, **args)
-            o_ret, r_ret = summarize(oracle)["mean_return"], summarize(rand)["mean_return"]
-            out.update(oracle_return=o_ret, random_return=r_ret, normalised_score=normalised_score(out["mean_return"], r_ret, o_ret))
-            steps = sum(len(r.episode) for r in recs)
-            scale = abs(o_ret - r_ret) * len(recs) / max(steps, 1)
-            delays = adaptation_delays(recs, oracle, scale)
-            out["adaptation_delay"] = {
-                "switches": len(delays),
-                "median": float(__import__("numpy").median(delays)) if delays else None,
-                "mean": float(__import__("numpy").mean(delays)) if delays else None,
-            }
+        out: dict[str, Any] = {"checkpoint": str(checkpoint), "algorithm": ck.algorithm, "env": env_cfg.id}
+        if protocol == "pearl":
+            pargs = dict(split=split, episodes=episodes, seed=seed, exploration=exploration, posterior=posterior)
+            trials = protocol_episodes(policy, env_cfg, **pargs)
+            out.update(summarize(trials[-1]))
+            out.update(split=split, protocol="pearl", exploration=exploration, posterior=posterior)
+            out["per_episode_return"] = [summarize(t)["mean_return"] for t in trials]
+            if reference is not None:
+                oracle_trials = protocol_episodes(build_policy(load_checkpoint(reference)), env_cfg, **pargs)
+                o_ret = summarize(oracle_trials[-1])["mean_return"]
+                r_ret = summarize(protocol_episodes(None, env_cfg, **pargs)[-1])["mean_return"]
+                out.update(oracle_return=o_ret, random_return=r_ret, normalised_score=normalised_score(out["mean_return"], r_ret, o_ret))
+        else:
+            args = dict(split=split, episodes=episodes, seed=seed, nonstationary=nonstationary)
+            recs = evaluation_episodes(policy, env_cfg, **args)
+            out.update(summarize(recs))
+            out["split"] = split
+            if reference is not None:
+                ref = load_checkpoint(reference)
+                oracle = evaluation_episodes(build_policy(ref), env_cfg, **args)
+                rand = evaluation_episodes(None, env_cfg, **args)
+                o_ret, r_ret = summarize(oracle)["mean_return"], summarize(rand)["mean_return"]
+                out.update(oracle_return=o_ret, random_return=r_ret, normalised_score=normalised_score(out["mean_return"], r_ret, o_ret))
+                steps = sum(len(r.episode) for r in recs)
+                scale = abs(o_ret - r_ret) * len(recs) / max(steps, 1)
+                delays = adaptation_delays(recs, oracle, scale)
+                out["adaptation_delay"] = {
+                    "switches": len(delays),
+                    "median": float(__import__("numpy").median(delays)) if delays else None,
+                    "mean": float(__import__("numpy").mean(delays)) if delays else None,
+                }
     except (CheckpointError, TaskError) as e:
         fail(str(e))
     if as_json:
@@ -165,6 +261,9 @@ def inspect(
             typer.echo(f"{k:>18}: {v}")
 
 
+SERVE_SPIN_US = 500.0  # docs/serving.md, "Latency": what busy-polling buys a one-session round trip
+
+
 @app.command()
 def serve(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint or policy file to serve"),
@@ -175,6 +274,7 @@ def serve(
     max_frame_bytes: int = typer.Option(65_536, "--max-frame-bytes", min=64, help="larger messages get frame_too_large"),
     batching: bool = typer.Option(True, "--batching/--no-batching", help="--no-batching: one forward pass per request (benchmark baseline)"),
     json_logs: bool | None = typer.Option(None, "--json-logs/--console-logs", help="log format (default: console on a terminal)"),
+    spin_us: float = typer.Option(SERVE_SPIN_US, "--spin-us", min=0.0, help="busy-poll this long for the next request before blocking (0: always block)"),
 ) -> None:
     """Serve a checkpoint over ZeroMQ (protocol v1, docs/serving.md) until SIGINT/SIGTERM."""
     import signal
@@ -189,7 +289,7 @@ def serve(
     try:
         server = Server.from_checkpoint(
             checkpoint, bind=bind, max_sessions=max_sessions, idle_timeout=idle_timeout, state_dir=state_dir,
-            max_frame_bytes=max_frame_bytes, batching=batching,
+            max_frame_bytes=max_frame_bytes, batching=batching, spin_us=spin_us,
         )
     except (CheckpointError, StateFileError) as e:
         fail(str(e))

@@ -24,7 +24,7 @@ import torch
 import zmq
 
 from agents.checkpoint import Checkpoint, build_policy, load_checkpoint
-from agents.policies import AgentPolicy, put_state, select_state
+from agents.policies import AgentPolicy, State, put_state, select_state
 from runtime import protocol as P
 from runtime.sessions import STATE_FILE, SessionStore
 
@@ -103,6 +103,7 @@ class Server:
         drain_cap: int = DRAIN_CAP,
         context: zmq.Context | None = None,
         torch_threads: int | None = 1,
+        spin_us: float = 0.0,
     ) -> None:
         self.policy = policy.eval()
         self.info = info
@@ -118,6 +119,7 @@ class Server:
         self.stats = Stats()
         self._stop = threading.Event()
         self._poll_ms = int(max(1, min(100, idle_timeout * 250)))
+        self._spin_s = max(0.0, float(spin_us)) * 1e-6
         self._next_evict = 0.0
         self._meta = {"checkpoint_sha256": info["checkpoint"]["sha256"], "algorithm": info["algorithm"]}
         self.ctx = context or zmq.Context.instance()
@@ -133,6 +135,8 @@ class Server:
             self.sock.close(0)
             raise
         self.endpoint: str = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._poller = zmq.Poller()
+        self._poller.register(self.sock, zmq.POLLIN)
         if (
             self.state_path is not None and self.state_path.is_file()
         ):  # after bind: a taken port loses nothing
@@ -158,8 +162,6 @@ class Server:
     def serve_forever(self) -> None:
         if self.torch_threads is not None:
             torch.set_num_threads(self.torch_threads)
-        poller = zmq.Poller()
-        poller.register(self.sock, zmq.POLLIN)
         log.info(
             "serving",
             endpoint=self.endpoint,
@@ -167,11 +169,12 @@ class Server:
             sessions=len(self.store),
             max_sessions=self.store.max_sessions,
             batching=self.batching,
+            spin_us=round(self._spin_s * 1e6, 1),
         )
         try:
             with torch.inference_mode():
                 while not self._stop.is_set():
-                    if poller.poll(self._poll_ms):
+                    if self._wait():
                         self._handle_safely(self._drain())
                     self._maybe_evict()
                 while msgs := self._drain():  # answer what is in flight
@@ -197,14 +200,33 @@ class Server:
             **{k: v for k, v in self.stats.snapshot().items() if k in ("requests", "steps", "batches")},
         )
 
+    def _wait(self) -> bool:
+        """True when a message is waiting. With `spin_us`, busy-poll that long first: a core that blocks
+        between requests sleeps, and waking it (and refilling its caches) costs more than the whole
+        server's work on a one-session round trip. Then block in poll for up to `_poll_ms`."""
+        poll = self._poller.poll
+        if self._spin_s:
+            clock = time.perf_counter
+            end = clock() + self._spin_s
+            while True:
+                if poll(0):
+                    return True
+                if clock() >= end:
+                    break
+        return bool(poll(self._poll_ms))
+
     def _drain(self) -> list[tuple[list[bytes], float]]:
+        """Every waiting message (up to `drain_cap`) with its arrival time, without blocking."""
         msgs: list[tuple[list[bytes], float]] = []
+        recv, ready, clock = self.sock.recv_multipart, self._poller.poll, time.perf_counter
         while len(msgs) < self.drain_cap:
             try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+                frames = recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            msgs.append((frames, time.perf_counter()))
+            msgs.append((frames, clock()))
+            if not ready(0):  # cheaper than the zmq.Again a last recv would raise
+                break
         return msgs
 
     def _maybe_evict(self) -> None:
@@ -215,11 +237,17 @@ class Server:
                 log.info("session evicted", session=sid, idle_timeout_s=self.store.idle_timeout)
 
     # -- one drained batch ----------------------------------------------------------------------------
-    @torch.inference_mode()
     def handle(self, msgs: list[tuple[list[bytes], float]]) -> None:
         """Decode, run and answer a drained batch of messages (replies in arrival order)."""
         if not msgs:
             return
+        if torch.is_inference_mode_enabled():  # serve_forever runs in inference mode already
+            self._handle(msgs)
+        else:
+            with torch.inference_mode():
+                self._handle(msgs)
+
+    def _handle(self, msgs: list[tuple[list[bytes], float]]) -> None:
         t0 = time.perf_counter()
         replies: list[dict[str, Any] | None] = [None] * len(msgs)
         envelopes: list[list[bytes]] = []
@@ -274,11 +302,14 @@ class Server:
                     **self.stats.snapshot(),
                 )
         self._run_wave(wave, replies)
-        send = self.sock.send_multipart
-        for i, reply in enumerate(replies):
+        send, pack = self.sock.send, P.pack
+        more = zmq.SNDMORE | zmq.NOBLOCK
+        for envelope, reply in zip(envelopes, replies):
             assert reply is not None
             try:
-                send([*envelopes[i], P.pack(reply)], zmq.NOBLOCK)
+                for frame in envelope:
+                    send(frame, more)
+                send(pack(reply), zmq.NOBLOCK)
             except zmq.ZMQError as e:  # peer gone, or an unroutable envelope
                 log.debug("reply dropped", error=str(e))
         t1 = time.perf_counter()
@@ -354,58 +385,100 @@ class Server:
         self.stats.waves += 1
         self.stats.wave_items += len(items)
         actions, beliefs = action.numpy().astype("<f4", copy=False), belief.numpy().astype("<f4", copy=False)
-        a_rows, b_rows = actions.tolist(), beliefs.tolist()
+        a_rows = b_rows = None
         t = store.t
         for j, (i, req, sid, slot) in enumerate(items):
             if req.binary:
                 fields = {"action": actions[j].tobytes(), "belief": beliefs[j].tobytes(), "t": int(t[slot])}
             else:
-                fields = {"action": a_rows[j], "belief": b_rows[j], "t": int(t[slot])}
+                if a_rows is None:
+                    a_rows, b_rows = actions.tolist(), beliefs.tolist()
+                fields = {"action": a_rows[j], "belief": b_rows[j], "t": int(t[slot])}  # type: ignore[index]
             if req.op == "open":
                 fields["session"] = sid
             replies[i] = P.ok_reply(req.id, **fields)
 
     def _compute(self, steps: list, ready: list) -> tuple[torch.Tensor, torch.Tensor]:
-        """update over `steps`, then belief and act over steps + ready (in that order); float32 little-endian."""
+        """update over `steps`, then belief and act over steps + ready (in that order).
+
+        Rows of the session store are addressed by a slice when the batch is one session (numpy and torch
+        views: no gather, no scatter, no index tensors), else by an index array; the policy calls are the
+        contract calls of `runtime eval` either way. A view handed to `policy.update` is only read (the
+        contract returns a new state); it is then overwritten with that new state.
+        """
         store, policy = self.store, self.policy
         oracle = policy.needs_task_vector
         new_state = None
         if steps:
-            idx = np.fromiter((x[3] for x in steps), np.int64, len(steps))
-            idx_t = torch.from_numpy(idx)
-            s = torch.from_numpy(store.last_obs[idx])
-            a = torch.from_numpy(np.stack([x[1].action for x in steps]))
-            rew = torch.tensor([x[1].reward for x in steps], dtype=torch.float32)
-            s2 = np.stack([x[1].obs for x in steps])
-            new_state = policy.update(select_state(store.state, idx_t), s, a, rew, torch.from_numpy(s2))
+            ns = len(steps)
+            rows, rows_t = _rows([x[3] for x in steps])
+            if ns == 1:
+                req = steps[0][1]
+                a_np, s2 = req.action[None], req.obs[None]
+                rew = np.array([[req.reward]], np.float32)
+            else:
+                a_np = np.stack([x[1].action for x in steps])
+                s2 = np.stack([x[1].obs for x in steps])
+                rew = np.fromiter((x[1].reward for x in steps), np.float32, ns).reshape(ns, 1)
+            sub = _gather(store.state, rows_t)
+            new_state = policy.update(
+                sub,
+                torch.from_numpy(store.last_obs[rows]),
+                torch.from_numpy(a_np),
+                torch.from_numpy(rew),
+                torch.from_numpy(s2),
+            )
             if oracle:
                 tv = torch.from_numpy(np.stack([x[1].task_vector for x in steps]))
                 new_state = policy.set_task_vector(new_state, tv)  # type: ignore[attr-defined]
-            put_state(store.state, idx_t, new_state)
-            store.last_obs[idx] = s2
-            store.t[idx] += 1
-            store.done[idx] = [x[1].done for x in steps]
-            self.stats.steps += len(steps)
+            _scatter(store.state, rows_t, new_state)
+            store.last_obs[rows] = s2
+            store.t[rows] += 1
+            store.done[rows] = [x[1].done for x in steps]
+            self.stats.steps += ns
         if oracle and ready:  # open/reset set the task vector too
-            sl = torch.tensor([x[3] for x in ready])
+            _, sl = _rows([x[3] for x in ready])
             tv = torch.from_numpy(np.stack([x[1].task_vector for x in ready]))
-            put_state(store.state, sl, policy.set_task_vector(select_state(store.state, sl), tv))  # type: ignore[attr-defined]
+            _scatter(store.state, sl, policy.set_task_vector(_gather(store.state, sl), tv))  # type: ignore[attr-defined]
         if ready:
-            idx = np.fromiter((x[3] for x in steps + ready), np.int64, len(steps) + len(ready))
-            sub = select_state(store.state, torch.from_numpy(idx))
+            rows, rows_t = _rows([x[3] for x in steps + ready])
+            sub = _gather(store.state, rows_t)
         else:
             sub = new_state
         belief = policy.belief(sub)
-        obs = torch.from_numpy(store.last_obs[idx])
-        det = store.deterministic[idx]
+        obs = torch.from_numpy(store.last_obs[rows])
+        det = store.deterministic[rows]
         first = bool(det[0])
         if len(det) == 1 or (det == first).all():
             return policy.act(obs, belief, first), belief
-        action = torch.empty(len(idx), policy.action_dim)
+        action = torch.empty(len(det), policy.action_dim)
         for mode in (True, False):
             m = torch.from_numpy(det == mode)
             action[m] = policy.act(obs[m], belief[m], mode)
         return action, belief
+
+
+def _rows(slots: list[int]) -> tuple[slice | np.ndarray, slice | torch.Tensor]:
+    """How to address these store rows in numpy and in torch: one slot as a slice (views), else indices."""
+    if len(slots) == 1:
+        rows = slice(slots[0], slots[0] + 1)
+        return rows, rows
+    idx = np.array(slots, np.int64)
+    return idx, torch.from_numpy(idx)
+
+
+def _gather(state: State, rows: slice | torch.Tensor) -> State:
+    if type(rows) is slice:
+        return {k: v[rows] for k, v in state.items()}
+    return select_state(state, rows)
+
+
+def _scatter(state: State, rows: slice | torch.Tensor, sub: State) -> None:
+    if type(rows) is slice:
+        for k, v in state.items():
+            v[rows].copy_(sub[k])
+    else:
+        put_state(state, rows, sub)
 
 
 def split_envelope(frames: list[bytes]) -> tuple[list[bytes], bytes | None]:
@@ -414,6 +487,8 @@ def split_envelope(frames: list[bytes]) -> tuple[list[bytes], bytes | None]:
     The envelope is the peer identity plus, when present, every frame up to the first empty delimiter
     (REQ clients and proxies); the body must be exactly one frame after it.
     """
+    if len(frames) == 2 and frames[1]:  # a DEALER's [identity, body]: the common case
+        return frames[:1], frames[1]
     rest = frames[1:]
     try:
         cut = rest.index(b"") + 1

@@ -39,11 +39,15 @@ def make_checkpoint(
         policy = MoSSPolicy(**SPACES, latent_dim=3, hidden_dim=32, actor_hidden=(64, 64))
     elif algorithm in ("pearl", "tcl", "cocoa"):
         policy = POLICIES[algorithm](**SPACES, latent_dim=3, encoder_hidden=(32,), actor_hidden=(64, 64))
+    elif algorithm in ("focal", "focalpp"):
+        attention = "series" if algorithm == "focalpp" else "none"
+        policy = POLICIES[algorithm](**SPACES, latent_dim=3, encoder_hidden=(32, 32), attention=attention, attention_width=16, attention_heads=2, actor_hidden=(64, 64))
     else:
         policy = OraclePolicy(**SPACES, task_dim=2, actor_hidden=(64, 64))
-    config = RunConfig.model_validate({"algorithm": algorithm, "env": env_cfg, "seed": seed}).model_dump(
-        mode="json"
-    )
+    raw: dict[str, Any] = {"algorithm": algorithm, "env": env_cfg, "seed": seed}
+    if algorithm in ("focal", "focalpp"):
+        raw["offline"] = {"dataset": "datasets/point_robot/train.npz"}
+    config = RunConfig.model_validate(raw).model_dump(mode="json")
     env_rec = {
         "id": env_cfg["id"],
         **SPACES,

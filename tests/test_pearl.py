@@ -19,7 +19,8 @@ from agents.config import EnvConfig, RunConfig, parse_config
 from agents.contrastive import bhattacharyya, info_nce, wasserstein2
 from agents.evaluation import _HeldBelief, evaluation_episodes, make_env, pearl_protocol_episodes, summarize
 from agents.latent import Gaussian
-from agents.pearl import PEARL, TaskSteps
+from agents.buffer import TaskSteps
+from agents.pearl import PEARL
 from agents.policies import POLICIES, PEARLPolicy
 from agents.rollout import run_episodes
 from agents.trainer import Trainer

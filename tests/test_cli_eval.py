@@ -1,0 +1,101 @@
+"""`runtime eval --protocol zero-shot | pearl`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import structlog
+from serving_helpers import make_checkpoint
+from typer.testing import CliRunner
+
+from runtime.cli import app
+
+runner = CliRunner()
+ZERO_SHOT_KEYS = {
+    "checkpoint",
+    "algorithm",
+    "env",
+    "episodes",
+    "mean_return",
+    "std_return",
+    "per_task_return",
+    "switches",
+    "split",
+}
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("eval")
+    return {a: make_checkpoint(d / f"{a}.pt", algorithm=a, seed=3) for a in ("moss", "pearl", "oracle")}
+
+
+def run_json(*args: str) -> dict:
+    res = runner.invoke(app, ["eval", *args, "--json"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output.strip().splitlines()[-1])
+
+
+def test_zero_shot_is_the_default_and_unchanged(ckpts):
+    default = run_json("--checkpoint", str(ckpts["moss"]), "--episodes", "4")
+    explicit = run_json("--checkpoint", str(ckpts["moss"]), "--episodes", "4", "--protocol", "zero-shot")
+    assert set(default) == ZERO_SHOT_KEYS
+    assert default == explicit
+
+
+@pytest.mark.parametrize("algorithm", ["moss", "pearl"])
+def test_pearl_protocol_reports_the_last_episode_and_every_episode_mean(ckpts, algorithm):
+    ck = str(ckpts[algorithm])
+    out = run_json(
+        "--checkpoint", ck, "--episodes", "4", "--protocol", "pearl", "--reference", str(ckpts["oracle"])
+    )
+    assert out["protocol"] == "pearl" and out["exploration"] == 2 and out["posterior"] == 1
+    assert out["episodes"] == 4 and len(out["per_episode_return"]) == 3
+    assert out["mean_return"] == pytest.approx(out["per_episode_return"][-1])
+    assert {"oracle_return", "random_return", "normalised_score"} <= set(out)
+    if algorithm == "moss":
+        # an agent without a separate exploration phase, one episode per trial: the zero-shot evaluation of
+        # the stationary tasks (a PEARL policy would hold its prior for the whole episode instead)
+        one = run_json("--checkpoint", ck, "--episodes", "4", "--protocol", "pearl", "--exploration", "0")
+        zs = run_json("--checkpoint", ck, "--episodes", "4", "--nonstationary", "none")
+        assert one["per_episode_return"] == [pytest.approx(zs["mean_return"])]
+
+
+def test_pearl_protocol_text_output(ckpts):
+    res = runner.invoke(
+        app,
+        [
+            "eval",
+            "--checkpoint",
+            str(ckpts["moss"]),
+            "--episodes",
+            "2",
+            "--protocol",
+            "pearl",
+            "--posterior",
+            "2",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "per_episode_return" in res.output and "protocol: pearl" in res.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--protocol", "pearls"], "--protocol must be zero-shot or pearl"),
+        (["--protocol", "pearl", "--posterior", "0"], "--posterior >= 1"),
+        (["--protocol", "pearl", "--nonstationary", "periodic"], "stationary tasks"),
+    ],
+)
+def test_protocol_errors(ckpts, args, message):
+    res = runner.invoke(app, ["eval", "--checkpoint", str(ckpts["moss"]), *args])
+    assert res.exit_code == 2 and message in res.output, res.output
