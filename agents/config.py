@@ -171,6 +171,8 @@ class CollectConfig(Strict):
 
     env: EnvConfig
     policy: str | None = None  # behaviour checkpoint (an oracle or any agent); None = random actions only
+    policy_env: str | None = None  # the env `policy` was trained on, when it is not `env.id` (same spaces and
+    #                                task-vector meaning, e.g. the dense PointRobot oracle on SparsePointRobot)
     out: str  # directory: <out>/<split>.npz
     splits: list[Literal["train", "test", "ood"]] = ["train", "test"]
     seed: int = 0

@@ -122,8 +122,11 @@ def collect(
             ck = load_checkpoint(cfg.policy)
         except CheckpointError as e:
             fail(f"{config}: policy: {e}")
-        if ck.env["id"] != cfg.env.id:
-            fail(f"{config}: policy {cfg.policy} was trained on {ck.env['id']!r}, the config collects on {cfg.env.id!r}")
+        if ck.env["id"] not in (cfg.env.id, cfg.policy_env):
+            fail(
+                f"{config}: policy {cfg.policy} was trained on {ck.env['id']!r}, the config collects on {cfg.env.id!r} "
+                f"(set policy_env: {ck.env['id']} if its spaces and task vector mean the same there)"
+            )
         policy, behaviour = build_policy(ck), str(cfg.policy)
     out = out or Path(cfg.out)
     levels = {k: (v.noise, v.episodes_per_task) for k, v in cfg.levels.items()}
