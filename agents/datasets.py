@@ -67,11 +67,11 @@ class OfflineDataset:
     @classmethod
     def from_records(cls, records: list[EpisodeRecord], levels: list[int], meta: dict[str, Any]) -> OfflineDataset:
         T, E = int(meta["horizon"]), len(records)
-        O, A, V = meta["obs_dim"], meta["action_dim"], meta["task_dim"]
+        n_obs, n_act, n_task = meta["obs_dim"], meta["action_dim"], meta["task_dim"]
         out = {
-            "obs": np.zeros((E, T, O), np.float32),
-            "next_obs": np.zeros((E, T, O), np.float32),
-            "action": np.zeros((E, T, A), np.float32),
+            "obs": np.zeros((E, T, n_obs), np.float32),
+            "next_obs": np.zeros((E, T, n_obs), np.float32),
+            "action": np.zeros((E, T, n_act), np.float32),
             "reward": np.zeros((E, T), np.float32),
             "terminated": np.zeros((E, T), np.float32),
         }
@@ -85,7 +85,7 @@ class OfflineDataset:
             **out,
             length=np.array([len(r.episode) for r in records], np.int64),
             task=np.array([task_index_of(r.task_ids[0]) for r in records], np.int64),
-            task_vector=np.stack([r.episode.task_vector[0] for r in records]).astype(np.float32).reshape(E, V),
+            task_vector=np.stack([r.episode.task_vector[0] for r in records]).astype(np.float32).reshape(E, n_task),
             level=np.asarray(levels, np.int64),
         )
 

@@ -146,7 +146,7 @@ def collect(
     if as_json:
         emit_json(result)
         return
-    for split, r in result["splits"].items():
+    for r in result["splits"].values():
         typer.echo(f"{r['path']}: {r['episodes']} episodes, {r['transitions']} transitions, {r['tasks']} tasks")
         for name, lv in r["levels"].items():
             typer.echo(f"  {name:>8}: {lv['episodes']} episodes, mean return {lv['mean_return']:.2f}")

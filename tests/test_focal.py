@@ -262,3 +262,18 @@ def test_checkpoint_is_served(algorithm: str, tmp_path: Path) -> None:
         np.testing.assert_allclose(np.array(r.actions), e.episode.action, atol=1e-5)
         np.testing.assert_allclose(np.array(r.beliefs), e.beliefs, atol=1e-5)
     assert not np.allclose(res[0].beliefs[1], res[0].beliefs[-1])
+
+
+def test_train_set_overrides_a_config_key_and_refuses_bad_ones(tmp_path: Path) -> None:
+    cfg = offline_config(tmp_path, "focalpp", attention="none", metric_weight=0.0, contrastive_weight=1.0)
+    cfg["train"].update(total_steps=20, eval_every=20, checkpoint_every=20)
+    (tmp_path / "c.yaml").write_text(json.dumps(cfg))  # JSON is YAML
+    run = tmp_path / "run"
+    args = ["train", "--config", str(tmp_path / "c.yaml"), "--out", str(run), "--no-progress"]
+    res = CliRunner().invoke(app, [*args, "--set", "focal.attention=batch", "--set", "train.total_steps=40"])
+    assert res.exit_code == 0, res.output
+    assert load_checkpoint(run / "policy.pt").config["focal"]["attention"] == "batch"
+    assert json.loads(res.stdout.strip().splitlines()[-1])["step"] == 40
+    for bad, msg in [("focal.attention", "KEY=VALUE"), ("focal.attention=mystery", "focal.attention"), ("focal.nope=1", "focal.nope")]:
+        res = CliRunner().invoke(app, [*args[:-3], "--out", str(tmp_path / "x"), "--set", bad])
+        assert res.exit_code == 2 and msg in res.output, res.output

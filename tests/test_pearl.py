@@ -13,13 +13,12 @@ import structlog
 import torch
 from serving_helpers import make_checkpoint, quiet_logs, running_server  # noqa: F401 (autouse fixture)
 
-from agents.buffer import Episode, EpisodeBuffer
+from agents.buffer import Episode, EpisodeBuffer, TaskSteps
 from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import EnvConfig, RunConfig, parse_config
 from agents.contrastive import bhattacharyya, info_nce, wasserstein2
 from agents.evaluation import _HeldBelief, evaluation_episodes, make_env, pearl_protocol_episodes, summarize
 from agents.latent import Gaussian
-from agents.buffer import TaskSteps
 from agents.pearl import PEARL
 from agents.policies import POLICIES, PEARLPolicy
 from agents.rollout import run_episodes
