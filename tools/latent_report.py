@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from agents.checkpoint import build_policy, load_checkpoint  # noqa: E402
 from agents.config import EnvConfig  # noqa: E402
+from agents.embedding_metrics import linear_probe_r2  # noqa: E402
 from agents.evaluation import evaluation_episodes  # noqa: E402
 
 
@@ -34,14 +35,6 @@ def purity(components: np.ndarray, bases: list[str]) -> float:
         members = [b for b, c in zip(bases, components, strict=False) if c == k]
         total += Counter(members).most_common(1)[0][1]
     return total / len(bases)
-
-
-def linear_probe_r2(x: np.ndarray, y: np.ndarray) -> list[float]:
-    x1 = np.c_[x, np.ones(len(x))]
-    w, *_ = np.linalg.lstsq(x1, y, rcond=None)
-    pred = x1 @ w
-    den = ((y - y.mean(0)) ** 2).sum(0)
-    return [float(v) for v in np.where(den > 0, 1 - ((pred - y) ** 2).sum(0) / np.maximum(den, 1e-12), np.nan)]
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # FOCAL++ Table 1: FOCAL and the FOCAL++ variants on the offline datasets, one run after another, into
-# runs/focal_table/<variant>_<env>_s<seed> (finished runs are skipped, interrupted ones resumed).
+# runs/focal_table/<variant>_<env>_s<seed> (finished runs, marked DONE, are skipped; interrupted ones resumed).
 #
 #   bash tools/run_focal_table.sh "sparse_point_robot point_robot_wind" "0 1 2"
 #
@@ -17,13 +17,14 @@ for seed in $seeds; do
   for env in $envs; do
     for v in $variants; do
       run="$out/${v}_${env}_s${seed}"
-      [ -f "$run/policy.pt" ] && continue
+      [ -f "$run/DONE" ] && continue  # policy.pt alone is written at every checkpoint
       if [ "$v" = focal ]; then args=(--config "configs/focal/$env.yaml")
       else a=$v; [ "$v" = contrastive ] && a=none; args=(--config "configs/focalpp/$env.yaml" --set "focal.attention=$a"); fi
       if [ -f "$run/checkpoint.pt" ]; then args=(--config "configs/focal/$env.yaml" --resume); fi
       echo "$(date -u +%FT%TZ) start $run" >> "$out/table.log"
       .venv/bin/runtime train "${args[@]}" --out "$run" --seed "$seed" --no-progress > "$run.log" 2>&1
-      echo "$(date -u +%FT%TZ) done $run rc=$?" >> "$out/table.log"
+      rc=$?; [ $rc -eq 0 ] && touch "$run/DONE"
+      echo "$(date -u +%FT%TZ) done $run rc=$rc" >> "$out/table.log"
     done
   done
 done

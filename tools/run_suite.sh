@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train a matrix of (algorithm, env config, seed) runs one after another into runs/suite/<algo>_<cfg>_s<seed>,
-# skipping finished runs (policy.pt present) and resuming interrupted ones (checkpoint.pt present).
+# skipping finished runs (DONE marker) and resuming interrupted ones (checkpoint.pt present).
 #
 #   bash tools/run_suite.sh "pearl tcl cocoa moss oracle" "point_robot sparse_point_robot" "0 1 2" 64000
 #
@@ -15,12 +15,13 @@ for seed in $seeds; do
   for cfg in $cfgs; do
     for algo in $algos; do
       run="$out/${algo}_${cfg}_s${seed}"
-      [ -f "$run/policy.pt" ] && continue
+      [ -f "$run/DONE" ] && continue  # policy.pt alone is written at every checkpoint
       resume=""; [ -f "$run/checkpoint.pt" ] && resume="--resume"
       echo "$(date -u +%FT%TZ) start $run" >> "$out/suite.log"
       .venv/bin/runtime train --config "configs/$algo/$cfg.yaml" --out "$run" --seed "$seed" \
         --total-steps "$steps" --no-progress $resume > "$run.log" 2>&1
-      echo "$(date -u +%FT%TZ) done $run rc=$?" >> "$out/suite.log"
+      rc=$?; [ $rc -eq 0 ] && touch "$run/DONE"
+      echo "$(date -u +%FT%TZ) done $run rc=$rc" >> "$out/suite.log"
     done
   done
 done
