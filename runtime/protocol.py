@@ -13,6 +13,7 @@ vectors for either side.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ ERROR_CODES: dict[str, str] = {
 MAX_SESSION_ID = 128
 NO_ID = object()  # a request without `id`
 _F32_MAX = float(np.finfo(np.float32).max)
+_F32 = struct.Struct("<f")
 
 # per op: required fields, optional fields (besides op, id, protocol)
 _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -167,7 +169,7 @@ def _vector(msg: dict, key: str, dim: int) -> tuple[np.ndarray, bool]:
             raise ProtocolError(
                 "shape_mismatch", f"{key}: {len(v)} bytes of float32, expected {dim} values ({4 * dim} bytes)"
             )
-        a = np.frombuffer(v, dtype="<f4")
+        a = np.frombuffer(v, dtype="<f4").astype(np.float32)  # a writable copy in native order
         if not np.isfinite(a).all():
             raise ProtocolError("non_finite", f"{key}: NaN or infinite value")
         return a, True
@@ -193,7 +195,7 @@ def _scalar(msg: dict, key: str) -> float:
     f = float(v)
     if not math.isfinite(f) or abs(f) > _F32_MAX:
         raise ProtocolError("non_finite", f"{key}: NaN or infinite value (as float32)")
-    return float(np.float32(f))
+    return _F32.unpack(_F32.pack(f))[0]  # rounded to float32, as float(np.float32(f))
 
 
 def _flag(msg: dict, key: str, default: bool) -> bool:

@@ -246,3 +246,54 @@ def test_oracle_belief_is_the_task_vector() -> None:
     obs = torch.zeros(3, 2)
     acts = policy.act(obs, policy.belief(after))
     assert not torch.allclose(acts[0], acts[2])  # the action depends on the task vector
+
+
+# -- the fused inference paths (what serving runs at batch 1) equal the module forwards ------------------
+def test_fused_forwards_equal_the_module_forwards_in_values_and_gradients() -> None:
+    from torch import nn
+
+    from agents.latent import belief_vector
+    from agents.nets import MLP
+    from agents.sac_nets import TanhGaussianActor
+
+    torch.manual_seed(0)
+    mlp = MLP(5, (16, 16), 3)
+    x = torch.randn(7, 5, requires_grad=True)
+    fused, plain = mlp(x), nn.Sequential.forward(mlp, x)  # nn.Sequential's own loop over the modules
+    assert torch.equal(fused, plain)
+    (g_fused,) = torch.autograd.grad(fused.square().sum(), x)
+    (g_plain,) = torch.autograd.grad(plain.square().sum(), x)
+    assert torch.equal(g_fused, g_plain)
+    before = x.detach().clone()
+    mlp(x)
+    assert torch.equal(x.detach(), before)  # the in-place ReLUs never touch the caller's tensor
+
+    actor = TanhGaussianActor(5, 2, (16,))
+    mu, _ = actor(x)
+    assert torch.equal(actor.act(x, deterministic=True), torch.tanh(mu))
+    for k in (1, 3):  # one component takes the 4-op belief path, several the general one
+        for probs in (False, True):
+            policy = moss_policy(n_components=k, include_probs=probs)
+            with torch.no_grad():
+                policy.head.gauss.bias.add_(torch.randn_like(policy.head.gauss.bias) * 4)  # hit the clamp
+            h = torch.randn(9, 24, requires_grad=True)
+            got, want = policy.belief({"h": h}), belief_vector(policy.head(h), probs)
+            assert torch.equal(got, want)
+            w = torch.randn_like(want)
+            assert torch.allclose(*(torch.autograd.grad((b * w).sum(), h)[0] for b in (got, want)), atol=1e-6)
+
+
+def test_action_maps_follow_the_bounds_through_load_to_and_stay_out_of_the_state_dict() -> None:
+    src = MoSSPolicy(2, 2, [-1.0, 0.0], [3.0, 0.5], actor_hidden=(8,))
+    dst = MoSSPolicy(2, 2, [-0.1, -0.1], [0.1, 0.1], actor_hidden=(8,))
+    assert not any(k.startswith(("_norm", "_scale")) for k in src.state_dict())
+    dst.load_state_dict(src.state_dict())
+    a = torch.tensor([[2.5, 0.4], [-1.0, 0.5]])
+    assert torch.equal(dst.normalize_action(a), src.normalize_action(a))
+    # the affine forms equal the textbook ones to float32 rounding
+    low, high = src.action_low, src.action_high
+    assert torch.allclose(src.normalize_action(a), 2 * (a - low) / (high - low) - 1, atol=1e-6)
+    u = torch.tensor([[0.3, -0.7]])
+    assert torch.allclose(src.scale_action(u), low + (u + 1) * 0.5 * (high - low), atol=1e-6)
+    src.double()
+    assert src.scale_action(u.double()).dtype == torch.float64

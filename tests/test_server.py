@@ -390,9 +390,27 @@ def test_server_module_imports_no_training_code():
     code = (
         "import sys, runtime.server\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('agents', 'envs') and m not in "
-        "('agents', 'agents.checkpoint', 'agents.latent', 'agents.nets', 'agents.sac_nets') "
+        "('agents', 'agents.checkpoint', 'agents.latent', 'agents.nets', 'agents.sac_nets', "
+        "'agents.context_encoders') "
         "and not m.startswith('agents.policies')]\n"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_busy_polling_server_answers_the_same(ckpt, policy):
+    """`spin_us` (busy-poll before blocking) changes when the loop looks for work, not what it answers;
+    one-step waves take the preallocated-row path, with array and with bin vectors."""
+    obs0, steps = transitions(7, 15)
+    want, want_act = alone(policy, obs0, steps)
+    with running_server(ckpt, spin_us=300) as srv:
+        for binary in (False, True):
+            with Client(srv.endpoint, binary=binary) as c:
+                sid = c.open(obs0)["session"]
+                got = [c.step(sid, a, r, nxt) for a, r, nxt in steps]
+            beliefs = np.array([P.decode_vector(g["belief"]) for g in got])
+            actions = np.array([P.decode_vector(g["action"]) for g in got])
+            np.testing.assert_allclose(beliefs, want[1:], atol=1e-6)
+            np.testing.assert_allclose(actions, want_act[1:], atol=1e-6)
+            assert [g["t"] for g in got] == list(range(1, len(steps) + 1))

@@ -1,9 +1,10 @@
 """Serving benchmark: prints a markdown table (medians, one run).
 
-    .venv/bin/python tools/bench_serving.py [--checkpoint moss.pt] [--seconds 5] [--requests 3000]
+    .venv/bin/python tools/bench_serving.py [--checkpoint moss.pt] [--seconds 5] [--requests 3000] [--spin-us US]
 
 (a) floor: a bare ZeroMQ ROUTER echo (another process) carrying the same msgpack step payload;
-(b) one session's step round trip through `runtime serve` (p50/p99);
+(b) one session's step round trip through `runtime serve` (p50/p99), with the server's default busy-poll
+    (`--spin-us`, or the value given here) and with `--spin-us 0` (always block in poll);
 (c) steps/s with 1, 16, 64 and 256 concurrent sessions: a load-generator process with one DEALER per 16
     sessions, each session sending its next step as soon as its reply arrives (per-request p50/p99 too);
 (d) the same loads against `runtime serve --no-batching` (one forward pass per request);
@@ -75,7 +76,9 @@ def echo_server(endpoint_q) -> None:
         sock.send_multipart(sock.recv_multipart())
 
 
-def start_serve(checkpoint: Path, batching: bool) -> tuple[subprocess.Popen, str]:
+def start_serve(
+    checkpoint: Path, batching: bool, spin_us: float | None = None
+) -> tuple[subprocess.Popen, str]:
     cmd = [
         str(Path(sys.executable).with_name("runtime")),
         "serve",
@@ -89,6 +92,8 @@ def start_serve(checkpoint: Path, batching: bool) -> tuple[subprocess.Popen, str
     ]
     if not batching:
         cmd.append("--no-batching")
+    if spin_us is not None:
+        cmd += ["--spin-us", str(spin_us)]
     log_path = Path(tempfile.mkdtemp()) / "serve.log"
     with open(log_path, "w") as log:  # a file, not a pipe: the server's session logs never block it
         proc = subprocess.Popen(cmd, stderr=log, stdout=subprocess.DEVNULL)
@@ -235,6 +240,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--sessions", type=int, nargs="+", default=[1, 16, 64, 256])
+    ap.add_argument("--spin-us", type=float, help="the servers' --spin-us (default: runtime serve's)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     ck = args.checkpoint or build_checkpoint(tmp / "moss.pt")
@@ -272,23 +278,44 @@ def main() -> None:
         )
     )
 
+    def one_session(ep: str) -> tuple[np.ndarray, dict]:
+        c = zmq.Context.instance().socket(zmq.DEALER)
+        c.connect(ep)
+        c.send(P.pack({"op": "open", "obs": [0.0, 0.0], "session": "one"}))
+        c.recv()
+        c.close(0)
+        one = round_trips(ep, lambda i: P.pack({**STEP, "id": i, "session": "one"}), args.requests)
+        return one, stats_of(ep)["latency_us"]["request"]
+
+    proc, ep = start_serve(ck, True, spin_us=0)
+    try:
+        one_blocking, server_blocking = one_session(ep)
+    finally:
+        stop_serve(proc)
+
     results = {}
     for batching in (True, False):
-        proc, ep = start_serve(ck, batching)
+        proc, ep = start_serve(ck, batching, args.spin_us)
         try:
             if batching:
-                c = zmq.Context.instance().socket(zmq.DEALER)
-                c.connect(ep)
-                c.send(P.pack({"op": "open", "obs": [0.0, 0.0], "session": "one"}))
-                c.recv()
-                c.close(0)
-                one = round_trips(ep, lambda i: P.pack({**STEP, "id": i, "session": "one"}), args.requests)
+                one, server_one = one_session(ep)
+                spin = "default" if args.spin_us is None else f"{args.spin_us:g}"
                 rows.append(
                     (
-                        "(b) one session, step round trip",
+                        f"(b) one session, step round trip (--spin-us {spin})",
                         "1",
                         np.median(one),
                         np.percentile(one, 99),
+                        None,
+                        None,
+                    )
+                )
+                rows.append(
+                    (
+                        "(b) one session, step round trip (--spin-us 0)",
+                        "1",
+                        np.median(one_blocking),
+                        np.percentile(one_blocking, 99),
                         None,
                         None,
                     )
@@ -312,6 +339,11 @@ def main() -> None:
         mb_s = f"{mb:.1f}" if mb is not None else ""
         print(f"| {name} | {n} | {p50:,.0f} | {p99:,.0f} | {sps_s} | {mb_s} |")
     fl, one_p50 = float(np.median(floor)), rows[2][2]
+    print(
+        f"\nServer-side time of a one-session step (arrival to reply sent, p50/p99 us): "
+        f"{server_one['p50']}/{server_one['p99']} (spin as in (b)), "
+        f"{server_blocking['p50']}/{server_blocking['p99']} (--spin-us 0)"
+    )
     print("\nTargets:")
     print(
         f"- one-session p50 <= floor + 150 us: {one_p50:,.0f} vs {fl + 150:,.0f} -> {'met' if one_p50 <= fl + 150 else 'missed'}"

@@ -27,11 +27,20 @@ class AgentPolicy(nn.Module):
     #: True when the belief is the env's true task vector (the oracle), not inferred from transitions
     needs_task_vector: ClassVar[bool] = False
 
-    def __init__(self, obs_dim: int, action_dim: int, action_low: list[float], action_high: list[float]) -> None:
+    def __init__(
+        self, obs_dim: int, action_dim: int, action_low: list[float], action_high: list[float]
+    ) -> None:
         super().__init__()
         self.obs_dim, self.action_dim = int(obs_dim), int(action_dim)
-        self.register_buffer("action_low", torch.as_tensor(action_low, dtype=torch.float32).reshape(action_dim))
-        self.register_buffer("action_high", torch.as_tensor(action_high, dtype=torch.float32).reshape(action_dim))
+        self.register_buffer(
+            "action_low", torch.as_tensor(action_low, dtype=torch.float32).reshape(action_dim)
+        )
+        self.register_buffer(
+            "action_high", torch.as_tensor(action_high, dtype=torch.float32).reshape(action_dim)
+        )
+        self._set_action_affine()
+        # the affine maps follow the bounds a state dict brings (derived, so not stored in checkpoints)
+        self.register_load_state_dict_post_hook(_refresh_action_affine)
 
     #: the subclass's own constructor arguments (plain data), merged into `spec()`
     cfg: dict[str, Any]
@@ -52,13 +61,30 @@ class AgentPolicy(nn.Module):
         raise NotImplementedError
 
     # -- action scaling ---------------------------------------------------------------------------
+    def _set_action_affine(self) -> None:
+        """Precompute both action maps as one multiply-add each, in float64, kept in the bounds' dtype and
+        device. Plain attributes, not buffers (an attribute read skips nn.Module.__getattr__, which costs
+        as much as a small op at batch 1): `_apply` (`.to()`, `.double()`) and `load_state_dict` redo them."""
+        low, high = self.action_low.double(), self.action_high.double()
+        span = high - low
+        as_bounds = {"dtype": self.action_low.dtype, "device": self.action_low.device}
+        self._norm_scale = (2 / span).to(**as_bounds)  # normalize: a * 2/span - (2 low/span + 1)
+        self._norm_shift = (-2 * low / span - 1).to(**as_bounds)
+        self._scale_half = (0.5 * span).to(**as_bounds)  # scale: a * span/2 + (low + high)/2
+        self._scale_mid = (0.5 * (low + high)).to(**as_bounds)
+
+    def _apply(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        out = super()._apply(fn, *args, **kwargs)
+        self._set_action_affine()
+        return out
+
     def normalize_action(self, a: torch.Tensor) -> torch.Tensor:
-        """env units -> [-1, 1]."""
-        return (2 * (a - self.action_low) / (self.action_high - self.action_low) - 1).clamp(-1, 1)
+        """env units -> [-1, 1] (clipped): 2 (a - low) / (high - low) - 1, as one multiply-add."""
+        return torch.addcmul(self._norm_shift, a, self._norm_scale).clamp_(-1, 1)
 
     def scale_action(self, a: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] -> env units."""
-        return self.action_low + (a + 1) * 0.5 * (self.action_high - self.action_low)
+        """[-1, 1] -> env units: low + (a + 1) (high - low) / 2, as one multiply-add."""
+        return torch.addcmul(self._scale_mid, a, self._scale_half)
 
     # -- the contract -----------------------------------------------------------------------------
     def init_state(self, n: int) -> State:
@@ -76,6 +102,10 @@ class AgentPolicy(nn.Module):
     def act(self, obs: torch.Tensor, belief: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         a = self.actor.act(self.policy_input(obs, belief), deterministic)  # type: ignore[attr-defined]
         return self.scale_action(a)
+
+
+def _refresh_action_affine(module: AgentPolicy, _incompatible_keys: Any) -> None:
+    module._set_action_affine()
 
 
 def select_state(state: State, idx: torch.Tensor | list[int]) -> State:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from agents.latent import Mixture, MixtureHead, belief_dim, belief_vector
-from agents.nets import GRUEncoder
+from agents.latent import LOGSTD_MAX, LOGSTD_MIN, Mixture, MixtureHead, belief_dim, belief_vector
+from agents.nets import GRUEncoder, linear
 from agents.policies.base import AgentPolicy, State
 from agents.sac_nets import TanhGaussianActor
 
@@ -57,8 +57,16 @@ class MoSSPolicy(AgentPolicy):
         return self.head(state["h"])
 
     def belief(self, state: State) -> torch.Tensor:
-        return belief_vector(self.head(state["h"]), self.include_probs)
+        return self.beliefs_from_hidden(state["h"])
 
     def beliefs_from_hidden(self, h: torch.Tensor) -> torch.Tensor:
-        """Beliefs for stored hidden states h [..., H] (training relabels its buffer through this)."""
-        return belief_vector(self.head(h), self.include_probs)
+        """Beliefs for hidden states h [..., H]: what `belief` serves, and what training relabels its
+        buffer with."""
+        head = self.head
+        if head.k == 1 and not self.include_probs:
+            # one component: it is always the selected one, and the Gaussian layer's output is already laid
+            # out as (mu, logstd); the same numbers as belief_vector(head(h)) in 4 tensor ops instead of ~15
+            out = linear(head.gauss, h)
+            out[..., head.d :].clamp_(LOGSTD_MIN, LOGSTD_MAX).exp_()
+            return out
+        return belief_vector(head(h), self.include_probs)
