@@ -9,7 +9,7 @@ import structlog
 import yaml
 from typer.testing import CliRunner
 
-from agents.config import ConfigError, RunConfig, load_config, parse_config
+from agents.config import CollectConfig, ConfigError, RunConfig, load_config, parse_config
 from runtime.cli import app
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
@@ -95,6 +95,10 @@ def test_shipped_configs_exist() -> None:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_shipped_config_loads(path: Path) -> None:
+    if path.parent.name == "collect":  # `runtime collect` configs
+        c = load_config(path, model=CollectConfig)
+        assert isinstance(c, CollectConfig) and c.levels and c.policy
+        return
     cfg = load_config(path)
     assert isinstance(cfg, RunConfig)
     assert cfg.algorithm == path.parent.name  # configs/<algorithm>/<name>.yaml
