@@ -191,11 +191,14 @@ def cache_key(opts: argparse.Namespace, sha256: str) -> str:
     )
 
 
-def evaluate_run(run: Run, opts: argparse.Namespace) -> dict[str, Any]:
-    """Zero-shot, PEARL-protocol and embedding numbers of one run, from its cache when it has them."""
+def evaluate_run(
+    run: Run, opts: argparse.Namespace, env_override: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Zero-shot, PEARL-protocol and embedding numbers of one run, from its cache when it has them.
+    `env_override`: evaluate on this env config instead of the checkpoint's (a `--reference` oracle)."""
     ck = load_checkpoint(run.path / "policy.pt")
-    key = cache_key(opts, ck.sha256)
-    cache_path = run.path / CACHE
+    key = cache_key(opts, ck.sha256) + (json.dumps(env_override, sort_keys=True) if env_override else "")
+    cache_path = run.path / (CACHE if env_override is None else f"{CACHE}.{run.cfg}")
     cache: dict[str, Any] = {}
     if cache_path.is_file():
         try:
@@ -207,7 +210,7 @@ def evaluate_run(run: Run, opts: argparse.Namespace) -> dict[str, Any]:
         return cache[key]
     t0 = time.perf_counter()
     policy = build_policy(ck)
-    env_cfg = EnvConfig.model_validate(ck.config["env"])
+    env_cfg = EnvConfig.model_validate(env_override or ck.config["env"])
     recs = evaluation_episodes(policy, env_cfg, "test", opts.episodes, seed=opts.seed, record_beliefs=True)
     zs = summarize(recs)
     trials = protocol_episodes(
@@ -547,6 +550,14 @@ def main() -> None:
         help="also evaluate runs still training (latest policy.pt)",
     )
     ap.add_argument("--refresh", action="store_true", help="ignore cached evaluations")
+    ap.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="CFG=CHECKPOINT",
+        help="the oracle of CFG: CHECKPOINT evaluated on CFG's env (e.g. the dense PointRobot oracle for "
+        "sparse_point_robot, where an oracle trained on the sparse reward never finds a goal); repeatable",
+    )
     opts = ap.parse_args()
     if opts.exploration < 0 or opts.posterior < 1:
         ap.error("need --exploration >= 0 and --posterior >= 1")
@@ -569,6 +580,28 @@ def main() -> None:
     for i, run in enumerate(use, 1):
         log(f"[{i}/{len(use)}] {run.name} ({run.env_steps} env steps)")
         results.append(evaluate_run(run, opts))
+    for item in opts.reference:
+        cfg, _, path = item.partition("=")
+        cfg_runs = [r for r in use if r.cfg == cfg]
+        if not path or not cfg_runs:
+            raise SystemExit(
+                f"error: --reference {item!r}: expected CFG=CHECKPOINT with finished runs of CFG"
+            )
+        ck = load_checkpoint(path)
+        ref = Run(
+            Path(path).parent,
+            "oracle",
+            cfg,
+            -1,
+            int(ck.stats.get("env_steps", 0)),
+            int(ck.stats.get("env_steps", 0)),
+            cfg_runs[0].eval_episodes,
+            cfg_runs[0].env,
+        )
+        log(f"reference oracle for {cfg}: {path} on {cfg_runs[0].env['id']}")
+        res = evaluate_run(ref, opts, env_override=cfg_runs[0].env)
+        res["reference"] = str(path)
+        results.append(res)
 
     randoms: dict[str, dict[str, Any]] = {}
     for cfg in sorted({r.cfg for r in use}):
