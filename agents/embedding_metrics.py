@@ -93,9 +93,18 @@ def effective_separation_rate(
     return float(np.mean(d > t))
 
 
+def standardised(z: np.ndarray) -> np.ndarray:
+    """z [N, D] with each dim centred and scaled to the variance of U(-1, 1) (1/3): the scale FOCAL's ESR
+    threshold presumes, so ESR compares embeddings of different scales (constant dims stay 0)."""
+    z = np.asarray(z, dtype=np.float64).reshape(len(z), -1)
+    sd = z.std(0)
+    return (z - z.mean(0)) / np.where(sd > 0, sd * math.sqrt(3.0), 1.0)
+
+
 def embedding_report(z: np.ndarray, y: np.ndarray, labels: Sequence[Any] | np.ndarray) -> dict[str, Any]:
     """All three metrics of embeddings z [N, D] against task vectors y [N, V] and task labels [N]:
-    {"probe_r2": [V], "probe_r2_mean", "rms", "esr", "esr_threshold", "latent_dim", "n", "tasks"}."""
+    {"probe_r2": [V], "probe_r2_mean", "rms", "esr", "esr_standardised", "esr_threshold", "latent_dim", "n",
+    "tasks"}; `esr_standardised` is ESR of `standardised(z)` (scale-free)."""
     r2 = linear_probe_r2(z, y)
     z = np.asarray(z, dtype=np.float64)
     z = z.reshape(len(z), -1)
@@ -105,6 +114,7 @@ def embedding_report(z: np.ndarray, y: np.ndarray, labels: Sequence[Any] | np.nd
         "probe_r2_mean": float(np.mean(finite)) if finite else math.nan,
         "rms": rms_distance(z, labels),
         "esr": effective_separation_rate(z, labels),
+        "esr_standardised": effective_separation_rate(standardised(z), labels),
         "esr_threshold": separation_threshold(z.shape[1]),
         "latent_dim": int(z.shape[1]),
         "n": len(z),

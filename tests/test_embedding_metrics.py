@@ -71,3 +71,16 @@ def test_embedding_report_collects_everything() -> None:
     assert rep["esr"] == 0.75
     assert rep["latent_dim"] == 2 and rep["n"] == 4 and rep["tasks"] == 2
     assert rep["probe_r2_mean"] == pytest.approx(np.mean(linear_probe_r2(Z, y)))
+
+
+def test_standardised_esr_does_not_depend_on_the_scale() -> None:
+    from agents.embedding_metrics import embedding_report, standardised
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(40, 3))
+    labels = np.arange(40) // 4
+    a = embedding_report(z, z[:, :1], labels)
+    b = embedding_report(100 * z + 5, z[:, :1], labels)
+    assert a["esr_standardised"] == b["esr_standardised"] and b["esr"] > a["esr"]
+    s = standardised(z)
+    np.testing.assert_allclose(s.var(0), np.full(3, 1 / 3))

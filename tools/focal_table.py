@@ -44,10 +44,27 @@ LABELS = {
 }
 ENVS = {"sparse_point_robot": "SparsePointRobot", "point_robot_wind": "PointRobotWind"}
 PAPER = {  # FOCAL++ Table 1: mean (std) over 3 seeds
-    "sparse_point_robot": {"focal": (12.25, 0.47), "contrastive": (12.53, 0.31), "batch": (12.54, 0.23), "sequence": (12.64, 0.14), "parallel": (12.90, 0.02), "series": (13.02, 0.30)},
-    "point_robot_wind": {"focal": (-5.67, 0.30), "contrastive": (-5.55, 0.63), "batch": (-5.89, 0.34), "sequence": (-4.90, 0.04), "parallel": (-5.77, 0.19), "series": (-5.49, 0.47)},
+    "sparse_point_robot": {
+        "focal": (12.25, 0.47),
+        "contrastive": (12.53, 0.31),
+        "batch": (12.54, 0.23),
+        "sequence": (12.64, 0.14),
+        "parallel": (12.90, 0.02),
+        "series": (13.02, 0.30),
+    },
+    "point_robot_wind": {
+        "focal": (-5.67, 0.30),
+        "contrastive": (-5.55, 0.63),
+        "batch": (-5.89, 0.34),
+        "sequence": (-4.90, 0.04),
+        "parallel": (-5.77, 0.19),
+        "series": (-5.49, 0.47),
+    },
 }
-PAPER_T2 = {"sparse_point_robot": {"focal": (1.283, 0.226), "focalpp": (1.288, 0.281)}, "point_robot_wind": {"focal": (0.892, 0.077), "focalpp": (1.065, 0.100)}}
+PAPER_T2 = {
+    "sparse_point_robot": {"focal": (1.283, 0.226), "focalpp": (1.288, 0.281)},
+    "point_robot_wind": {"focal": (0.892, 0.077), "focalpp": (1.065, 0.100)},
+}
 RUN = re.compile(r"^(?P<variant>[a-z]+)_(?P<env>[a-z_]+)_s(?P<seed>\d+)$")
 
 
@@ -60,7 +77,10 @@ def embeddings(policy, data: OfflineDataset, per_task: int, size: int, seed: int
         for _ in range(per_task):
             e = rng.choice(eps, size)
             t = (rng.random(size) * data.length[e]).astype(np.int64)
-            ctx = [torch.as_tensor(getattr(data, k)[e, t]).unsqueeze(0) for k in ("obs", "action", "reward", "next_obs")]
+            ctx = [
+                torch.as_tensor(getattr(data, k)[e, t]).unsqueeze(0)
+                for k in ("obs", "action", "reward", "next_obs")
+            ]
             z.append(policy.belief(policy.absorb(policy.init_state(1), *ctx))[0].numpy())
             y.append(data.task_vector[eps[0]])
             labels.append(int(task))
@@ -69,7 +89,12 @@ def embeddings(policy, data: OfflineDataset, per_task: int, size: int, seed: int
 
 def evaluate_run(run: Path, env_key: str, args) -> dict:
     cache = run / "table_eval.json"
-    key = {"episodes": args.episodes, "context": args.context, "contexts": args.contexts, "mtime": (run / "policy.pt").stat().st_mtime}
+    key = {
+        "episodes": args.episodes,
+        "context": args.context,
+        "contexts": args.contexts,
+        "mtime": (run / "policy.pt").stat().st_mtime,
+    }
     if cache.is_file():
         saved = json.loads(cache.read_text())
         if saved.get("key") == key:
@@ -82,7 +107,12 @@ def evaluate_run(run: Path, env_key: str, args) -> dict:
     ctx = summarize(context_episodes(policy, env_cfg, data, "test", args.episodes, args.context))
     online = summarize(evaluation_episodes(policy, env_cfg, "test", args.episodes, nonstationary="none"))
     emb = embeddings(policy, data, args.contexts, args.context, seed=1)
-    out = {"key": key, "context_return": ctx["mean_return"], "online_return": online["mean_return"], **{k: emb[k] for k in ("rms", "esr", "probe_r2_mean") if k in emb}}
+    out = {
+        "key": key,
+        "context_return": ctx["mean_return"],
+        "online_return": online["mean_return"],
+        **{k: emb[k] for k in ("rms", "esr", "esr_standardised", "probe_r2_mean") if k in emb},
+    }
     cache.write_text(json.dumps(out, indent=1))
     return out
 
@@ -105,14 +135,20 @@ def main() -> None:
     ap.add_argument("--datasets", default="datasets")
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--context", type=int, default=64, help="transitions per evaluation context")
-    ap.add_argument("--contexts", type=int, default=10, help="contexts per test task for the embedding statistics")
+    ap.add_argument(
+        "--contexts", type=int, default=10, help="contexts per test task for the embedding statistics"
+    )
     ap.add_argument("--md", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
     args = ap.parse_args()
 
     results: dict = {}
-    runs = sorted(p for p in Path(args.runs).iterdir() if p.is_dir() and RUN.match(p.name) and (p / "policy.pt").is_file())
+    runs = sorted(
+        p
+        for p in Path(args.runs).iterdir()
+        if p.is_dir() and RUN.match(p.name) and (p / "policy.pt").is_file()
+    )
     for i, run in enumerate(runs):
         m = RUN.match(run.name)
         assert m is not None
@@ -121,24 +157,39 @@ def main() -> None:
         r["curve"] = curves(run)
         results.setdefault(m["env"], {}).setdefault(m["variant"], {})[int(m["seed"])] = r
 
-    lines = ["| algorithm | " + " | ".join(f"{ENVS[e]}: context return (ours) | online return (ours) | paper" for e in ENVS) + " |"]
+    lines = [
+        "| algorithm | "
+        + " | ".join(f"{ENVS[e]}: context return (ours) | online return (ours) | paper" for e in ENVS)
+        + " |"
+    ]
     lines.append("|---" * (1 + 3 * len(ENVS)) + "|")
     for v in VARIANTS:
         cells = [LABELS[v]]
         for e in ENVS:
             seeds = results.get(e, {}).get(v, {})
             p = PAPER[e][v]
-            cells += [fmt([s["context_return"] for s in seeds.values()]), fmt([s["online_return"] for s in seeds.values()]), f"{p[0]:.2f} ({p[1]:.2f})"]
+            cells += [
+                fmt([s["context_return"] for s in seeds.values()]),
+                fmt([s["online_return"] for s in seeds.values()]),
+                f"{p[0]:.2f} ({p[1]:.2f})",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| env | algorithm | RMS (ours) | ESR (ours) | probe R² (ours) | paper RMS | paper ESR |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| env | algorithm | RMS (ours) | ESR (ours) | ESR scale-free (ours) | probe R² (ours) | paper RMS | paper ESR |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for e in ENVS:
         for v in VARIANTS:
             seeds = results.get(e, {}).get(v, {})
             if not seeds:
                 continue
-            paper = PAPER_T2[e]["focal" if v == "focal" else "focalpp"] if v in ("focal", "series") else ("", "")
+            paper = (
+                PAPER_T2[e]["focal" if v == "focal" else "focalpp"] if v in ("focal", "series") else ("", "")
+            )
             lines.append(
                 f"| {ENVS[e]} | {LABELS[v]} | {fmt([s['rms'] for s in seeds.values()], 3)} | {fmt([s['esr'] for s in seeds.values()], 3)} | "
+                f"{fmt([s['esr_standardised'] for s in seeds.values()], 3)} | "
                 f"{fmt([s['probe_r2_mean'] for s in seeds.values()], 2)} | {paper[0]} | {paper[1]} |"
             )
     table = "\n".join(lines)

@@ -61,7 +61,7 @@ ALGOS = ("oracle", "pearl", "tcl", "cocoa", "moss")
 LABELS = {"oracle": "oracle", "pearl": "PEARL", "tcl": "TCL-PEARL", "cocoa": "CoCOA", "moss": "MoSS"}
 RUN_NAME = re.compile(r"^(?P<algo>[a-z]+)_(?P<cfg>.+)_s(?P<seed>\d+)$")
 CACHE = "eval_summary.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: esr_standardised
 
 
 def log(msg: str) -> None:
@@ -322,6 +322,7 @@ def aggregate(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
                 ],
                 "probe_r2": stat([r["embedding"]["probe_r2_mean"] for r in rs]),
                 "esr": stat([r["embedding"]["esr"] for r in rs]),
+                "esr_standardised": stat([r["embedding"].get("esr_standardised") for r in rs]),
                 "rms": stat([r["embedding"]["rms"] for r in rs]),
                 "embedding_given": rs[0]["embedding"]["given"],
                 "oracle_refs": sorted({r["zero_shot"]["oracle_ref"] for r in rs}),
@@ -400,8 +401,8 @@ def plot_embedding(agg: dict[str, dict[str, dict[str, Any]]], path: Path) -> Non
     width = 0.8 / max(len(algos), 4)
     for ax, metric, title in zip(
         axes,
-        ("probe_r2", "esr"),
-        ("linear probe R² (latent -> task vector)", "effective separation rate (FOCAL)"),
+        ("probe_r2", "esr_standardised"),
+        ("linear probe R² (latent -> task vector)", "effective separation rate (FOCAL), scale-free"),
         strict=True,
     ):
         for j, algo in enumerate(algos):
@@ -447,13 +448,13 @@ def markdown(
     k = opts.exploration + opts.posterior
     lines = [
         "| env | algorithm | seeds | env steps | zero-shot return | zero-shot score | PEARL-protocol return "
-        f"| PEARL-protocol score | protocol episodes 1..{k} | probe R² | ESR | RMS |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        f"| PEARL-protocol score | protocol episodes 1..{k} | probe R² | ESR | ESR (scale-free) | RMS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for cfg in sorted(agg):
         for algo, a in agg[cfg].items():
             per_ep = " / ".join(f"{s['mean']:.1f}" for s in a["pearl_per_episode"])
-            emb = [fmt(a["probe_r2"]), fmt(a["esr"]), fmt(a["rms"])]
+            emb = [fmt(a["probe_r2"]), fmt(a["esr"]), fmt(a["esr_standardised"]), fmt(a["rms"])]
             if a["embedding_given"]:
                 emb = [f"({e}, true task vector)" if i == 0 else f"({e})" for i, e in enumerate(emb)]
             steps = "/".join(f"{s / 1000:.0f}k" for s in a["env_steps"])
@@ -465,7 +466,7 @@ def markdown(
         rnd = randoms[cfg]
         per_ep = " / ".join(f"{v:.1f}" for v in rnd["pearl_protocol_per_episode"])
         lines.append(
-            f"| {cfg} | random policy | — | — | {rnd['zero_shot']:.1f} | 0 | {rnd['pearl_protocol']:.1f} | 0 | {per_ep} | — | — | — |"
+            f"| {cfg} | random policy | — | — | {rnd['zero_shot']:.1f} | 0 | {rnd['pearl_protocol']:.1f} | 0 | {per_ep} | — | — | — | — |"
         )
     table = "\n".join(lines)
 
@@ -492,8 +493,9 @@ def markdown(
         "is missing).",
         "- **embedding** (zero-shot episodes' final belief, latent-mean part): probe R² = in-sample R² of a "
         "least-squares affine map to the true task vector (mean over its dims); ESR = share of pairs of "
-        "embeddings of different tasks farther apart than sqrt(2D/3) (FOCAL); RMS = root mean square "
-        "distance of those pairs. The oracle's row is its given task vector (a reference, not an inferred "
+        "embeddings of different tasks farther apart than sqrt(2D/3) (FOCAL), which presumes embeddings in "
+        "(-1, 1)^D, so it rewards large latents; ESR (scale-free) = the same after each latent dim is centred "
+        "and scaled to the variance of U(-1, 1); RMS = root mean square distance of those pairs. The oracle's row is its given task vector (a reference, not an inferred "
         "embedding).",
         "",
         table,
