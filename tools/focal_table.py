@@ -1,4 +1,4 @@
-"""FOCAL++ Tables 1 and 2 from the runs of tools/run_focal_table.sh: average test return (std over seeds)
+"""FOCAL++ Tables 1 and 2 from the runs of tools/run_focal_table.sh: average test return (sample std over seeds)
 of FOCAL and the FOCAL++ variants, and the embedding statistics (RMS, ESR), beside the paper's numbers.
 
 For each finished run (runs/focal_table/<variant>_<env>_s<seed>/policy.pt), on the env's test tasks:
@@ -117,6 +117,13 @@ def evaluate_run(run: Path, env_key: str, args) -> dict:
     return out
 
 
+def finished(run: Path) -> bool:
+    """Marked DONE by tools/run_focal_table.sh, or its log says training is done (policy.pt alone is
+    rewritten at every checkpoint of a running run)."""
+    log = run.with_name(run.name + ".log")
+    return (run / "DONE").is_file() or (log.is_file() and "training done" in log.read_text())
+
+
 def curves(run: Path) -> tuple[list[int], list[float]]:
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
     ev = [r for r in rows if r.get("kind") == "eval" and "context_return" in r]
@@ -126,7 +133,8 @@ def curves(run: Path) -> tuple[list[int], list[float]]:
 def fmt(vals: list[float], digits: int = 2) -> str:
     if not vals:
         return "—"
-    return f"{np.mean(vals):.{digits}f} ({np.std(vals):.{digits}f}, n={len(vals)})"
+    sd = f"{np.std(vals, ddof=1):.{digits}f}" if len(vals) > 1 else "—"
+    return f"{np.mean(vals):.{digits}f} ({sd}, n={len(vals)})"
 
 
 def main() -> None:
@@ -214,7 +222,8 @@ def main() -> None:
             ax.set_title(f"{ENVS[e]}: test return on offline contexts")
             ax.set_xlabel("gradient steps")
             ax.set_ylabel("return")
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
         fig.tight_layout()
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.plot, dpi=110)
