@@ -161,14 +161,18 @@ def evaluate(
     nonstationary: str | None = typer.Option(None, help="periodic | hazard | none (default: as trained)"),
     seed: int = typer.Option(10_000, help="reset seed of episode 0 (episode i uses seed + i)"),
     reference: Path | None = typer.Option(None, "--reference", help="oracle checkpoint: adds normalised score and adaptation delay"),
-    protocol: str = typer.Option("zero-shot", "--protocol", help="zero-shot (online, from the first step) | pearl (trials of exploration + posterior episodes)"),
+    protocol: str = typer.Option("zero-shot", "--protocol", help="zero-shot (online, from the first step) | pearl (trials of exploration + posterior episodes) | context (offline contexts)"),
     exploration: int = typer.Option(2, "--exploration", help="--protocol pearl: exploration episodes per trial"),
     posterior: int = typer.Option(1, "--posterior", help="--protocol pearl: posterior episodes per trial"),
+    context_dataset: Path | None = typer.Option(None, "--context-dataset", help="--protocol context: offline dataset of the split (runtime collect)"),
+    context_size: int = typer.Option(64, "--context-size", min=1, help="--protocol context: transitions per context"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Evaluation on a split: returns per task and overall (+ normalised score and adaptation delay with --reference).
 
     --protocol zero-shot (default): every episode starts from the prior and updates the belief at every step.
+    --protocol context --context-dataset FILE: FOCAL's offline evaluation, every episode acting on the task
+    representation of CONTEXT_SIZE transitions of its task drawn from FILE (a `runtime collect` dataset of SPLIT).
     --protocol pearl: PEARL's meta-test protocol on stationary tasks, EPISODES trials of EXPLORATION +
     POSTERIOR episodes each; PEARL, TCL and CoCOA explore on the prior and then act on the posterior of the
     trial's transitions, other agents carry their inference state from episode to episode. The summary is
@@ -179,6 +183,7 @@ def evaluate(
     from agents.config import EnvConfig
     from agents.evaluation import (
         adaptation_delays,
+        context_episodes,
         evaluation_episodes,
         normalised_score,
         protocol_episodes,
@@ -187,8 +192,10 @@ def evaluate(
     from envs import FAMILIES, TaskError
 
     check_split_and_mode(split, nonstationary)
-    if protocol not in ("zero-shot", "pearl"):
-        fail(f"--protocol must be zero-shot or pearl, got {protocol!r}")
+    if protocol not in ("zero-shot", "pearl", "context"):
+        fail(f"--protocol must be zero-shot, pearl or context, got {protocol!r}")
+    if (protocol == "context") != (context_dataset is not None):
+        fail("--protocol context and --context-dataset go together (FOCAL's evaluation on offline contexts)")
     if protocol == "pearl":
         if nonstationary not in (None, "none"):
             fail("--protocol pearl runs stationary tasks; drop --nonstationary")
@@ -203,7 +210,19 @@ def evaluate(
                 fail(f"unknown env id {env!r}; known: {', '.join(FAMILIES)}")
             env_cfg = env_cfg.model_copy(update={"id": env})
         out: dict[str, Any] = {"checkpoint": str(checkpoint), "algorithm": ck.algorithm, "env": env_cfg.id}
-        if protocol == "pearl":
+        if protocol == "context":
+            from agents.datasets import DatasetError, OfflineDataset
+
+            if not hasattr(policy, "absorb"):
+                fail(f"--protocol context needs a policy with a context posterior (focal, focalpp, pearl, tcl, cocoa), not {ck.algorithm!r}")
+            try:
+                data = OfflineDataset.load(context_dataset)  # type: ignore[arg-type]
+                recs = context_episodes(policy, env_cfg, data, split, episodes, context_size, seed=seed)
+            except (DatasetError, ValueError) as e:
+                fail(str(e))
+            out.update(summarize(recs))
+            out.update(split=split, protocol="context", context_dataset=str(context_dataset), context_size=context_size)
+        elif protocol == "pearl":
             pargs = dict(split=split, episodes=episodes, seed=seed, exploration=exploration, posterior=posterior)
             trials = protocol_episodes(policy, env_cfg, **pargs)
             out.update(summarize(trials[-1]))

@@ -277,3 +277,21 @@ def test_train_set_overrides_a_config_key_and_refuses_bad_ones(tmp_path: Path) -
     for bad, msg in [("focal.attention", "KEY=VALUE"), ("focal.attention=mystery", "focal.attention"), ("focal.nope=1", "focal.nope")]:
         res = CliRunner().invoke(app, [*args[:-3], "--out", str(tmp_path / "x"), "--set", bad])
         assert res.exit_code == 2 and msg in res.output, res.output
+
+
+def test_eval_cli_context_protocol(tmp_path: Path) -> None:
+    stationary = {"nonstationary": None, "max_episode_steps": 20}
+    ckpt = make_checkpoint(tmp_path / "focal.pt", algorithm="focal", seed=2, env=stationary)
+    tiny_dataset("test", "PointRobot").save(tmp_path / "test.npz")
+    args = ["eval", "--checkpoint", str(ckpt), "--episodes", "4", "--json"]
+    res = CliRunner().invoke(app, [*args, "--protocol", "context", "--context-dataset", str(tmp_path / "test.npz"), "--context-size", "8"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    policy = build_policy(load_checkpoint(ckpt))
+    want = context_episodes(policy, EnvConfig(id="PointRobot", **stationary), OfflineDataset.load(tmp_path / "test.npz"), "test", 4, 8)
+    assert out["protocol"] == "context" and out["mean_return"] == pytest.approx(np.mean([r.ret for r in want]))
+    res = CliRunner().invoke(app, [*args, "--protocol", "context"])
+    assert res.exit_code == 2 and "--context-dataset" in res.output
+    moss = make_checkpoint(tmp_path / "moss.pt", algorithm="moss", env=stationary)
+    res = CliRunner().invoke(app, ["eval", "--checkpoint", str(moss), "--protocol", "context", "--context-dataset", str(tmp_path / "test.npz")])
+    assert res.exit_code == 2 and "context posterior" in res.output
