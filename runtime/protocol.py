@@ -6,8 +6,10 @@ uses `bin` when any vector of its request did. Every reply has `ok`; a refused r
 `{ok: false, error: {code, message}}` with a code from `ERROR_CODES`.
 
 `unpack` + `parse_request` turn a frame into a checked `Request` (or raise `ProtocolError` carrying the
-code); `ok_reply`/`error_reply` build replies; `pack` encodes; `encode_vector`/`decode_vector` convert
-vectors for either side.
+code); `parse_many` does the same for a server's whole drained batch at once (the same results, with the
+vectors of its plain steps checked and converted by one numpy pass per field); `ok_reply`/`error_reply`
+build replies; `pack` encodes; `pack_rows` pre-encodes the vector fields of many replies at once;
+`encode_vector`/`decode_vector` convert vectors for either side.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import msgpack
@@ -69,7 +72,7 @@ class Spec:
     task_dim: int | None = None  # set when the policy needs the true task vector
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     op: str
     id: Any = NO_ID
@@ -82,6 +85,15 @@ class Request:
     keep_belief: bool = False
     task_vector: np.ndarray | None = None
     binary: bool = False  # any vector came as bin: the reply uses bin
+    row: int = -1  # parse_many: this step's row in its StepRows (-1: not from a bulk pass)
+
+
+@dataclass(frozen=True)
+class StepRows:
+    """The vectors of the plain steps of one `parse_many` call, one row per step (`Request.row`)."""
+
+    action: np.ndarray  # (n, action_dim) float32
+    obs: np.ndarray  # (n, obs_dim) float32: next_obs
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -277,3 +289,158 @@ def parse_request(msg: Any, spec: Spec) -> Request:
             raise ProtocolError("bad_request", f"{op}: 'task_vector' is only accepted by oracle checkpoints")
     req.binary = binary
     return req
+
+
+# ------------------------------------------------------------------------------------------------------
+# a drained batch at once (server side)
+# ------------------------------------------------------------------------------------------------------
+BULK_MIN = 4  # fewer plain steps than this: per-message parsing is cheaper than the numpy passes
+_STEP_ALLOWED = _ALLOWED["step"]
+_ID_TYPES = frozenset({type(None), bool, int, float, str, bytes})
+
+
+def _parse_one(msg: Any, spec: Spec) -> Request | Exception:
+    try:
+        return parse_request(msg, spec)
+    except Exception as e:  # ProtocolError, or a bug the server answers as `internal`
+        return e
+
+
+def _plain_step(m: Any, adim: int, odim: int) -> bool:
+    """A step whose every field has its common form (floats, not ints; both vectors arrays, or both bin);
+    only its numbers remain to be checked. Anything else is parsed alone by `parse_request`."""
+    if type(m) is not dict or m.get("op") != "step" or not _STEP_ALLOWED.issuperset(m) or "task_vector" in m:
+        return False
+    s = m.get("session")
+    if type(s) is not str or not 0 < len(s) <= MAX_SESSION_ID or type(m.get("reward")) is not float:
+        return False
+    if type(m.get("done", False)) is not bool:
+        return False
+    if "id" in m and type(m["id"]) not in _ID_TYPES:
+        return False
+    if "protocol" in m and (type(m["protocol"]) is not int or m["protocol"] != PROTOCOL):
+        return False
+    a, o = m.get("action"), m.get("next_obs")
+    if type(a) is list:
+        return type(o) is list and len(a) == adim and len(o) == odim
+    if type(a) is bytes:
+        return type(o) is bytes and len(a) == 4 * adim and len(o) == 4 * odim
+    return False
+
+
+def _float_rows(rows: list[list]) -> list[bool] | None:
+    """None when every element of every row is a float, else which rows are all floats."""
+    if set(map(type, chain.from_iterable(rows))) <= {float}:
+        return None
+    return [all(type(x) is float for x in r) for r in rows]
+
+
+def _numbers(rows: list[list], dim: int, good: np.ndarray) -> np.ndarray:
+    """float64 (n, dim) of array-form vectors; clears `good` for rows with a non-float or non-finite value
+    (also one that only overflows as float32: the check of `_vector`)."""
+    mask = _float_rows(rows)
+    if mask is not None:
+        zero = [0.0] * dim
+        rows = [r if ok else zero for r, ok in zip(rows, mask, strict=True)]
+        good &= mask
+    x = np.array(rows, np.float64).reshape(len(rows), dim)
+    good &= (np.abs(x) <= _F32_MAX).all(1)  # also false for NaN
+    return x
+
+
+def _bins(blobs: list[bytes], dim: int, good: np.ndarray) -> np.ndarray:
+    x = np.frombuffer(b"".join(blobs), "<f4").reshape(len(blobs), dim)
+    good &= np.isfinite(x).all(1)
+    return x
+
+
+def parse_many(msgs: list[Any], spec: Spec) -> tuple[list[Request | Exception], StepRows | None]:
+    """`parse_request` for every decoded message of a batch: a Request, or the exception it raised.
+
+    The same results as one `parse_request` each, but the plain steps (see `_plain_step`) are checked and
+    converted together: one numpy pass per vector field (and one for the rewards) over all of them, their
+    vectors being rows of the returned `StepRows` (`Request.row`). A step whose numbers fail that check, and
+    every other message, goes through `parse_request` alone, so it gets exactly its own error and never
+    affects the others.
+    """
+    adim, odim = spec.action_dim, spec.obs_dim
+    plain: list[int] = []
+    if spec.task_dim is None and len(msgs) >= BULK_MIN:
+        plain = [j for j, m in enumerate(msgs) if _plain_step(m, adim, odim)]
+    if len(plain) < BULK_MIN:
+        return [_parse_one(m, spec) for m in msgs], None
+    out: list[Request | Exception | None] = [None] * len(msgs)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # refused rows may overflow as float32
+            pm = [msgs[j] for j in plain]
+            n = len(pm)
+            good = np.ones(n, bool)
+            act, obs = np.empty((n, adim), np.float32), np.empty((n, odim), np.float32)
+            is_bin = [type(m["action"]) is bytes for m in pm]
+            lists = [k for k in range(n) if not is_bin[k]]
+            bins = [k for k in range(n) if is_bin[k]]
+            for idx, conv in ((lists, _numbers), (bins, _bins)):
+                if not idx:
+                    continue
+                sub = np.ones(len(idx), bool)
+                a = conv([pm[k]["action"] for k in idx], adim, sub)
+                o = conv([pm[k]["next_obs"] for k in idx], odim, sub)
+                if len(idx) == n:
+                    act[:], obs[:], good = a, o, sub
+                else:
+                    act[idx], obs[idx], good[idx] = a, o, sub
+            rew = np.array([m["reward"] for m in pm], np.float64)
+            good &= np.abs(rew) <= _F32_MAX
+            rewards = rew.astype(np.float32).tolist()  # rounded to float32, as `_scalar`
+            ok = good.tolist()
+    except Exception:  # a bug in the bulk pass: parse each message alone
+        return [_parse_one(m, spec) for m in msgs], None
+    for k, j in enumerate(plain):
+        m = pm[k]
+        if ok[k]:
+            out[j] = Request(
+                "step",
+                m["id"] if "id" in m else NO_ID,
+                m["session"],
+                obs[k],
+                act[k],
+                rewards[k],
+                m.get("done", False),
+                binary=is_bin[k],
+                row=k,
+            )
+        else:
+            out[j] = _parse_one(m, spec)
+    for j, m in enumerate(msgs):
+        if out[j] is None:
+            out[j] = _parse_one(m, spec)
+    return out, StepRows(act, obs)  # type: ignore[return-value]
+
+
+def _header(packed: bytes, n: int) -> bytes:
+    return packed[: len(packed) - n]
+
+
+def pack_rows(fields: list[tuple[str, Any]], binary: bool) -> tuple[bytes, int]:
+    """Row j (bytes [j*L, (j+1)*L) of the result, L returned) is what `pack` writes for the map entries
+    `key: row j of x` of every (key, x) in `fields`, in order: the map's body without its header. Vectors
+    are arrays of float64 (what `pack` writes for a float32 row's `.tolist()`) or, with `binary`, bin of
+    little-endian float32 (`encode_vector`). One numpy pass per field for all rows."""
+    n = len(fields[0][1])
+    parts: list[np.ndarray] = []
+    for key, x in fields:
+        x = np.asarray(x).reshape(n, -1)
+        d = x.shape[1]
+        if binary:
+            head = pack(key) + _header(pack(b"\0" * 4 * d), 4 * d)
+            body = np.ascontiguousarray(x, "<f4").view(np.uint8).reshape(n, 4 * d)
+        else:
+            head = pack(key) + _header(pack([None] * d), d)  # nil packs as one byte
+            b = np.empty((n, d, 9), np.uint8)
+            b[:, :, 0] = 0xCB  # float 64, big-endian
+            b[:, :, 1:] = np.ascontiguousarray(x, ">f8").view(np.uint8).reshape(n, d, 8)
+            body = b.reshape(n, 9 * d)
+        parts.append(np.broadcast_to(np.frombuffer(head, np.uint8), (n, len(head))))
+        parts.append(body)
+    rows = np.concatenate(parts, axis=1)
+    return rows.tobytes(), rows.shape[1]

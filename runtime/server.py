@@ -1,9 +1,11 @@
 """`runtime serve`: a ZeroMQ ROUTER that serves a checkpoint's policy to many sessions at once.
 
-Loop: block in poll, then drain every waiting message (non-blocking, up to `drain_cap`), decode and check
-each, and run the requests of all sessions as one *wave*: one batched `policy.update` over the sessions
-that sent `step`, one batched `policy.belief`, and one `policy.act` per action mode over every session
-that needs an action (open, reset, step). Replies leave in arrival order. A session that appears twice in
+Loop: block in poll, then drain every waiting message (non-blocking, up to `drain_cap`), decode each and
+check them together (`protocol.parse_many`: the plain steps' vectors by one numpy pass per field), and run
+the requests of all sessions as one *wave*: one batched `policy.update` over the sessions that sent
+`step`, one batched `policy.belief`, and one `policy.act` per action mode over every session that needs an
+action (open, reset, step). Replies leave in arrival order (a wave's ok replies packed together,
+`protocol.pack_rows`). A session that appears twice in
 one drain (pipelined steps) starts a new wave, so its requests still run in order. `batching=False` runs
 one wave per request (the benchmark's baseline).
 
@@ -18,6 +20,7 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import numpy as np
 import structlog
 import torch
@@ -33,6 +36,24 @@ log = structlog.get_logger("runtime.server")
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DRAIN_CAP = 1024
 _NOBLOCK, _SNDMORE_NOBLOCK = int(zmq.NOBLOCK), int(zmq.SNDMORE | zmq.NOBLOCK)  # plain ints: enum `|` costs us
+_RCVMORE = int(zmq.RCVMORE)
+
+
+def _reply_heads() -> dict[tuple[bool, bool], bytes]:
+    """msgpack of an ok reply's map header and its leading entries, per (has id, is open): what `P.pack`
+    writes for `ok_reply(id, action=, belief=, t=[, session=])` up to `action` (the id's value excluded)."""
+    heads = {}
+    for has_id in (False, True):
+        for is_open in (False, True):
+            n = 4 + has_id + is_open  # ok, [id], action, belief, t, [session]
+            heads[has_id, is_open] = (
+                bytes([0x80 | n]) + P.pack("ok") + P.pack(True) + (P.pack("id") if has_id else b"")
+            )
+    return heads
+
+
+_HEADS = _reply_heads()
+_T_KEY, _SESSION_KEY = P.pack("t"), P.pack("session")
 
 
 def hello_info(ck: Checkpoint, policy: AgentPolicy) -> dict[str, Any]:
@@ -138,6 +159,12 @@ class Server:
         self.endpoint: str = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._poller = zmq.Poller()
         self._poller.register(self.sock, zmq.POLLIN)
+        # P.pack without a new Packer per reply (msgpack.packb builds one each call); this thread only
+        self._packer = msgpack.Packer(use_bin_type=True)
+        # zmq.Socket.send is a Python wrapper (routing_id, group) around the compiled send: ~0.2 us a call
+        self._send = (
+            super(zmq.Socket, self.sock).send if isinstance(self.sock, zmq.Socket) else self.sock.send
+        )
         # a wave of one step (the latency case) fills one preallocated float32 row; its four torch views
         # (s, a, r, s') are made once here, so that wave creates no input tensor at all
         o, a = policy.obs_dim, policy.action_dim
@@ -223,17 +250,30 @@ class Server:
         return bool(poll(self._poll_ms))
 
     def _drain(self) -> list[tuple[list[bytes], float]]:
-        """Every waiting message (up to `drain_cap`) with its arrival time, without blocking."""
+        """Every waiting message (up to `drain_cap`) with its arrival time, without blocking.
+
+        After the first message one zero-timeout poll says whether more wait (cheaper than the zmq.Again a
+        last recv would raise: the one-session case ends there). If more do, frames are received until
+        zmq.Again, one `recv` per frame and one RCVMORE check each, no poll per message (a ZeroMQ message
+        arrives whole, so its later frames never raise zmq.Again)."""
         msgs: list[tuple[list[bytes], float]] = []
-        recv, ready, clock = self.sock.recv_multipart, self._poller.poll, time.perf_counter
-        while len(msgs) < self.drain_cap:
+        sock, clock = self.sock, time.perf_counter
+        try:
+            frames = sock.recv_multipart(_NOBLOCK)
+        except zmq.Again:
+            return msgs
+        msgs.append((frames, clock()))
+        if not self._poller.poll(0):
+            return msgs
+        recv, more, cap = sock.recv, sock.getsockopt, self.drain_cap
+        while len(msgs) < cap:
             try:
-                frames = recv(_NOBLOCK)
+                frames = [recv(_NOBLOCK)]
             except zmq.Again:
                 break
+            while more(_RCVMORE):
+                frames.append(recv(_NOBLOCK))
             msgs.append((frames, clock()))
-            if not ready(0):  # cheaper than the zmq.Again a last recv would raise
-                break
         return msgs
 
     def _maybe_evict(self) -> None:
@@ -256,41 +296,63 @@ class Server:
 
     def _handle(self, msgs: list[tuple[list[bytes], float]]) -> None:
         t0 = time.perf_counter()
-        replies: list[dict[str, Any] | None] = [None] * len(msgs)
-        envelopes: list[list[bytes]] = []
-        wave: list[tuple[int, P.Request]] = []
-        touched: set[str] = set()
+        n = len(msgs)
+        replies: list[Any] = [None] * n  # a reply map, or the reply already packed (bytes)
+        envelopes: list[list[bytes]] = [[]] * n
+        decoded: list[Any] = []  # the messages that decode, and where each came
+        at: list[int] = []
+        unpack, limit = P.unpack, self.max_frame_bytes
         for i, (frames, _) in enumerate(msgs):
-            envelope, body = split_envelope(frames)
-            envelopes.append(envelope)
-            msg: Any = P.NO_ID  # not decoded (yet): its reply carries no id
-            try:
+            if len(frames) == 2 and frames[1]:  # a DEALER's [identity, body]: split_envelope's common case
+                envelopes[i], body = frames[:1], frames[1]
+            else:
+                envelope, body = split_envelope(frames)
+                envelopes[i] = envelope
                 if body is None:
-                    raise P.ProtocolError(
+                    replies[i] = self._error(
+                        P.NO_ID,
                         "bad_request",
                         f"expected one message frame after the envelope, got {len(frames) - len(envelope)}",
+                        None,
                     )
-                msg = P.unpack(body, self.max_frame_bytes)
-                req = P.parse_request(msg, self.spec)
-            except P.ProtocolError as e:
-                replies[i] = self._error(P.request_id(msg), e.code, e.message, None)
+                    continue
+            try:
+                decoded.append(unpack(body, limit))
+            except P.ProtocolError as e:  # not decoded: its reply carries no id
+                replies[i] = self._error(P.NO_ID, e.code, e.message, None)
                 continue
             except Exception as e:  # a bug in decoding: answer it, keep serving
                 log.exception("decoding failed")
-                replies[i] = self._error(P.request_id(msg), "internal", f"{type(e).__name__}: {e}", None)
+                replies[i] = self._error(P.NO_ID, "internal", f"{type(e).__name__}: {e}", None)
                 continue
-            if req.op in ("open", "step", "reset", "close"):
-                if req.session is not None and req.session in touched:
-                    self._run_wave(wave, replies)
-                    wave, touched = [], set()
-                if req.session is not None:
-                    touched.add(req.session)
-                if req.op == "close":
+            at.append(i)
+        parsed, rows = P.parse_many(decoded, self.spec)  # per message: its Request, or why it is refused
+        wave: list[tuple[int, P.Request]] = []
+        touched: set[str] = set()
+        for i, msg, req in zip(at, decoded, parsed, strict=True):
+            if type(req) is not P.Request:
+                if isinstance(req, P.ProtocolError):
+                    replies[i] = self._error(P.request_id(msg), req.code, req.message, None)
+                else:  # a bug in checking: answer it, keep serving
+                    log.error("decoding failed", exc_info=req)
+                    replies[i] = self._error(
+                        P.request_id(msg), "internal", f"{type(req).__name__}: {req}", None
+                    )
+                continue
+            op = req.op
+            if op == "step" or op == "open" or op == "reset" or op == "close":
+                sid = req.session
+                if sid is not None:
+                    if sid in touched:
+                        self._run_wave(wave, replies, rows)
+                        wave, touched = [], set()
+                    touched.add(sid)
+                if op == "close":
                     replies[i] = self._close(req)
                 else:
                     wave.append((i, req))
                     if not self.batching:
-                        self._run_wave(wave, replies)
+                        self._run_wave(wave, replies, rows)
                         wave, touched = [], set()
             elif req.op == "hello":
                 replies[i] = P.ok_reply(
@@ -307,21 +369,24 @@ class Server:
                     evicted=self.store.n_evicted,
                     **self.stats.snapshot(),
                 )
-        self._run_wave(wave, replies)
-        send, pack = self.sock.send, P.pack
+        self._run_wave(wave, replies, rows)
+        send, pack = self._send, self._packer.pack
         for envelope, reply in zip(envelopes, replies, strict=True):
             assert reply is not None
             try:
                 for frame in envelope:
                     send(frame, _SNDMORE_NOBLOCK)
-                send(pack(reply), _NOBLOCK)
+                send(reply if type(reply) is bytes else pack(reply), _NOBLOCK)
             except zmq.ZMQError as e:  # peer gone, or an unroutable envelope
                 log.debug("reply dropped", error=str(e))
         t1 = time.perf_counter()
         st = self.stats
         st.requests += len(msgs)
         st.batch_us.append((t1 - t0) * 1e6)
-        st.request_us.extend((t1 - tr) * 1e6 for _, tr in msgs)
+        if n == 1:
+            st.request_us.append((t1 - msgs[0][1]) * 1e6)
+        else:
+            st.request_us.extend(((t1 - np.fromiter((tr for _, tr in msgs), float, n)) * 1e6).tolist())
 
     def _error(self, req_id: Any, code: str, message: str, session: str | None) -> dict[str, Any]:
         self.stats.errors[code] += 1
@@ -342,15 +407,25 @@ class Server:
         log.info("session closed", session=req.session)
         return P.ok_reply(req.id)
 
-    def _run_wave(self, wave: list[tuple[int, P.Request]], replies: list[dict[str, Any] | None]) -> None:
-        """One batched update over the steps of `wave`, then one belief and act pass over all of it."""
+    def _run_wave(
+        self, wave: list[tuple[int, P.Request]], replies: list[Any], rows: P.StepRows | None = None
+    ) -> None:
+        """One batched update over the steps of `wave`, then one belief and act pass over all of it.
+        `rows`: the vectors of the batch's plain steps (`P.parse_many`), gathered by index."""
         if not wave:
             return
         store = self.store
         ready: list[tuple[int, P.Request, str, int]] = []  # (reply index, request, session id, slot)
         steps: list[tuple[int, P.Request, str, int]] = []
         fresh: list[int] = []
+        slot_of, done, last_seen, now = store.slots.get, store.done, store.last_seen, store.clock()
         for i, req in wave:
+            if req.op == "step":  # the common case: an open session, episode not over
+                slot = slot_of(req.session)  # type: ignore[arg-type]
+                if slot is not None and not done[slot]:
+                    last_seen[slot] = now  # as store.slot(): before any open of this wave may evict
+                    steps.append((i, req, req.session, slot))  # type: ignore[arg-type]
+                    continue
             try:
                 if req.op == "open":
                     sid, slot = store.open(req.session)
@@ -380,7 +455,7 @@ class Server:
             return
         items = steps + ready
         try:
-            action, belief = self._compute(steps, ready)
+            action, belief = self._compute(steps, ready, rows)
         except Exception as e:  # a bug, not a bad request: answer, log, keep serving
             log.exception("wave failed", size=len(wave))
             for i, req in wave:
@@ -389,6 +464,12 @@ class Server:
             return
         self.stats.waves += 1
         self.stats.wave_items += len(items)
+        if len(items) >= P.BULK_MIN:
+            try:
+                self._replies(items, action, belief, replies)
+                return
+            except Exception:  # a bug in the packed path: build the replies one by one below
+                log.exception("packing replies failed", size=len(items))
         actions = beliefs = a_rows = b_rows = None  # float32 little-endian rows for bin, lists for arrays
         t = store.t
         for j, (i, req, sid, slot) in enumerate(items):
@@ -405,7 +486,29 @@ class Server:
                 fields["session"] = sid
             replies[i] = P.ok_reply(req.id, **fields)
 
-    def _compute(self, steps: list, ready: list) -> tuple[torch.Tensor, torch.Tensor]:
+    def _replies(self, items: list, action: torch.Tensor, belief: torch.Tensor, replies: list[Any]) -> None:
+        """The ok replies of a wave, packed: the bytes `P.pack(P.ok_reply(id, action=, belief=, t=[,
+        session=]))` gives, with the action and belief rows of all items encoded by one numpy pass
+        (`P.pack_rows`) and only the id and `t` packed per reply."""
+        n = len(items)
+        ts = self.store.t[np.fromiter((x[3] for x in items), np.intp, n)].tolist()
+        encoded: dict[bool, tuple[bytes, int]] = {}
+        fields = [("action", action.numpy()), ("belief", belief.numpy())]
+        pk, heads, no_id = self._packer.pack, _HEADS, P.NO_ID
+        for j, (i, req, sid, _slot) in enumerate(items):
+            b = req.binary
+            enc = encoded.get(b)
+            if enc is None:
+                enc = encoded[b] = P.pack_rows(fields, b)
+            data, width = enc
+            rid, is_open = req.id, req.op == "open"
+            head = heads[False, is_open] if rid is no_id else heads[True, is_open] + pk(rid)
+            body = head + data[j * width : (j + 1) * width] + _T_KEY + pk(ts[j])
+            replies[i] = body + _SESSION_KEY + pk(sid) if is_open else body
+
+    def _compute(
+        self, steps: list, ready: list, rows_in: P.StepRows | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """update over `steps`, then belief and act over steps + ready (in that order).
 
         Rows of the session store are addressed by a slice when the batch is one session (numpy and torch
@@ -425,6 +528,10 @@ class Server:
                 req = steps[0][1]
                 a_np, s2 = req.action[None], req.obs[None]
                 rew = np.array([[req.reward]], np.float32)
+            elif rows_in is not None and all(x[1].row >= 0 for x in steps):
+                sel = np.fromiter((x[1].row for x in steps), np.intp, ns)
+                a_np, s2 = rows_in.action[sel], rows_in.obs[sel]
+                rew = np.fromiter((x[1].reward for x in steps), np.float32, ns).reshape(ns, 1)
             else:
                 a_np = np.stack([x[1].action for x in steps])
                 s2 = np.stack([x[1].obs for x in steps])

@@ -128,3 +128,121 @@ def test_request_builder_round_trips_through_parse():
     assert "done" not in msg and isinstance(msg["action"], bytes)
     req = P.parse_request(P.unpack(P.pack(msg)), SPEC)
     assert req.binary and req.id == 3 and req.reward == 1.0
+
+
+# -- a drained batch at once (parse_many, pack_rows) ------------------------------------------------------
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _f32(*xs):
+    return np.array(xs, "<f4").tobytes()
+
+
+def same(got, want):
+    """parse_many's result for a message equals parse_request's: the same Request, or the same error."""
+    if isinstance(want, Exception):
+        assert type(got) is type(want) and str(got) == str(want)
+        if isinstance(want, P.ProtocolError):
+            assert (got.code, got.message) == (want.code, want.message)
+        return
+    assert isinstance(got, P.Request)
+    for f in ("op", "id", "session", "reward", "done", "deterministic", "keep_belief", "binary"):
+        g, w = getattr(got, f), getattr(want, f)
+        assert type(g) is type(w) and (g == w or (isinstance(w, float) and math.isnan(w))), (f, g, w)
+    for f in ("obs", "action", "task_vector"):
+        g, w = getattr(got, f), getattr(want, f)
+        if w is None:
+            assert g is None
+        else:
+            assert g.dtype == w.dtype == np.float32 and g.shape == w.shape
+            np.testing.assert_array_equal(g, w)
+
+
+def parse_alone(msg, spec=SPEC):
+    try:
+        return P.parse_request(msg, spec)
+    except Exception as e:
+        return e
+
+
+BATCH_CASES = [
+    step(),
+    step(id=_DROP, session="b"),
+    step(action=_f32(0.1, -0.1), next_obs=_f32(0.2, 0.3), id="bin"),
+    step(action=[float("nan"), 0.0]),
+    step(next_obs=[1e39, 0.0]),  # finite as float64, overflows as float32
+    step(next_obs=[F32_MAX, -F32_MAX]),  # float32's max: accepted
+    step(next_obs=[3.4028235e38, 0.0]),  # just above it: refused
+    step(action=_f32(0.1, float("inf"))),
+    step(action=[1, 0.5]),  # ints are numbers: valid, parsed alone
+    step(action=[True, 0.5]),
+    step(action=["a", 0.5]),
+    step(action=[[0.1], 0.5]),
+    step(action=[0.1, 0.2, 0.3]),
+    step(action=_f32(0.1)),
+    step(action=_f32(0.1, 0.2), next_obs=[0.2, 0.3]),  # mixed forms
+    step(reward=float("inf")),
+    step(reward=-1e39),
+    step(reward=2),
+    step(reward=True),
+    step(reward=_DROP),
+    step(done=True),
+    step(done=1),
+    step(session=""),
+    step(session="x" * 129),
+    step(session=5),
+    step(id=[1]),
+    step(id=None),
+    step(id=b"raw"),
+    step(protocol=1),
+    step(protocol=2),
+    step(protocol=1.0),
+    step(task_vector=[0.0, 0.0]),
+    step(deterministic=True),
+    step(x=1),
+    step(op="open"),
+    {"op": "open", "obs": [0.0, 0.0]},
+    {"op": "hello"},
+    [1, 2],
+    "step",
+    {1: 2},
+]
+
+
+def test_parse_many_equals_parse_request_message_by_message():
+    plain = [step(id=k, session=f"s{k}", reward=0.25 * k) for k in range(6)]
+    for batch in (plain + BATCH_CASES, BATCH_CASES + plain, plain[:3] + BATCH_CASES[:1], BATCH_CASES):
+        got, rows = P.parse_many(batch, SPEC)
+        assert len(got) == len(batch)
+        for g, m in zip(got, batch, strict=True):
+            same(g, parse_alone(m))
+            if isinstance(g, P.Request) and g.row >= 0:  # its vectors are rows of the bulk arrays
+                np.testing.assert_array_equal(rows.action[g.row], g.action)
+                np.testing.assert_array_equal(rows.obs[g.row], g.obs)
+    got, rows = P.parse_many(plain[:3], SPEC)  # fewer than BULK_MIN: parsed alone
+    assert rows is None and all(g.row == -1 for g in got)
+    oracle = [step(id=k, task_vector=[0.5, 0.5]) for k in range(6)]  # the oracle: always alone
+    for g, m in zip(P.parse_many(oracle, ORACLE)[0], oracle, strict=True):
+        same(g, parse_alone(m, ORACLE))
+
+
+def test_parse_many_rounds_the_reward_to_float32_like_parse_request():
+    msgs = [step(reward=r) for r in (0.1, -1e30, F32_MAX, -F32_MAX, 1e-45, 16777217.0)]
+    for g, m in zip(P.parse_many(msgs, SPEC)[0], msgs, strict=True):
+        assert g.row >= 0
+        same(g, parse_alone(m))
+
+
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("dims", [(2, 6), (1, 17), (70, 3)])  # fixarray, array16 / bin8, bin16 headers
+def test_pack_rows_writes_what_pack_writes(binary, dims):
+    rng = np.random.default_rng(0)
+    n = 5
+    a = rng.normal(size=(n, dims[0])).astype(np.float32)
+    b = rng.normal(size=(n, dims[1])).astype(np.float32)
+    b[0, 0], b[1, 0] = np.nan, -np.inf
+    data, width = P.pack_rows([("action", a), ("belief", b)], binary)
+    assert len(data) == n * width
+    for j in range(n):
+        want = P.pack({"action": P.encode_vector(a[j], binary), "belief": P.encode_vector(b[j], binary)})
+        assert data[j * width : (j + 1) * width] == want[1:]  # the map's entries, without its header

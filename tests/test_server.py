@@ -414,3 +414,88 @@ def test_busy_polling_server_answers_the_same(ckpt, policy):
             np.testing.assert_allclose(beliefs, want[1:], atol=1e-6)
             np.testing.assert_allclose(actions, want_act[1:], atol=1e-6)
             assert [g["t"] for g in got] == list(range(1, len(steps) + 1))
+
+
+def test_a_wave_answers_each_bad_step_alone_and_packs_replies_as_pack_does(ckpt, policy):
+    """A drained batch of plain steps (checked in bulk) with bad ones in between: every bad one gets its
+    own typed error, the others run as one wave with their lone-run beliefs, and every reply is the bytes
+    `P.pack` writes for it (ids, `t`, arrays or bin as the request's form)."""
+    n, steps = 6, 3
+    runs = [transitions(30 + k, steps) for k in range(n)]
+    server = Server.from_checkpoint(ckpt, bind="tcp://127.0.0.1:*")
+    sock = raw_socket(server.endpoint)
+
+    def pump(msgs):
+        for m in msgs:
+            sock.send(P.pack(m))
+        got: list = []
+        deadline = time.monotonic() + 5
+        while len(got) < len(msgs) and time.monotonic() < deadline:
+            got += server._drain()
+        assert len(got) == len(msgs)
+        server.handle(got)
+        raw = [sock.recv() for _ in msgs]
+        for r in raw:
+            assert P.pack(msgpack.unpackb(r)) == r
+        return [msgpack.unpackb(r) for r in raw]
+
+    try:
+        opened = pump([{"op": "open", "id": k, "obs": obs.tolist()} for k, (obs, _) in enumerate(runs)])
+        sids = [r["session"] for r in opened]
+        ended = pump([{"op": "open", "id": 99, "obs": [0.0, 0.0], "session": "ended"}])[0]["session"]
+        pump(
+            [
+                {
+                    "op": "step",
+                    "session": ended,
+                    "action": [0.0, 0.0],
+                    "reward": 0.0,
+                    "next_obs": [0.0, 0.0],
+                    "done": True,
+                }
+            ]
+        )
+        beliefs = [[np.array(r["belief"])] for r in opened]
+        bad_base = {"op": "step", "action": [0.0, 0.0], "reward": 0.0, "next_obs": [0.0, 0.0]}
+        for t in range(steps):
+            msgs, codes = [], []
+            for k in range(n):
+                a, r, nxt = runs[k][1][t]
+                binary = k % 2 == 1
+                m = {"op": "step", "session": sids[k], "reward": r}
+                m["action"] = a.astype("<f4").tobytes() if binary else a.tolist()
+                m["next_obs"] = nxt.astype("<f4").tobytes() if binary else nxt.tolist()
+                if k != 2:
+                    m["id"] = f"{t}-{k}"
+                msgs.append(m)
+                codes.append(None)
+                bad = [
+                    ({**bad_base, "session": sids[k], "action": [float("nan"), 0.0]}, "non_finite"),
+                    ({**bad_base, "session": "nobody"}, "unknown_session"),
+                    ({**bad_base, "session": ended}, "bad_request"),
+                    ({**bad_base, "session": sids[k], "next_obs": [1e39, 0.0]}, "non_finite"),
+                    ({**bad_base, "session": sids[k], "reward": True}, "bad_request"),
+                    ({**bad_base, "session": sids[k], "action": b"\0" * 4}, "shape_mismatch"),
+                ][k]
+                bad[0]["id"] = f"bad-{t}-{k}"
+                msgs.append(bad[0])
+                codes.append(bad[1])
+            waves = server.stats.waves
+            replies = pump(msgs)
+            assert server.stats.waves == waves + 1  # the bad ones never split the wave
+            j = 0
+            for m, code, r in zip(msgs, codes, replies, strict=True):
+                assert r.get("id") == m.get("id")
+                if code is not None:
+                    assert r["ok"] is False and r["error"]["code"] == code, (m, r)
+                    continue
+                assert r["ok"] is True and r["t"] == t + 1
+                assert isinstance(r["belief"], bytes) == isinstance(m["action"], bytes)
+                beliefs[j].append(P.decode_vector(r["belief"]))
+                j += 1
+    finally:
+        sock.close()
+        server.close()
+    for k, (obs, st) in enumerate(runs):
+        want, _ = alone(policy, obs, st)
+        np.testing.assert_allclose(np.array(beliefs[k]), want, atol=1e-5)

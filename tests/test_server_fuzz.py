@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import msgpack
 import numpy as np
@@ -16,6 +17,7 @@ from serving_helpers import make_checkpoint, quiet_logs, running_server  # noqa:
 from agents.checkpoint import build_policy, load_checkpoint
 from runtime import protocol as P
 from runtime.client import Client
+from runtime.server import Server
 
 OBS, ACT = [0.3, -0.2], [0.05, 0.02]
 
@@ -176,3 +178,57 @@ def test_hostile_messages_slow(served, frames):
 @pytest.mark.slow
 def test_healthy_session_after_slow_fuzz(served):
     healthy_still_works(served)
+
+
+@pytest.fixture(scope="module")
+def drained(tmp_path_factory):
+    """A server driven by hand (`_drain` + `handle`), so that a whole list of messages is one batch."""
+    ck = make_checkpoint(tmp_path_factory.mktemp("fuzz-wave") / "moss.pt", seed=6)
+    server = Server.from_checkpoint(ck, bind="tcp://127.0.0.1:*", max_frame_bytes=4096, max_sessions=64)
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    sock.connect(server.endpoint)
+    state = {"server": server, "sock": sock, "t": 0}
+    state["healthy"] = [r["session"] for r in batch(state, [[P.pack({"op": "open", "obs": OBS})]] * 4)]
+    yield state
+    sock.close()
+    server.close()
+
+
+def batch(state, frames_list):
+    sock, server = state["sock"], state["server"]
+    for frames in frames_list:
+        sock.send_multipart(frames)
+    got: list = []
+    deadline = time.monotonic() + 5
+    while len(got) < len(frames_list) and time.monotonic() < deadline:
+        got += server._drain()
+    assert len(got) == len(frames_list)
+    server.handle(got)
+    return [msgpack.unpackb(sock.recv_multipart()[-1]) for _ in frames_list]
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+@given(frames=st.lists(hostile, max_size=8), where=st.lists(st.integers(0, 12), min_size=4, max_size=4))
+def test_hostile_messages_inside_a_wave_of_plain_steps(drained, frames, where):
+    """Hostile messages drained together with four healthy plain steps (the bulk-checked path): each gets
+    its own typed answer, and the healthy steps all succeed."""
+    healthy = [
+        [P.pack({"op": "step", "id": f"h{k}", "session": sid, "action": ACT, "reward": 1.0, "next_obs": OBS})]
+        for k, sid in enumerate(drained["healthy"])
+    ]
+    msgs = list(frames)
+    for k, w in enumerate(where):
+        msgs.insert(min(w, len(msgs)), healthy[k])
+    replies = batch(drained, msgs)
+    drained["t"] += 1
+    for sent, reply in zip(msgs, replies, strict=True):
+        assert isinstance(reply, dict) and isinstance(reply.get("ok"), bool)
+        if sent in healthy:
+            assert reply["ok"] is True and reply["id"] == f"h{healthy.index(sent)}"
+            assert reply["t"] == drained["t"]
+        elif not reply["ok"]:
+            assert reply["error"]["code"] in P.ERROR_CODES and reply["error"]["code"] != "internal", reply

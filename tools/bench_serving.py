@@ -1,6 +1,11 @@
 """Serving benchmark: prints a markdown table (medians, one run).
 
     .venv/bin/python tools/bench_serving.py [--checkpoint moss.pt] [--seconds 5] [--requests 3000] [--spin-us US]
+        [--sessions 1 16 64 256] [--quick] [--handle-only]
+
+`--quick` (about 40 s on a busy 2-core machine): 3-second load windows, 1,500 round trips, 1, 64 and 256 sessions.
+`--handle-only`: just the server's own work per request, in-process (`Server.handle` on a drained batch of
+N plain steps of N sessions, hot, no sockets to a client), for each of `--sessions`.
 
 (a) floor: a bare ZeroMQ ROUTER echo (another process) carrying the same msgpack step payload;
 (b) one session's step round trip through `runtime serve` (p50/p99), with the server's default busy-poll
@@ -163,6 +168,7 @@ def loadgen(endpoint: str, n_sessions: int, seconds: float, out_q) -> None:
     warm, end = start + 1.0, start + 1.0 + seconds
     windows = [0] * int(seconds)
     lat: list[float] = []
+    errors = 0
     while True:
         now = time.perf_counter()
         if now >= end:
@@ -174,6 +180,8 @@ def loadgen(endpoint: str, n_sessions: int, seconds: float, out_q) -> None:
                 except zmq.Again:
                     break
                 k, t_sent = sent_at.pop(r["id"])
+                if r["ok"] is not True:
+                    errors += 1
                 t = time.perf_counter()
                 if warm <= t < end:
                     windows[min(int(t - warm), len(windows) - 1)] += 1
@@ -182,7 +190,12 @@ def loadgen(endpoint: str, n_sessions: int, seconds: float, out_q) -> None:
     for s in socks:
         s.close()
     out_q.put(
-        {"windows": windows, "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
+        {
+            "windows": windows,
+            "p50": float(np.percentile(lat, 50)),
+            "p99": float(np.percentile(lat, 99)),
+            "errors": errors,
+        }
     )
 
 
@@ -209,6 +222,35 @@ def policy_alone(checkpoint: Path, n: int) -> np.ndarray:
     return out
 
 
+def handle_cost(checkpoint: Path, n: int, waves: int) -> np.ndarray:
+    """The server's own work per request, in this process: `Server.handle` on a drained batch of n plain
+    steps of n sessions (one wave), no client; microseconds per request, one value per batch."""
+    import torch
+
+    from runtime.logs import configure_logging
+    from runtime.server import Server
+
+    configure_logging(json=True, stream=open(os.devnull, "w"))  # noqa: SIM115 (kept for the process)
+    torch.set_num_threads(1)  # as serve_forever does
+    srv = Server.from_checkpoint(
+        checkpoint, bind="tcp://127.0.0.1:*", max_sessions=max(n, 1), torch_threads=1
+    )
+    peers = [b"\x00peer%d" % (k // 16) for k in range(n)]  # unknown peers: ZeroMQ drops the replies
+    for k in range(n):
+        srv.handle([([peers[k], P.pack({"op": "open", "obs": [0.0, 0.0], "session": f"s{k}"})], 0.0)])
+    rest = {k: v for k, v in STEP.items() if k != "id"}
+    bodies = [P.pack({"id": k, **rest, "session": f"s{k}"}) for k in range(n)]
+    out = np.empty(waves)
+    with torch.inference_mode():
+        for i in range(waves + 20):
+            now = time.perf_counter()
+            srv.handle([([peers[k], bodies[k]], now) for k in range(n)])
+            if i >= 20:  # warm-up
+                out[i - 20] = (time.perf_counter() - now) * 1e6 / n
+    srv.close()
+    return out
+
+
 def stats_of(endpoint: str) -> dict:
     s = zmq.Context.instance().socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
@@ -227,6 +269,8 @@ def load(endpoint: str, n: int, seconds: float) -> dict:
     p.start()
     res = q.get()
     p.join()
+    if res["errors"]:  # a refused step is no step served
+        raise RuntimeError(f"{res['errors']} of the replies were errors ({n} sessions)")
     after = stats_of(endpoint)
     waves = after["batches"] - before["batches"]
     res["steps_s"] = float(np.median(res["windows"]))
@@ -241,9 +285,26 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--sessions", type=int, nargs="+", default=[1, 16, 64, 256])
     ap.add_argument("--spin-us", type=float, help="the servers' --spin-us (default: runtime serve's)")
+    ap.add_argument(
+        "--quick", action="store_true", help="--seconds 3 --requests 1500 --sessions 1 64 256 (a shorter run)"
+    )
+    ap.add_argument(
+        "--handle-only",
+        action="store_true",
+        help="only the server's own work per request in-process (Server.handle on a batch of N steps), per --sessions",
+    )
     args = ap.parse_args()
+    if args.quick:
+        args.seconds, args.requests, args.sessions = 3.0, 1500, [1, 64, 256]
     tmp = Path(tempfile.mkdtemp())
     ck = args.checkpoint or build_checkpoint(tmp / "moss.pt")
+    if args.handle_only:
+        for n in args.sessions:
+            us = handle_cost(ck, n, max(20, min(3000, 40_000 // n)))
+            print(
+                f"Server.handle, {n} sessions x 1 step per batch: {np.median(us):.2f} us per request (median)"
+            )
+        return
     payload = P.pack(STEP)
     rows = []
 
