@@ -91,7 +91,7 @@ def test_pearl_protocol_text_output(ckpts):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--protocol", "pearls"], "--protocol must be zero-shot or pearl"),
+        (["--protocol", "pearls"], "--protocol must be zero-shot, pearl or context"),
         (["--protocol", "pearl", "--posterior", "0"], "--posterior >= 1"),
         (["--protocol", "pearl", "--nonstationary", "periodic"], "stationary tasks"),
     ],
