@@ -31,7 +31,7 @@ import torch
 
 from agents.buffer import Episode, EpisodeBuffer
 from agents.config import EnvConfig
-from agents.evaluation import make_env
+from agents.evaluation import env_pool
 from agents.policies import AgentPolicy, State
 from agents.rollout import EpisodeRecord, run_episodes, task_index_of
 
@@ -268,26 +268,21 @@ def collect_dataset(
     given `seed` (reset seeds, action noise and the policy's own sampling all derive from it)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    probe = make_env(env_cfg, split, "none")
-    n_tasks = len(probe.unwrapped.tasks(split))
-    meta = dataset_meta(env_cfg.model_dump(mode="json"), probe, split, {k: v[0] for k, v in levels.items()}, behaviour, seed)
-    low, high = probe.action_space.low, probe.action_space.high
-    probe.close()
-    jobs = [(j, task) for j, (_, (_, per_task)) in enumerate(levels.items()) for task in range(n_tasks) for _ in range(per_task)]
-    pool = [make_env(env_cfg, split, "none") for _ in range(min(parallel, len(jobs)))]
     records: list[EpisodeRecord] = []
     record_levels: list[int] = []
     noises = [noise for noise, _ in levels.values()]
-    for start in range(0, len(jobs), len(pool)):
-        batch = jobs[start : start + len(pool)]
-        for j in sorted({j for j, _ in batch}):  # one behaviour per call; a batch may straddle two levels
-            idx = [i for i, (jj, _) in enumerate(batch) if jj == j]
-            kw = [{"seed": seed * 1_000_003 + start + i, "options": {"task_index": batch[i][1]}} for i in idx]
-            behave = NoisyBehaviour(policy, noises[j], low, high, gen)
-            records += run_episodes(behave, [pool[i] for i in idx], kw, deterministic=False)  # type: ignore[arg-type]
-            record_levels += [j] * len(idx)
-        if progress is not None:
-            progress(len(batch))
-    for e in pool:
-        e.close()
+    with env_pool(env_cfg, split, "none", parallel) as (pool, n_tasks):
+        meta = dataset_meta(env_cfg.model_dump(mode="json"), pool[0], split, dict(zip(levels, noises, strict=True)), behaviour, seed)
+        low, high = pool[0].action_space.low, pool[0].action_space.high
+        jobs = [(j, task) for j, (_, per_task) in enumerate(levels.values()) for task in range(n_tasks) for _ in range(per_task)]
+        for start in range(0, len(jobs), len(pool)):
+            batch = jobs[start : start + len(pool)]
+            for j in sorted({j for j, _ in batch}):  # one behaviour per call; a batch may straddle two levels
+                idx = [i for i, (jj, _) in enumerate(batch) if jj == j]
+                kw = [{"seed": seed * 1_000_003 + start + i, "options": {"task_index": batch[i][1]}} for i in idx]
+                behave = NoisyBehaviour(policy, noises[j], low, high, gen)
+                records += run_episodes(behave, [pool[i] for i in idx], kw, deterministic=False)  # type: ignore[arg-type]
+                record_levels += [j] * len(idx)
+            if progress is not None:
+                progress(len(batch))
     return OfflineDataset.from_records(records, record_levels, meta)

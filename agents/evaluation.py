@@ -7,6 +7,8 @@ and the adaptation delay compare).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,23 @@ def make_env(env_cfg: EnvConfig, split: str, nonstationary: str | None = None, *
     )
 
 
+@contextlib.contextmanager
+def env_pool(env_cfg: EnvConfig, split: str, nonstationary: str | None, n: int) -> Iterator[tuple[list, int]]:
+    """`n` envs of `split` (n >= 1) and the split's number of tasks; every env is closed on exit."""
+    pool = [make_env(env_cfg, split, nonstationary) for _ in range(max(n, 1))]
+    try:
+        yield pool, len(pool[0].unwrapped.tasks(split))
+    finally:
+        for e in pool:
+            e.close()
+
+
+def batches(total: int, size: int) -> Iterator[list[int]]:
+    """[0, size), [size, 2 size), ... up to `total`."""
+    for start in range(0, total, size):
+        yield list(range(start, min(start + size, total)))
+
+
 def evaluation_episodes(
     policy: AgentPolicy | None,
     env_cfg: EnvConfig,
@@ -45,17 +64,11 @@ def evaluation_episodes(
     record_beliefs: bool = False,
 ) -> list[EpisodeRecord]:
     """Run `episodes` episodes (task i mod n) in batches of `parallel` envs; `policy=None` is the random policy."""
-    probe = make_env(env_cfg, split, nonstationary)
-    n_tasks = len(probe.unwrapped.tasks(split))
-    probe.close()
-    pool = [make_env(env_cfg, split, nonstationary) for _ in range(min(parallel, episodes))]
     records: list[EpisodeRecord] = []
-    for start in range(0, episodes, len(pool)):
-        idx = list(range(start, min(start + len(pool), episodes)))
-        kw = [{"seed": seed + i, "options": {"task_index": i % n_tasks}} for i in idx]
-        records += run_episodes(policy, pool[: len(idx)], kw, deterministic, record_beliefs)
-    for e in pool:
-        e.close()
+    with env_pool(env_cfg, split, nonstationary, min(parallel, episodes)) as (pool, n_tasks):
+        for idx in batches(episodes, len(pool)):
+            kw = [{"seed": seed + i, "options": {"task_index": i % n_tasks}} for i in idx]
+            records += run_episodes(policy, pool[: len(idx)], kw, deterministic, record_beliefs)
     return records
 
 
@@ -126,29 +139,23 @@ def pearl_protocol_episodes(
     """
     if not hasattr(policy, "absorb"):
         raise TypeError(f"the PEARL protocol needs a product-of-Gaussians policy, not {policy.algorithm!r}")
-    probe = make_env(env_cfg, split, "none")
-    n_tasks = len(probe.unwrapped.tasks(split))
-    probe.close()
-    pool = [make_env(env_cfg, split, "none") for _ in range(min(parallel, episodes))]
-    gen = torch.Generator().manual_seed(seed)
-    D = policy.latent_dim
-    result: list[list[EpisodeRecord]] = [[] for _ in range(exploration + posterior)]
-    for start in range(0, episodes, len(pool)):
-        trials = list(range(start, min(start + len(pool), episodes)))
-        n = len(trials)
-        context = policy.init_state(n)  # the prior
-        for k in range(exploration + posterior):
-            g = policy.posterior(context)
-            mu, std = (torch.zeros(n, D), torch.ones(n, D)) if k < exploration else (g.mu, g.std)
-            if policy.sample_z:  # one z per episode, given to the policy as a point belief (z, 0)
-                mu, std = mu + std * torch.randn(n, D, generator=gen), torch.zeros(n, D)
-            held = _HeldBelief(policy, torch.cat([mu, std], -1))
-            kw = [{"seed": seed + k * episodes + i, "options": {"task_index": i % n_tasks}} for i in trials]
-            recs = run_episodes(held, pool[:n], kw, deterministic)  # type: ignore[arg-type]
-            context = policy.absorb(context, *_padded(recs))
-            result[k] += recs
-    for e in pool:
-        e.close()
+    with env_pool(env_cfg, split, "none", min(parallel, episodes)) as (pool, n_tasks):
+        gen = torch.Generator().manual_seed(seed)
+        D = policy.latent_dim
+        result: list[list[EpisodeRecord]] = [[] for _ in range(exploration + posterior)]
+        for trials in batches(episodes, len(pool)):
+            n = len(trials)
+            context = policy.init_state(n)  # the prior
+            for k in range(exploration + posterior):
+                g = policy.posterior(context)
+                mu, std = (torch.zeros(n, D), torch.ones(n, D)) if k < exploration else (g.mu, g.std)
+                if policy.sample_z:  # one z per episode, given to the policy as a point belief (z, 0)
+                    mu, std = mu + std * torch.randn(n, D, generator=gen), torch.zeros(n, D)
+                held = _HeldBelief(policy, torch.cat([mu, std], -1))
+                kw = [{"seed": seed + k * episodes + i, "options": {"task_index": i % n_tasks}} for i in trials]
+                recs = run_episodes(held, pool[:n], kw, deterministic)  # type: ignore[arg-type]
+                context = policy.absorb(context, *_padded(recs))
+                result[k] += recs
     return result
 
 
@@ -178,23 +185,17 @@ def trial_episodes(
 
     Returns one list per trial episode k, each with one record per trial (the last: `result[-1]`).
     """
-    probe = make_env(env_cfg, split, nonstationary)
-    n_tasks = len(probe.unwrapped.tasks(split))
-    probe.close()
-    pool = [make_env(env_cfg, split, nonstationary) for _ in range(min(parallel, episodes))]
-    result: list[list[EpisodeRecord]] = [[] for _ in range(per_trial)]
-    for start in range(0, episodes, len(pool)):
-        trials = list(range(start, min(start + len(pool), episodes)))
-        n = len(trials)
-        state: State | None = None
-        for k in range(per_trial):
-            kw = [{"seed": seed + k * episodes + i, "options": {"task_index": i % n_tasks}} for i in trials]
-            recs, state = run_episodes(
-                policy, pool[:n], kw, deterministic, record_beliefs, initial_state=state, return_state=True
-            )
-            result[k] += recs
-    for e in pool:
-        e.close()
+    with env_pool(env_cfg, split, nonstationary, min(parallel, episodes)) as (pool, n_tasks):
+        result: list[list[EpisodeRecord]] = [[] for _ in range(per_trial)]
+        for trials in batches(episodes, len(pool)):
+            n = len(trials)
+            state: State | None = None
+            for k in range(per_trial):
+                kw = [{"seed": seed + k * episodes + i, "options": {"task_index": i % n_tasks}} for i in trials]
+                recs, state = run_episodes(
+                    policy, pool[:n], kw, deterministic, record_beliefs, initial_state=state, return_state=True
+                )
+                result[k] += recs
     return result
 
 
@@ -310,24 +311,18 @@ def context_episodes(
     if m["split"] != split or m["env"].get("task_seed", 0) != env_cfg.task_seed:
         raise ValueError(f"context dataset holds split {m['split']!r}, task seed {m['env'].get('task_seed')}; asked for {split!r}, {env_cfg.task_seed}")
     rng = np.random.default_rng(seed)
-    probe = make_env(env_cfg, split, "none")
-    n_tasks = len(probe.unwrapped.tasks(split))
-    probe.close()
-    pool = [make_env(env_cfg, split, "none") for _ in range(min(parallel, episodes))]
-    records: list[EpisodeRecord] = []
-    for start in range(0, episodes, len(pool)):
-        idx = list(range(start, min(start + len(pool), episodes)))
-        rows = []
-        for i in idx:
-            eps = np.flatnonzero(dataset.task == i % n_tasks)
-            if len(eps) == 0:
-                raise ValueError(f"the context dataset has no episode of {split} task {i % n_tasks}")
-            e = rng.choice(eps, context_size)
-            rows.append((e, (rng.random(context_size) * dataset.length[e]).astype(np.int64)))
-        ctx = [torch.as_tensor(np.stack([getattr(dataset, k)[e, t] for e, t in rows])) for k in ("obs", "action", "reward", "next_obs")]
-        belief = policy.belief(policy.absorb(policy.init_state(len(idx)), *ctx))
-        kw = [{"seed": seed + i, "options": {"task_index": i % n_tasks}} for i in idx]
-        records += run_episodes(_HeldBelief(policy, belief), pool[: len(idx)], kw, True)  # type: ignore[arg-type]
-    for e in pool:
-        e.close()
+    with env_pool(env_cfg, split, "none", min(parallel, episodes)) as (pool, n_tasks):
+        records: list[EpisodeRecord] = []
+        for idx in batches(episodes, len(pool)):
+            rows = []
+            for i in idx:
+                eps = np.flatnonzero(dataset.task == i % n_tasks)
+                if len(eps) == 0:
+                    raise ValueError(f"the context dataset has no episode of {split} task {i % n_tasks}")
+                e = rng.choice(eps, context_size)
+                rows.append((e, (rng.random(context_size) * dataset.length[e]).astype(np.int64)))
+            ctx = [torch.as_tensor(np.stack([getattr(dataset, k)[e, t] for e, t in rows])) for k in ("obs", "action", "reward", "next_obs")]
+            belief = policy.belief(policy.absorb(policy.init_state(len(idx)), *ctx))
+            kw = [{"seed": seed + i, "options": {"task_index": i % n_tasks}} for i in idx]
+            records += run_episodes(_HeldBelief(policy, belief), pool[: len(idx)], kw, True)  # type: ignore[arg-type]
     return records
