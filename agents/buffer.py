@@ -79,6 +79,29 @@ class EpisodeBuffer:
         self.steps_added += L
         return i
 
+    def extend(self, obs, action, reward, next_obs, done, length, task, task_vector) -> None:
+        """Append E padded episodes at once (an empty buffer with room for them): obs/next_obs [E, T, O],
+        action [E, T, A], reward/done [E, T], length [E], task [E] (the task of the whole episode),
+        task_vector [E, V]. The same contents as E calls of `add`, without a Python loop."""
+        E, T = len(length), self.horizon
+        if self.n_added or E > self.capacity:
+            raise ValueError(f"extend fills an empty buffer of capacity >= {E} (has {self.n_added} episodes, capacity {self.capacity})")
+        length = torch.as_tensor(length, dtype=torch.long)
+        if (length < 1).any() or (length > T).any():
+            raise ValueError(f"episode lengths must lie in [1, {T}]")
+        mask = torch.arange(T).unsqueeze(0) < length.unsqueeze(1)  # [E, T]
+        f = mask.float()
+        self.obs[:E] = torch.as_tensor(obs, dtype=torch.float32) * f.unsqueeze(-1)
+        self.next_obs[:E] = torch.as_tensor(next_obs, dtype=torch.float32) * f.unsqueeze(-1)
+        self.action[:E] = torch.as_tensor(action, dtype=torch.float32) * f.unsqueeze(-1)
+        self.reward[:E] = torch.as_tensor(reward, dtype=torch.float32) * f
+        self.done[:E] = torch.as_tensor(done, dtype=torch.float32) * f
+        self.mask[:E] = mask
+        self.task[:E] = torch.where(mask, torch.as_tensor(task, dtype=torch.long).unsqueeze(1), -1)
+        self.task_vector[:E] = torch.as_tensor(task_vector, dtype=torch.float32).unsqueeze(1) * f.unsqueeze(-1)
+        self.length[:E] = length
+        self.n_added, self.steps_added = E, int(length.sum())
+
     # -- sampling -----------------------------------------------------------------------------------
     def sample_steps(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """n uniform (episode, t) pairs over all stored valid steps."""

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.buffer import Episode, EpisodeBuffer
+from agents.buffer import EpisodeBuffer
 from agents.config import EnvConfig
 from agents.evaluation import env_pool
 from agents.policies import AgentPolicy, State
@@ -165,23 +165,10 @@ class OfflineDataset:
         keep = np.isin(self.level, [self.meta["levels"].index(lv) for lv in levels])
         return OfflineDataset(self.meta, **{k: getattr(self, k)[keep] for k in ARRAYS})
 
-    def episode(self, i: int) -> Episode:
-        L = int(self.length[i])
-        return Episode(
-            obs=self.obs[i, :L],
-            action=self.action[i, :L],
-            reward=self.reward[i, :L],
-            next_obs=self.next_obs[i, :L],
-            terminated=self.terminated[i, :L].astype(bool),
-            task=np.full(L, self.task[i]),
-            task_vector=np.repeat(self.task_vector[i : i + 1], L, 0),
-        )
-
     def to_buffer(self) -> EpisodeBuffer:
         m = self.meta
         buf = EpisodeBuffer(len(self), int(m["horizon"]), m["obs_dim"], m["action_dim"], m["task_dim"])
-        for i in range(len(self)):
-            buf.add(self.episode(i))
+        buf.extend(self.obs, self.action, self.reward, self.next_obs, self.terminated, self.length, self.task, self.task_vector)
         return buf
 
     def summary(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from serving_helpers import make_checkpoint, quiet_logs, running_server  # noqa:
 from typer.testing import CliRunner
 
 from agents.brac import BehaviourRegulariser
+from agents.buffer import Episode, EpisodeBuffer
 from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import EnvConfig, parse_config
 from agents.context_encoders import ATTENTIONS, ContextEncoder, pooled
@@ -139,6 +140,15 @@ def test_dataset_round_trip_and_damaged_files(tmp_path: Path) -> None:
     for k in ("obs", "action", "reward", "next_obs", "length", "task", "task_vector", "level"):
         np.testing.assert_array_equal(getattr(back, k), getattr(ds, k))
     assert len(back.select(["half"])) == 40
+    # the dataset's buffer (one batched fill) holds what adding its episodes one by one would
+    buf = back.to_buffer()
+    ref = EpisodeBuffer(len(back), 20, 2, 2, 2)
+    for i in range(len(back)):
+        L = int(back.length[i])
+        ref.add(Episode(back.obs[i, :L], back.action[i, :L], back.reward[i, :L], back.next_obs[i, :L], back.terminated[i, :L] > 0, np.full(L, back.task[i]), np.repeat(back.task_vector[i : i + 1], L, 0)))
+    for k in ("obs", "next_obs", "action", "reward", "done", "mask", "task", "task_vector", "length"):
+        assert torch.equal(getattr(buf, k), getattr(ref, k)), k
+    assert (buf.n_added, buf.steps_added) == (ref.n_added, ref.steps_added)
     with pytest.raises(DatasetError, match="levels"):
         back.select(["expert"])
     # the same seed collects the same data
