@@ -87,7 +87,9 @@ class PearlConfig(Strict):
     sample_z: bool = (
         False  # actor/critic on z ~ q(z|c) (PEARL) instead of the belief (mu, std) (Bayes-adaptive)
     )
-    window: int = Field(64, ge=1)  # tcl/cocoa: crop length; the query crop is also the task's RL context
+    window: int = Field(64, ge=1)  # tcl/cocoa: crop length of the contrastive queries and keys
+    rl_context: Literal["crop", "task"] = "crop"  # tcl/cocoa: the RL loss's context is the query crop
+    #   (Algorithm 2 read as one shared context) or, as pearl's, `context_size` steps drawn from the task
     aux_batch: int | None = Field(None, ge=2)  # tcl/cocoa: queries per update (default meta_batch); extra
     #                                            trajectories beyond the meta-batch serve as queries/negatives only
     momentum: float = Field(
@@ -153,11 +155,12 @@ class RunConfig(Strict):
     sac: SACConfig = SACConfig()
     train: TrainConfig = TrainConfig()
 
-
     @model_validator(mode="after")
     def _offline_needs_data(self) -> RunConfig:
         if self.algorithm in ("focal", "focalpp") and self.offline is None:
-            raise ValueError(f"algorithm {self.algorithm!r} learns offline: add an `offline:` section with a dataset")
+            raise ValueError(
+                f"algorithm {self.algorithm!r} learns offline: add an `offline:` section with a dataset"
+            )
         return self
 
 

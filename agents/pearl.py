@@ -7,8 +7,10 @@ Each SAC step (`train.policy_updates` per epoch, after the trainer has collected
 belief updates), on a meta-batch of `meta_batch` training tasks T_i:
   1. context c_i of task i:
        pearl:     `context_size` transitions drawn from the stored steps of task i;
-       tcl/cocoa: a crop of `window` steps of one trajectory of task i: the query of the contrastive loss,
-                  shared with the RL loss (paper 001, Algorithm 2, lines 11-13).
+       tcl/cocoa: with `rl_context: crop`, a crop of `window` steps of one trajectory of task i: the query
+                  of the contrastive loss, shared with the RL loss (paper 001, Algorithm 2, lines 11-13
+                  read as one context); with `rl_context: task`, pearl's context, the crops serving the
+                  contrastive loss only (line 13's L_A as PEARL computes it).
      With `vary_context` each task keeps a uniform 0..all of its context (a prefix, for crops), so the
      policy also learns from the early, wide beliefs it meets online from the first step of an episode.
      q(z | c_i) = N(0, I) * prod_n N(mu(c_n), var(c_n)): the product of Gaussians that the served policy
@@ -53,6 +55,21 @@ from agents.sac import SAC
 class AuxLoss:
     similarity: str  # a key of agents.contrastive.SIMILARITIES
     kl_on_queries: bool  # CoCOA section 4.5
+
+
+@dataclass
+class UpdateBatch:
+    """One SAC step's inputs (x carries the encoder's gradient) and the encoder's own terms."""
+
+    x: torch.Tensor
+    a: torch.Tensor
+    r: torch.Tensor
+    x2: torch.Tensor
+    done: torch.Tensor
+    q: Gaussian  # q(z | c_i) per task [T, D]
+    kl: torch.Tensor  # mean_i KL(q(z|c_i) || N(0, I)), before kl_beta
+    aux: torch.Tensor  # the weighted auxiliary loss (0 for pearl)
+    metrics: dict[str, float]
 
 
 AUX_LOSSES: dict[str, AuxLoss | None] = {
@@ -112,6 +129,17 @@ class PEARL(Learner):
         prec, pmu = product_stats(mu, var, mask)
         return product_posterior(1.0 + prec, pmu)  # the prior N(0, I) is one factor
 
+    def _task_context(
+        self, buffer: EpisodeBuffer, steps: TaskSteps, tasks: list[int], rng: np.random.Generator
+    ) -> Gaussian:
+        """PEARL's context: q(z | c_i) [T, D] of `context_size` stored steps of each task, with gradient."""
+        p = self.cfg.pearl
+        e, t = steps.sample(tasks, p.context_size, rng)  # [T, C]
+        mu, var = self.policy.factors(
+            buffer.obs[e, t], buffer.action[e, t], buffer.reward[e, t], buffer.next_obs[e, t]
+        )
+        return self._posterior(mu, var, self._keep(len(tasks), p.context_size, rng))
+
     def contexts(
         self, buffer: EpisodeBuffer, steps: TaskSteps, rng: np.random.Generator
     ) -> tuple[list[int], Gaussian, torch.Tensor, dict[str, float]]:
@@ -120,19 +148,17 @@ class PEARL(Learner):
         if self.aux is None:
             keys = list(steps.groups)
             tasks = [keys[j] for j in rng.choice(len(keys), size=min(p.meta_batch, len(keys)), replace=False)]
-            e, t = steps.sample(tasks, p.context_size, rng)  # [T, C]
-            mu, var = pol.factors(
-                buffer.obs[e, t], buffer.action[e, t], buffer.reward[e, t], buffer.next_obs[e, t]
-            )
-            q = self._posterior(mu, var, self._keep(len(tasks), p.context_size, rng))
-            return tasks, q, torch.zeros(()), {}
+            return tasks, self._task_context(buffer, steps, tasks, rng), torch.zeros(()), {}
 
         tasks, e, t_q, t_k = self.crops(buffer, rng)
         (s, a, r, s2), mask_q = self._crop(buffer, e, t_q)
         mu, var = pol.factors(s, a, r, s2)  # the query encoder (the policy's own), [Q, W, D]
         queries = self._posterior(mu, var, mask_q)
         T = len(tasks)
-        q = self._posterior(mu[:T], var[:T], mask_q[:T] & self._keep(T, p.window, rng))
+        if p.rl_context == "crop":
+            q = self._posterior(mu[:T], var[:T], mask_q[:T] & self._keep(T, p.window, rng))
+        else:
+            q = self._task_context(buffer, steps, tasks, rng)
         with torch.no_grad():
             (s, a, r, s2), mask_k = self._crop(buffer, e, t_k)
             keys_ = self._posterior(*pol.factors(s, a, r, s2, encoder=self.key_encoder), mask_k)
@@ -146,8 +172,10 @@ class PEARL(Learner):
         return tasks, q, aux, metrics
 
     # -- 2.-3. the joint critic/encoder step -------------------------------------------------------------------
-    def update(self, buffer: EpisodeBuffer, steps: TaskSteps, rng: np.random.Generator) -> dict[str, float]:
-        pol, p = self.policy, self.cfg.pearl
+    def batch(self, buffer: EpisodeBuffer, steps: TaskSteps, rng: np.random.Generator) -> UpdateBatch:
+        """One update's inputs and encoder terms, not yet back-propagated (`update` steps on them;
+        tools/aux_gradients.py measures each term's gradient on the encoder)."""
+        pol = self.policy
         tasks, q, aux, metrics = self.contexts(buffer, steps, rng)
         kl = kl_to_standard(q).mean()
         T = len(tasks)
@@ -155,17 +183,31 @@ class PEARL(Learner):
         e, t = steps.sample(tasks, b, rng)  # [T, b]
         e, t = e.flatten(), t.flatten()
         z = pol.latent(q.mu, q.std, sample=True).repeat_interleave(b, 0)  # [T * b, Z], row-major like e, t
-        x = torch.cat([buffer.obs[e, t], z], -1)
-        x2 = torch.cat([buffer.next_obs[e, t], z.detach()], -1)
-        a = pol.normalize_action(buffer.action[e, t])
-        r, done = buffer.reward[e, t].unsqueeze(-1), buffer.done[e, t].unsqueeze(-1)
-        encoder_loss = p.kl_beta * kl + aux
+        return UpdateBatch(
+            x=torch.cat([buffer.obs[e, t], z], -1),
+            a=pol.normalize_action(buffer.action[e, t]),
+            r=buffer.reward[e, t].unsqueeze(-1),
+            x2=torch.cat([buffer.next_obs[e, t], z.detach()], -1),
+            done=buffer.done[e, t].unsqueeze(-1),
+            q=q,
+            kl=kl,
+            aux=aux,
+            metrics=metrics,
+        )
+
+    def update(self, buffer: EpisodeBuffer, steps: TaskSteps, rng: np.random.Generator) -> dict[str, float]:
+        p = self.cfg.pearl
+        bt = self.batch(buffer, steps, rng)
+        metrics = bt.metrics
+        encoder_loss = p.kl_beta * bt.kl + bt.aux
         metrics.update(
-            self.sac.update(x, a, r, x2, done, encoder_loss=encoder_loss, encoder_opt=self.encoder_opt)
+            self.sac.update(
+                bt.x, bt.a, bt.r, bt.x2, bt.done, encoder_loss=encoder_loss, encoder_opt=self.encoder_opt
+            )
         )
         if self.key_encoder is not None:
-            ema_update(self.key_encoder, pol.encoder, 1.0 - p.momentum)
-        metrics.update(kl=kl.item(), z_std=q.std.mean().item())
+            ema_update(self.key_encoder, self.policy.encoder, 1.0 - p.momentum)
+        metrics.update(kl=bt.kl.item(), z_std=bt.q.std.mean().item())
         return metrics
 
     # -- the epoch ------------------------------------------------------------------------------------------
