@@ -88,8 +88,8 @@ class PearlConfig(Strict):
         False  # actor/critic on z ~ q(z|c) (PEARL) instead of the belief (mu, std) (Bayes-adaptive)
     )
     window: int = Field(64, ge=1)  # tcl/cocoa: crop length of the contrastive queries and keys
-    rl_context: Literal["crop", "task"] = "crop"  # tcl/cocoa: the RL loss's context is the query crop
-    #   (Algorithm 2 read as one shared context) or, as pearl's, `context_size` steps drawn from the task
+    rl_context: Literal["task", "crop"] = "task"  # tcl/cocoa: the RL loss's context is pearl's (`context_size`
+    #   steps drawn from the task) or the query crop (measured worse: docs/results.md, issue 5)
     aux_batch: int | None = Field(None, ge=2)  # tcl/cocoa: queries per update (default meta_batch); extra
     #                                            trajectories beyond the meta-batch serve as queries/negatives only
     momentum: float = Field(

@@ -7,10 +7,10 @@ Each SAC step (`train.policy_updates` per epoch, after the trainer has collected
 belief updates), on a meta-batch of `meta_batch` training tasks T_i:
   1. context c_i of task i:
        pearl:     `context_size` transitions drawn from the stored steps of task i;
-       tcl/cocoa: with `rl_context: crop`, a crop of `window` steps of one trajectory of task i: the query
-                  of the contrastive loss, shared with the RL loss (paper 001, Algorithm 2, lines 11-13
-                  read as one context); with `rl_context: task`, pearl's context, the crops serving the
-                  contrastive loss only (line 13's L_A as PEARL computes it).
+       tcl/cocoa: the same (`rl_context: task`, the default: Algorithm 2's line 13 L_A computed as PEARL
+                  does), the crops of step 4 serving the contrastive loss only; or (`rl_context: crop`)
+                  the query crop of `window` steps of one trajectory of task i, shared with the RL loss.
+                  Measured on PointRobot, the crop context left TCL/CoCOA below PEARL (docs/results.md).
      With `vary_context` each task keeps a uniform 0..all of its context (a prefix, for crops), so the
      policy also learns from the early, wide beliefs it meets online from the first step of an episode.
      q(z | c_i) = N(0, I) * prod_n N(mu(c_n), var(c_n)): the product of Gaussians that the served policy
