@@ -118,7 +118,7 @@ def main() -> None:
             torch.set_num_threads(1)
             med = measure(trainer, args.batches, args.seed)
             trainer.close()
-        print(f"| {run.name} | " + " | ".join(f"{med[k]:.3g}" for k in COLUMNS) + " |", flush=True)
+        print(f"| {run} | " + " | ".join(f"{med[k]:.3g}" for k in COLUMNS) + " |", flush=True)
 
 
 if __name__ == "__main__":
