@@ -82,14 +82,16 @@ class PearlConfig(Strict):
     encoder_lr: float = Field(3e-4, gt=0)  # PEARL context_lr
     kl_beta: float = Field(0.1, ge=0)  # PEARL kl_lambda: weight of KL(q(z|c) || N(0, I))
     meta_batch: int = Field(16, ge=1)  # training tasks per update; sac.batch_size is split among them
-    context_size: int = Field(64, ge=1)  # pearl: transitions per task context (PEARL embedding_batch_size)
+    # transitions per task of the RL context (PEARL embedding_batch_size; also tcl/cocoa, rl_context task)
+    context_size: int = Field(64, ge=1)
     vary_context: bool = True  # the RL context of each task keeps a uniform 0..size of its transitions
     sample_z: bool = (
         False  # actor/critic on z ~ q(z|c) (PEARL) instead of the belief (mu, std) (Bayes-adaptive)
     )
     window: int = Field(64, ge=1)  # tcl/cocoa: crop length of the contrastive queries and keys
-    rl_context: Literal["task", "crop"] = "task"  # tcl/cocoa: the RL loss's context is pearl's (`context_size`
-    #   steps drawn from the task) or the query crop (measured worse: docs/results.md, issue 5)
+    # tcl/cocoa: the RL loss's context is pearl's (`context_size` steps drawn from the task's data) or the
+    # query crop (measured worse: docs/results.md, issue 5)
+    rl_context: Literal["task", "crop"] = "task"
     aux_batch: int | None = Field(None, ge=2)  # tcl/cocoa: queries per update (default meta_batch); extra
     #                                            trajectories beyond the meta-batch serve as queries/negatives only
     momentum: float = Field(
