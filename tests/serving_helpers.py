@@ -41,7 +41,15 @@ def make_checkpoint(
         policy = POLICIES[algorithm](**SPACES, latent_dim=3, encoder_hidden=(32,), actor_hidden=(64, 64))
     elif algorithm in ("focal", "focalpp"):
         attention = "series" if algorithm == "focalpp" else "none"
-        policy = POLICIES[algorithm](**SPACES, latent_dim=3, encoder_hidden=(32, 32), attention=attention, attention_width=16, attention_heads=2, actor_hidden=(64, 64))
+        policy = POLICIES[algorithm](
+            **SPACES,
+            latent_dim=3,
+            encoder_hidden=(32, 32),
+            attention=attention,
+            attention_width=16,
+            attention_heads=2,
+            actor_hidden=(64, 64),
+        )
     else:
         policy = OraclePolicy(**SPACES, task_dim=2, actor_hidden=(64, 64))
     raw: dict[str, Any] = {"algorithm": algorithm, "env": env_cfg, "seed": seed}
@@ -82,6 +90,18 @@ def running_server(checkpoint: Path, **kwargs: Any) -> Iterator[Server]:
         server.stop()
         thread.join(10)
         assert not thread.is_alive(), "server did not stop"
+
+
+def drain_all(server: Server, n: int, timeout: float = 5.0) -> list:
+    """Drain exactly the n messages just sent to `server` (what its loop would hand `handle` at once)."""
+    import time
+
+    got: list = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        got += server._drain()
+    assert len(got) == n
+    return got
 
 
 def serve_process(args: list[str], log_path: Path, timeout: float = 60.0):

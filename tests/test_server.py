@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import zmq
-from serving_helpers import ENV_CFG, make_checkpoint, quiet_logs, running_server  # noqa: F401 (autouse fixture)
+from serving_helpers import ENV_CFG, drain_all, make_checkpoint, quiet_logs, running_server  # noqa: F401 (autouse fixture)
 
 from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import EnvConfig
@@ -143,11 +143,7 @@ def test_concurrent_sessions_run_as_one_batch_with_the_same_beliefs(ckpt, policy
     def pump(msgs):
         for m in msgs:
             sock.send(P.pack(m))
-        got: list = []
-        deadline = time.monotonic() + 5
-        while len(got) < len(msgs) and time.monotonic() < deadline:
-            got += server._drain()
-        assert len(got) == len(msgs)
+        got = drain_all(server, len(msgs))
         waves = server.stats.waves
         server.handle(got)  # all drained messages at once, as the loop does
         assert server.stats.waves == waves + 1  # one batched update/belief/act pass
@@ -428,11 +424,7 @@ def test_a_wave_answers_each_bad_step_alone_and_packs_replies_as_pack_does(ckpt,
     def pump(msgs):
         for m in msgs:
             sock.send(P.pack(m))
-        got: list = []
-        deadline = time.monotonic() + 5
-        while len(got) < len(msgs) and time.monotonic() < deadline:
-            got += server._drain()
-        assert len(got) == len(msgs)
+        got = drain_all(server, len(msgs))
         server.handle(got)
         raw = [sock.recv() for _ in msgs]
         for r in raw:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import msgpack
 import numpy as np
@@ -12,7 +11,7 @@ import torch
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serving_helpers import make_checkpoint, quiet_logs, running_server  # noqa: F401 (autouse fixture)
+from serving_helpers import drain_all, make_checkpoint, quiet_logs, running_server  # noqa: F401 (autouse fixture)
 
 from agents.checkpoint import build_policy, load_checkpoint
 from runtime import protocol as P
@@ -200,12 +199,7 @@ def batch(state, frames_list):
     sock, server = state["sock"], state["server"]
     for frames in frames_list:
         sock.send_multipart(frames)
-    got: list = []
-    deadline = time.monotonic() + 5
-    while len(got) < len(frames_list) and time.monotonic() < deadline:
-        got += server._drain()
-    assert len(got) == len(frames_list)
-    server.handle(got)
+    server.handle(drain_all(server, len(frames_list)))
     return [msgpack.unpackb(sock.recv_multipart()[-1]) for _ in frames_list]
 
 
