@@ -68,6 +68,9 @@ class EncoderConfig(Strict):
     reward_weight: float = 1.0
     contrastive_weight: float = 1.0
     contrastive: bool = True  # the paper skips it on non-stationary training data
+    # not in the paper: > 0 subtracts cluster_weight * I(y; x) over each batch (agents/latent.py
+    # component_information), so q(y) splits the data instead of collapsing onto one component
+    cluster_weight: float = Field(0.0, ge=0)
     task_prediction_weight: float = Field(0.0, ge=0)  # not MoSS: > 0 adds a privileged task-vector regression
     max_grad_norm: float | None = 1.0  # max_grad_norm_vae
 

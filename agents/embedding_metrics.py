@@ -45,6 +45,19 @@ def linear_probe_r2(z: np.ndarray, y: np.ndarray) -> list[float]:
     return [float(v) for v in r2]
 
 
+def cluster_purity(components: Sequence[Any] | np.ndarray, labels: Sequence[Any] | np.ndarray) -> float:
+    """Share of items whose label is the majority label of their cluster (1.0: every cluster holds one
+    label; one cluster for everything gives the largest label's share)."""
+    comps, labs = np.asarray(components), np.asarray(labels)
+    if len(comps) != len(labs) or len(comps) == 0:
+        raise ValueError(f"need equal, non-zero numbers of components ({len(comps)}) and labels ({len(labs)})")
+    total = 0
+    for k in np.unique(comps):
+        _, counts = np.unique(labs[comps == k], return_counts=True)
+        total += int(counts.max())
+    return total / len(labs)
+
+
 def different_task_distances(z: np.ndarray, labels: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Euclidean distances ||z_i - z_j|| of every unordered pair i < j with labels[i] != labels[j].
 

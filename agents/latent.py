@@ -86,6 +86,17 @@ def mixture_kl_terms(q: Mixture, p: Mixture) -> tuple[torch.Tensor, torch.Tensor
     return kl_z, categorical_kl(q.logits, p.logits)
 
 
+def component_information(probs: torch.Tensor) -> torch.Tensor:
+    """Mutual information I(y; x) between the component and the input over a batch, probs [N, K] -> scalar:
+    H(mean_n q(y|x_n)) - mean_n H(q(y|x_n)). High when each input picks one component confidently and the
+    batch uses the components evenly (the clustering objective of Hu et al. 2017, IMSAT)."""
+    eps = 1e-8
+    marginal = probs.mean(0)
+    h_marginal = -(marginal * (marginal + eps).log()).sum()
+    h_each = -(probs * (probs + eps).log()).sum(-1).mean()
+    return h_marginal - h_each
+
+
 def belief_vector(m: Mixture, include_probs: bool) -> torch.Tensor:
     """What the policy sees: (mu_k*, std_k*[, q(y)]) of the most likely component, [..., 2D(+K)]."""
     mu, std = m.selected()

@@ -31,7 +31,7 @@ import torch
 from agents.buffer import EpisodeBuffer
 from agents.config import RunConfig
 from agents.contrastive import info_nce
-from agents.latent import mixture_kl_terms, standard_prior
+from agents.latent import component_information, mixture_kl_terms, standard_prior
 from agents.learner import Learner, sac_batch, sac_view
 from agents.nets import MLP
 from agents.policies import MoSSPolicy
@@ -97,6 +97,10 @@ class MoSS(Learner):
         loss = rec_m + enc.alpha_z * kl_z_m + enc.alpha_y * kl_y_m
 
         metrics = {"rec": rec_m.item(), "kl_z": kl_z_m.item(), "kl_y": kl_y_m.item()}
+        if enc.cluster_weight > 0:
+            mi = component_information(post.probs[mask.bool()])
+            loss = loss - enc.cluster_weight * mi
+            metrics["cluster_mi"] = mi.item()
         if paired:
             # query: the last valid step of each window; key: a random valid step of its partner window.
             # Labels are the per-step task, so a pair split by a task switch is not a false positive.

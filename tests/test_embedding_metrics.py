@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from agents.embedding_metrics import (
+    cluster_purity,
     different_task_distances,
     effective_separation_rate,
     embedding_report,
@@ -84,3 +85,13 @@ def test_standardised_esr_does_not_depend_on_the_scale() -> None:
     assert a["esr_standardised"] == b["esr_standardised"] and b["esr"] > a["esr"]
     s = standardised(z)
     np.testing.assert_allclose(s.var(0), np.full(3, 1 / 3))
+
+
+def test_cluster_purity_hand_values() -> None:
+    # cluster 0 holds a, a, b (majority 2), cluster 1 holds b (1): 3 of 4
+    assert cluster_purity([0, 0, 0, 1], ["a", "a", "b", "b"]) == pytest.approx(0.75)
+    # one cluster for everything: the largest label's share; one cluster per label: 1
+    assert cluster_purity([5, 5, 5, 5], ["a", "b", "c", "c"]) == pytest.approx(0.5)
+    assert cluster_purity([2, 1, 2, 1], ["x", "y", "x", "y"]) == 1.0
+    with pytest.raises(ValueError):
+        cluster_purity([0, 1], ["a"])

@@ -358,3 +358,17 @@ def test_encoder_loss_sampling_stays_inside_episodes(reference_run, tmp_path: Pa
     trainer.learner.relabel(trainer.buffer)
     loss, metrics = trainer.learner.encoder_loss(trainer.buffer, _EdgeRng())
     assert np.isfinite(loss.item()) and np.isfinite(metrics["rec"])
+
+
+def test_cluster_term_subtracts_the_component_information(tmp_path: Path) -> None:
+    """encoder.cluster_weight w: the same batch's encoder loss is lower by exactly w * I(y; x)."""
+    losses = {}
+    for w in (0.0, 0.5):
+        trainer = Trainer(tiny(encoder__n_components=3, encoder__cluster_weight=w), tmp_path / f"w{w}")
+        trainer.collect(4, random=True)
+        trainer.learner.relabel(trainer.buffer)
+        torch.manual_seed(1)
+        losses[w] = trainer.learner.encoder_loss(trainer.buffer, np.random.default_rng(0))
+    (l0, m0), (l1, m1) = losses[0.0], losses[0.5]
+    assert "cluster_mi" not in m0 and 0.0 < m1["cluster_mi"] <= np.log(3) + 1e-6
+    assert l1.item() == pytest.approx(l0.item() - 0.5 * m1["cluster_mi"], abs=1e-5)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 
 import matplotlib
 import numpy as np
@@ -25,16 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from agents.checkpoint import build_policy, load_checkpoint  # noqa: E402
 from agents.config import EnvConfig  # noqa: E402
-from agents.embedding_metrics import linear_probe_r2  # noqa: E402
+from agents.embedding_metrics import cluster_purity, linear_probe_r2  # noqa: E402
 from agents.evaluation import evaluation_episodes  # noqa: E402
-
-
-def purity(components: np.ndarray, bases: list[str]) -> float:
-    total = 0
-    for k in np.unique(components):
-        members = [b for b, c in zip(bases, components, strict=False) if c == k]
-        total += Counter(members).most_common(1)[0][1]
-    return total / len(bases)
 
 
 def main() -> None:
@@ -83,7 +74,7 @@ def main() -> None:
         "env": env_cfg.id,
         "episodes": len(recs),
         "components": K,
-        "purity": purity(np.asarray(comps), bases),
+        "purity": cluster_purity(comps, bases),
         "components_used": int(len(set(comps))),
         "linear_probe_r2": linear_probe_r2(x, np.asarray(tvs)),
     }

@@ -1,0 +1,171 @@
+"""MoSS encoder alone, on fixed data: how well does each encoder objective let the belief read the task?
+
+Collects episodes once (a trained policy's stochastic actions, or random ones), then trains a fresh MoSS
+encoder (no SAC) on that buffer for `--updates` steps per variant, and every `--every` updates reports the
+linear-probe R^2 of the belief mean -> true task vector on held-out episodes, at steps at least `--settle`
+steps after the last task switch (what the policy could act on once it has had time to infer).
+
+    python tools/encoder_study.py --config configs/moss/point_robot_ns.yaml --policy runs/moss_pr_ns_b/policy.pt \
+        --set encoder.alpha_z=0.01 --updates 3000
+
+Each `--set` is one variant (several keys joined with ','); the base config is always run first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+
+import numpy as np
+import torch
+import yaml
+
+from agents.buffer import EpisodeBuffer
+from agents.checkpoint import load_checkpoint
+from agents.config import RunConfig, load_config
+from agents.embedding_metrics import cluster_purity, linear_probe_r2
+from agents.evaluation import make_env
+from agents.nets import MLP
+from agents.rollout import run_episodes
+from agents.trainer import build_agent
+
+
+def with_overrides(cfg: RunConfig, spec: str) -> RunConfig:
+    d = copy.deepcopy(cfg.model_dump(mode="json"))
+    for item in filter(None, spec.split(",")):
+        key, value = item.split("=", 1)
+        node = d
+        *path, last = key.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = yaml.safe_load(value)
+    return RunConfig.model_validate(d)
+
+
+def collect(cfg: RunConfig, policy_path: str | None, n: int, seed: int, split: str) -> EpisodeBuffer:
+    envs = [make_env(cfg.env, split) for _ in range(16)]
+    n_tasks = len(envs[0].unwrapped.tasks(split))
+    policy = None
+    if policy_path:
+        from agents.checkpoint import build_policy
+
+        policy = build_policy(load_checkpoint(policy_path))
+    e0 = envs[0]
+    buf = EpisodeBuffer(n, int(e0.spec.max_episode_steps), e0.observation_space.shape[0], e0.action_space.shape[0], e0.unwrapped.task_dim)
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, len(envs)):
+        k = min(len(envs), n - start)
+        kw = [{"seed": int(rng.integers(2**31)), "options": {"task_index": int(rng.integers(n_tasks))}} for _ in range(k)]
+        for r in run_episodes(policy, envs[:k], kw, deterministic=False):
+            buf.add(r.episode)
+    return buf
+
+
+def steps_since_switch(task: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    """[E, T] steps since the task last changed (0 at the first step of a segment)."""
+    E, T = task.shape
+    out = torch.zeros(E, T, dtype=torch.long)
+    for t in range(1, T):
+        same = task[:, t] == task[:, t - 1]
+        out[:, t] = torch.where(same, out[:, t - 1] + 1, torch.zeros_like(out[:, t]))
+    return out
+
+
+def mlp_probe_r2(x: torch.Tensor, y: torch.Tensor, steps: int = 2000, seed: int = 0) -> float:
+    """Held-out R^2 (mean over target dims) of a 2x128 MLP fitted on 3/4 of the rows: what a policy network
+    could read from x, not only what is linear in it."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(x), generator=g)
+    tr, te = idx[: len(x) * 3 // 4], idx[len(x) * 3 // 4 :]
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = MLP(x.shape[1], (128, 128), y.shape[1])
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    for _ in range(steps):
+        j = tr[torch.randint(len(tr), (512,), generator=g)]
+        loss = ((net(x[j]) - y[j]) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        err = ((net(x[te]) - y[te]) ** 2).sum(0)
+    return float((1 - err / ((y[te] - y[te].mean(0)) ** 2).sum(0)).mean())
+
+
+def probe(learner, buf: EpisodeBuffer, settle: int) -> dict[str, float]:
+    """Linear and MLP probe R^2 of the belief (what the policy sees) and of the GRU hidden state."""
+    with torch.no_grad():
+        buf.derived.clear()  # a variant may change the belief's width
+        learner.relabel(buf)
+    since = steps_since_switch(buf.task, buf.length)
+    ok = buf.mask.bool() & (since >= settle)
+    y = buf.task_vector[ok]
+    out = {}
+    if learner.cfg.encoder.n_components > 1:
+        # multi-task families: the task vector starts with a one-hot of the base task; purity of the argmax
+        # component at each episode's last step, and how many components are used there
+        last = (buf.length - 1).clamp(min=0)
+        rows = torch.arange(len(buf))
+        h = buf.derived["hidden"][rows, last + 1]
+        comp = learner.policy.head(h).logits.argmax(-1).numpy()
+        base = buf.task_vector[rows, last, :-1].argmax(-1).numpy()
+        out["purity"] = round(cluster_purity(comp, base), 3)
+        out["components_used"] = int(len(set(comp.tolist())))
+    for name in ("belief", "hidden"):
+        x = buf.derived[name][:, 1:][ok]  # after step t
+        out[f"{name}_linear"] = round(float(np.mean(linear_probe_r2(x.numpy(), y.numpy()))), 3)
+        out[f"{name}_mlp"] = round(mlp_probe_r2(x, y), 3)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--policy", help="checkpoint whose policy collects (stochastic); default random actions")
+    ap.add_argument("--episodes", type=int, default=800)
+    ap.add_argument("--held-out", type=int, default=200)
+    ap.add_argument("--updates", type=int, default=2000)
+    ap.add_argument("--every", type=int, default=250)
+    ap.add_argument("--settle", type=int, default=5)
+    ap.add_argument("--set", action="append", default=[], dest="variants")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="append one JSON line per variant here")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    base = load_config(args.config)
+    train_buf = collect(base, args.policy, args.episodes, args.seed, "train")
+    test_buf = collect(base, args.policy, args.held_out, args.seed + 1, "test")
+    # on random-action episodes the position says nothing about the goal: R^2 there is inference alone
+    rand_buf = collect(base, None, args.held_out, args.seed + 2, "test")
+    print(f"data: {args.episodes} train / {args.held_out} held-out episodes ({'policy' if args.policy else 'random'})", flush=True)
+    for spec in args.variants or [""]:
+        cfg = with_overrides(base, spec)
+        torch.manual_seed(args.seed)
+        rng = np.random.default_rng(args.seed)
+        _, learner = build_agent(cfg, make_env(cfg.env, "train"))
+        train_buf.derived.clear()  # a variant may change the belief's width
+        learner.relabel(train_buf)
+        curve, t0 = [], time.perf_counter()
+        for u in range(1, args.updates + 1):
+            loss, m = learner.encoder_loss(train_buf, rng)
+            learner.vae_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.encoder.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(learner.vae_params, cfg.encoder.max_grad_norm)
+            learner.vae_opt.step()
+            if u % args.every == 0:
+                learner.relabel(train_buf)  # windows start from current hidden states, as in training
+                pr = {"policy": probe(learner, test_buf, args.settle), "random": probe(learner, rand_buf, args.settle)}
+                curve.append({"update": u, **pr})
+                print(f"[{spec or 'base'}] update {u}: {json.dumps(pr)}  " + " ".join(f"{k} {v:.3g}" for k, v in m.items()), flush=True)
+        row = {"variant": spec or "base", "curve": curve, "wall_s": round(time.perf_counter() - t0, 1)}
+        print(json.dumps(row), flush=True)
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
