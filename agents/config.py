@@ -56,6 +56,7 @@ class EncoderConfig(Strict):
     embed_dim: int = Field(32, ge=1)
     hidden_dim: int = Field(64, ge=1)
     include_probs: bool = False
+    head_hidden: tuple[int, ...] = ()  # Linear+ReLU widths between the GRU state and the latent (none: linear)
     lr: float = Field(3e-4, gt=0)  # lr_encoder = lr_decoder
     decoder_hidden: tuple[int, ...] = (64, 64)
     batch_size: int = Field(64, ge=2)  # sequences per update

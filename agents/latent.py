@@ -6,11 +6,14 @@ Shapes: K mixture components, D latent dims; leading dims [...] are free (batch,
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from agents.nets import sequential_forward
 
 LOGSTD_MIN, LOGSTD_MAX = -6.0, 2.0
 
@@ -53,18 +56,32 @@ def standard_prior(like: Mixture) -> Mixture:
 
 
 class MixtureHead(nn.Module):
-    """h [..., H] -> Mixture with K components of D dims."""
+    """h [..., H] -> Mixture with K components of D dims.
 
-    def __init__(self, hidden_dim: int, n_components: int, latent_dim: int) -> None:
+    `trunk` (widths, default none): Linear+ReLU layers between h and the two output layers, so the latent
+    can be a non-linear function of the GRU state (with none, mu and logstd are linear in h)."""
+
+    def __init__(self, hidden_dim: int, n_components: int, latent_dim: int, trunk: Sequence[int] = ()) -> None:
         super().__init__()
         self.k, self.d = n_components, latent_dim
-        self.logits = nn.Linear(hidden_dim, n_components)
-        self.gauss = nn.Linear(hidden_dim, 2 * n_components * latent_dim)
+        layers: list[nn.Module] = []
+        width = hidden_dim
+        for w in trunk:
+            layers += [nn.Linear(width, w), nn.ReLU()]
+            width = w
+        self.trunk = nn.Sequential(*layers)
+        self.logits = nn.Linear(width, n_components)
+        self.gauss = nn.Linear(width, 2 * n_components * latent_dim)
+
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        """What the output layers read: h itself, or the trunk's output."""
+        return sequential_forward(self.trunk, h) if len(self.trunk) else h
 
     def forward(self, h: torch.Tensor) -> Mixture:
-        g = self.gauss(h).view(*h.shape[:-1], self.k, 2, self.d)
+        x = self.features(h)
+        g = self.gauss(x).view(*x.shape[:-1], self.k, 2, self.d)
         logstd = g[..., 1, :].clamp(LOGSTD_MIN, LOGSTD_MAX)
-        return Mixture(self.logits(h), g[..., 0, :], logstd)
+        return Mixture(self.logits(x), g[..., 0, :], logstd)
 
 
 def gaussian_kl(mu1, logstd1, mu2, logstd2) -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from typing import Any
 
 import gymnasium as gym
@@ -271,16 +273,16 @@ def test_fused_forwards_equal_the_module_forwards_in_values_and_gradients() -> N
     actor = TanhGaussianActor(5, 2, (16,))
     mu, _ = actor(x)
     assert torch.equal(actor.act(x, deterministic=True), torch.tanh(mu))
-    for k in (1, 3):  # one component takes the 4-op belief path, several the general one
-        for probs in (False, True):
-            policy = moss_policy(n_components=k, include_probs=probs)
-            with torch.no_grad():
-                policy.head.gauss.bias.add_(torch.randn_like(policy.head.gauss.bias) * 4)  # hit the clamp
-            h = torch.randn(9, 24, requires_grad=True)
-            got, want = policy.belief({"h": h}), belief_vector(policy.head(h), probs)
-            assert torch.equal(got, want)
-            w = torch.randn_like(want)
-            assert torch.allclose(*(torch.autograd.grad((b * w).sum(), h)[0] for b in (got, want)), atol=1e-6)
+    for k, probs, trunk in itertools.product((1, 3), (False, True), ((), (16,))):
+        # one component takes the 4-op belief path, several the general one; with and without a head trunk
+        policy = moss_policy(n_components=k, include_probs=probs, head_hidden=trunk)
+        with torch.no_grad():
+            policy.head.gauss.bias.add_(torch.randn_like(policy.head.gauss.bias) * 4)  # hit the clamp
+        h = torch.randn(9, 24, requires_grad=True)
+        got, want = policy.belief({"h": h}), belief_vector(policy.head(h), probs)
+        assert torch.equal(got, want)
+        w = torch.randn_like(want)
+        assert torch.allclose(*(torch.autograd.grad((b * w).sum(), h)[0] for b in (got, want)), atol=1e-6)
 
 
 def test_action_maps_follow_the_bounds_through_load_to_and_stay_out_of_the_state_dict() -> None:

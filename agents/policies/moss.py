@@ -27,6 +27,7 @@ class MoSSPolicy(AgentPolicy):
         hidden_dim: int = 64,
         actor_hidden: tuple[int, ...] = (256, 256),
         include_probs: bool = False,
+        head_hidden: tuple[int, ...] = (),
     ) -> None:
         super().__init__(obs_dim, action_dim, action_low, action_high)
         self.cfg = dict(
@@ -36,10 +37,11 @@ class MoSSPolicy(AgentPolicy):
             hidden_dim=hidden_dim,
             actor_hidden=list(actor_hidden),
             include_probs=include_probs,
+            head_hidden=list(head_hidden),
         )
         self.include_probs = include_probs
         self.encoder = GRUEncoder(obs_dim, action_dim, embed_dim, hidden_dim)
-        self.head = MixtureHead(hidden_dim, n_components, latent_dim)
+        self.head = MixtureHead(hidden_dim, n_components, latent_dim, head_hidden)
         self._belief_dim = belief_dim(latent_dim, n_components, include_probs)
         self.actor = TanhGaussianActor(obs_dim + self._belief_dim, action_dim, actor_hidden)
 
@@ -66,7 +68,7 @@ class MoSSPolicy(AgentPolicy):
         if head.k == 1 and not self.include_probs:
             # one component: it is always the selected one, and the Gaussian layer's output is already laid
             # out as (mu, logstd); the same numbers as belief_vector(head(h)) in 4 tensor ops instead of ~15
-            out = linear(head.gauss, h)
+            out = linear(head.gauss, head.features(h))
             out[..., head.d :].clamp_(LOGSTD_MIN, LOGSTD_MAX).exp_()
             return out
         return belief_vector(head(h), self.include_probs)
