@@ -56,7 +56,10 @@ class EncoderConfig(Strict):
     embed_dim: int = Field(32, ge=1)
     hidden_dim: int = Field(64, ge=1)
     include_probs: bool = False
-    head_hidden: tuple[int, ...] = ()  # Linear+ReLU widths between the GRU state and the latent (none: linear)
+    # what the policy reads: the belief (MoSS) or, as an ablation, the GRU state the belief is computed from
+    policy_input: Literal["belief", "hidden"] = "belief"
+    # Linear+ReLU widths between the GRU state and the latent (none: mu and logstd are linear in it)
+    head_hidden: tuple[int, ...] = ()
     lr: float = Field(3e-4, gt=0)  # lr_encoder = lr_decoder
     decoder_hidden: tuple[int, ...] = (64, 64)
     batch_size: int = Field(64, ge=2)  # sequences per update

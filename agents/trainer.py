@@ -52,6 +52,7 @@ def build_agent(cfg: RunConfig, env) -> tuple[AgentPolicy, Learner]:
             actor_hidden=tuple(cfg.sac.hidden),
             include_probs=e.include_probs,
             head_hidden=tuple(e.head_hidden),
+            acts_on=e.policy_input,
         )
         return policy, MoSS(policy, cfg, task_dim=int(env.unwrapped.task_dim))
     if cfg.algorithm == "oracle":

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import itertools
-
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 import envs
@@ -299,3 +299,24 @@ def test_action_maps_follow_the_bounds_through_load_to_and_stay_out_of_the_state
     assert torch.allclose(src.scale_action(u), low + (u + 1) * 0.5 * (high - low), atol=1e-6)
     src.double()
     assert src.scale_action(u.double()).dtype == torch.float64
+
+
+def test_hidden_input_ablation_acts_on_the_gru_state_and_round_trips(tmp_path) -> None:
+    """acts_on="hidden": the belief the actor reads is the GRU state itself, and a checkpoint keeps it."""
+    from agents.checkpoint import build_policy, load_checkpoint, save_checkpoint
+
+    policy = moss_policy(acts_on="hidden")
+    assert policy.belief_dim == 24 and policy.actor.net[0].in_features == 2 + 24
+    s, a, r, s2 = streams(2, 5)
+    state = policy.init_state(2)
+    for t in range(5):
+        state = policy.update(state, s[:, t], a[:, t], r[:, t], s2[:, t])
+    assert torch.equal(policy.belief(state), state["h"])
+    env = {"id": "PointRobot", "obs_dim": 2, "action_dim": 2, "action_low": LOW, "action_high": HIGH}
+    save_checkpoint(tmp_path / "p.pt", policy, {"algorithm": "moss"}, env, {}, None)
+    back = build_policy(load_checkpoint(tmp_path / "p.pt"))
+    assert back.acts_on == "hidden"
+    obs = torch.zeros(2, 2)
+    assert torch.equal(back.act(obs, back.belief(state), True), policy.act(obs, policy.belief(state), True))
+    with pytest.raises(ValueError, match="acts_on"):
+        moss_policy(acts_on="latent")

@@ -28,6 +28,7 @@ class MoSSPolicy(AgentPolicy):
         actor_hidden: tuple[int, ...] = (256, 256),
         include_probs: bool = False,
         head_hidden: tuple[int, ...] = (),
+        acts_on: str = "belief",
     ) -> None:
         super().__init__(obs_dim, action_dim, action_low, action_high)
         self.cfg = dict(
@@ -38,11 +39,19 @@ class MoSSPolicy(AgentPolicy):
             actor_hidden=list(actor_hidden),
             include_probs=include_probs,
             head_hidden=list(head_hidden),
+            acts_on=acts_on,
         )
+        if acts_on not in ("belief", "hidden"):
+            raise ValueError(f"acts_on must be 'belief' or 'hidden', not {acts_on!r}")
         self.include_probs = include_probs
+        self.acts_on = acts_on
         self.encoder = GRUEncoder(obs_dim, action_dim, embed_dim, hidden_dim)
         self.head = MixtureHead(hidden_dim, n_components, latent_dim, head_hidden)
-        self._belief_dim = belief_dim(latent_dim, n_components, include_probs)
+        # acts_on="hidden" (an ablation, not MoSS): the actor and critics read the GRU state itself, the
+        # latent serves the encoder's objectives only
+        self._belief_dim = (
+            hidden_dim if acts_on == "hidden" else belief_dim(latent_dim, n_components, include_probs)
+        )
         self.actor = TanhGaussianActor(obs_dim + self._belief_dim, action_dim, actor_hidden)
 
     @property
@@ -64,6 +73,8 @@ class MoSSPolicy(AgentPolicy):
     def beliefs_from_hidden(self, h: torch.Tensor) -> torch.Tensor:
         """Beliefs for hidden states h [..., H]: what `belief` serves, and what training relabels its
         buffer with."""
+        if self.acts_on == "hidden":
+            return h
         head = self.head
         if head.k == 1 and not self.include_probs:
             # one component: it is always the selected one, and the Gaussian layer's output is already laid
