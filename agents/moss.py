@@ -150,9 +150,10 @@ class MoSS(Learner):
         K = z.shape[-2]
         sa = torch.cat([s, a], -1).unsqueeze(-2).expand(*s.shape[:-1], K, -1)  # [B, W, M, K, O+A]
         dec_in = torch.cat([sa, z.unsqueeze(2).expand(-1, -1, sa.shape[2], -1, -1)], -1)
-        err_s = ((self.state_decoder(dec_in) - (s2 - s).unsqueeze(-2)) ** 2).sum(-1)  # [B, W, M, K]
-        err_r = (self.reward_decoder(dec_in).squeeze(-1) - r.unsqueeze(-1)) ** 2
-        err = (q.probs.unsqueeze(2) * (enc.state_weight * err_s + enc.reward_weight * err_r)).sum(-1)  # [B, W, M]
+        err_k = enc.reward_weight * (self.reward_decoder(dec_in).squeeze(-1) - r.unsqueeze(-1)) ** 2  # [B, W, M, K]
+        if enc.state_weight:  # 0 for families whose tasks differ in reward only: skip the state decoder
+            err_k = err_k + enc.state_weight * ((self.state_decoder(dec_in) - (s2 - s).unsqueeze(-2)) ** 2).sum(-1)
+        err = (q.probs.unsqueeze(2) * err_k).sum(-1)  # [B, W, M]
         return (err * weight).sum(-1) / weight.sum(-1).clamp(min=1)
 
     # -- 2. relabel ---------------------------------------------------------------------------------------
