@@ -208,8 +208,9 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     if args.plot:
-        fig, axes = plt.subplots(1, len(ENVS), figsize=(12, 4))
-        for ax, e in zip(axes, ENVS, strict=True):
+        shown = [e for e in ENVS if results.get(e)]  # envs with runs only (a partial table has one panel)
+        fig, axes = plt.subplots(1, len(shown), figsize=(6 * len(shown), 4), squeeze=False)
+        for ax, e in zip(axes[0], shown, strict=True):
             for v in VARIANTS:
                 seeds = results.get(e, {}).get(v, {})
                 if not seeds:
