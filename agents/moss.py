@@ -125,6 +125,16 @@ class MoSS(Learner):
         metrics["encoder_loss"] = loss.item()
         return loss, metrics
 
+    def encoder_step(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
+        """One optimiser step on the encoder objective; returns its metrics."""
+        loss, metrics = self.encoder_loss(buffer, rng)
+        self.vae_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.encoder.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.vae_params, self.cfg.encoder.max_grad_norm)
+        self.vae_opt.step()
+        return metrics
+
     def reconstruction(self, buffer: EpisodeBuffer, e, t0, q, rng: np.random.Generator) -> torch.Tensor:
         """Expected decoder error [B, W] of the belief q at every window step (one z sample per component).
 
@@ -180,12 +190,7 @@ class MoSS(Learner):
         if "hidden" not in buffer.derived or self.cfg.train.encoder_updates > 0:
             self.relabel(buffer)  # windows start from up-to-date stored hidden states
         for _ in range(self.cfg.train.encoder_updates):
-            loss, metrics = self.encoder_loss(buffer, rng)
-            self.vae_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.cfg.encoder.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(self.vae_params, self.cfg.encoder.max_grad_norm)
-            self.vae_opt.step()
+            metrics = self.encoder_step(buffer, rng)
         t1 = time.perf_counter()
         self.relabel(buffer)
         t2 = time.perf_counter()
