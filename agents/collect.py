@@ -15,11 +15,19 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import gymnasium as gym
+import numpy as np
 
 from agents.policies import AgentPolicy
 from agents.rollout import EpisodeRecord, run_episodes
 
 ResetKwargs = dict[str, Any]  # {"seed": int, "options": {"task_index": int}}
+
+
+def draw_reset_kwargs(rng: np.random.Generator, n: int, n_tasks: int) -> list[ResetKwargs]:
+    """n episodes' (reset seed, task index), each task uniform over the split's n_tasks."""
+    return [
+        {"seed": int(rng.integers(2**31)), "options": {"task_index": int(rng.integers(n_tasks))}} for _ in range(n)
+    ]
 
 
 class Collector(Protocol):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.nets import sequential_forward
+from agents.nets import MLP, sequential_forward
 
 LOGSTD_MIN, LOGSTD_MAX = -6.0, 2.0
 
@@ -64,12 +64,8 @@ class MixtureHead(nn.Module):
     def __init__(self, hidden_dim: int, n_components: int, latent_dim: int, trunk: Sequence[int] = ()) -> None:
         super().__init__()
         self.k, self.d = n_components, latent_dim
-        layers: list[nn.Module] = []
-        width = hidden_dim
-        for w in trunk:
-            layers += [nn.Linear(width, w), nn.ReLU()]
-            width = w
-        self.trunk = nn.Sequential(*layers)
+        width = trunk[-1] if trunk else hidden_dim
+        self.trunk = nn.Sequential(*MLP(hidden_dim, trunk[:-1], width), nn.ReLU()) if trunk else nn.Sequential()
         self.logits = nn.Linear(width, n_components)
         self.gauss = nn.Linear(width, 2 * n_components * latent_dim)
 

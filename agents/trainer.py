@@ -22,7 +22,7 @@ import yaml
 
 from agents.buffer import EpisodeBuffer
 from agents.checkpoint import load_checkpoint, save_checkpoint
-from agents.collect import Collector, InProcessCollector
+from agents.collect import Collector, InProcessCollector, draw_reset_kwargs
 from agents.config import RunConfig
 from agents.datasets import DatasetError, OfflineDataset
 from agents.evaluation import context_episodes, evaluation_episodes, make_env, summarize
@@ -166,10 +166,7 @@ class Trainer:
     # -- collection ---------------------------------------------------------------------------------------
     def collect(self, n_episodes: int, random: bool) -> list:
         """Draw every episode's (reset seed, task index) here, have the collector run them, fill the buffer."""
-        kw = [
-            {"seed": int(self.rng.integers(2**31)), "options": {"task_index": int(self.rng.integers(self.n_train_tasks))}}
-            for _ in range(n_episodes)
-        ]
+        kw = draw_reset_kwargs(self.rng, n_episodes, self.n_train_tasks)
         records = self.collector.collect(None if random else self.policy, kw)
         for r in records:
             self.buffer.add(r.episode)

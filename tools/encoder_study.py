@@ -26,12 +26,12 @@ import torch
 import yaml
 
 from agents.buffer import EpisodeBuffer
-from agents.checkpoint import load_checkpoint
+from agents.checkpoint import build_policy, load_checkpoint
+from agents.collect import InProcessCollector, draw_reset_kwargs
 from agents.config import RunConfig, load_config
 from agents.embedding_metrics import cluster_purity, linear_probe_r2
 from agents.evaluation import make_env
 from agents.nets import MLP
-from agents.rollout import run_episodes
 from agents.trainer import build_agent
 
 
@@ -42,32 +42,30 @@ def variant_config(path: str, spec: str) -> RunConfig:
 
 
 def collect(cfg: RunConfig, policy_path: str | None, n: int, seed: int, split: str) -> EpisodeBuffer:
+    """n episodes of `split` (uniform tasks, stochastic actions; random ones without a policy) in a buffer."""
     envs = [make_env(cfg.env, split) for _ in range(16)]
-    n_tasks = len(envs[0].unwrapped.tasks(split))
-    policy = None
-    if policy_path:
-        from agents.checkpoint import build_policy
-
-        policy = build_policy(load_checkpoint(policy_path))
-    e0 = envs[0]
-    buf = EpisodeBuffer(n, int(e0.spec.max_episode_steps), e0.observation_space.shape[0], e0.action_space.shape[0], e0.unwrapped.task_dim)
-    rng = np.random.default_rng(seed)
-    for start in range(0, n, len(envs)):
-        k = min(len(envs), n - start)
-        kw = [{"seed": int(rng.integers(2**31)), "options": {"task_index": int(rng.integers(n_tasks))}} for _ in range(k)]
-        for r in run_episodes(policy, envs[:k], kw, deterministic=False):
+    try:
+        e0 = envs[0]
+        policy = build_policy(load_checkpoint(policy_path)) if policy_path else None
+        kw = draw_reset_kwargs(np.random.default_rng(seed), n, len(e0.unwrapped.tasks(split)))
+        buf = EpisodeBuffer(
+            n, int(e0.spec.max_episode_steps), e0.observation_space.shape[0], e0.action_space.shape[0], e0.unwrapped.task_dim
+        )
+        for r in InProcessCollector(envs).collect(policy, kw):
             buf.add(r.episode)
-    return buf
+        return buf
+    finally:
+        for e in envs:
+            e.close()
 
 
-def steps_since_switch(task: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+def steps_since_switch(task: torch.Tensor) -> torch.Tensor:
     """[E, T] steps since the task last changed (0 at the first step of a segment)."""
-    E, T = task.shape
-    out = torch.zeros(E, T, dtype=torch.long)
-    for t in range(1, T):
-        same = task[:, t] == task[:, t - 1]
-        out[:, t] = torch.where(same, out[:, t - 1] + 1, torch.zeros_like(out[:, t]))
-    return out
+    T = task.shape[1]
+    t = torch.arange(T).expand_as(task)
+    starts = torch.ones_like(task, dtype=torch.bool)
+    starts[:, 1:] = task[:, 1:] != task[:, :-1]
+    return t - torch.where(starts, t, torch.zeros_like(t)).cummax(1).values
 
 
 def mlp_probe_r2(x: torch.Tensor, y: torch.Tensor, steps: int = 2000, seed: int = 0) -> float:
@@ -96,7 +94,7 @@ def probe(learner, buf: EpisodeBuffer, settle: int) -> dict[str, float]:
     with torch.no_grad():
         buf.derived.clear()  # a variant may change the belief's width
         learner.relabel(buf)
-    since = steps_since_switch(buf.task, buf.length)
+    since = steps_since_switch(buf.task)
     ok = buf.mask.bool() & (since >= settle)
     y = buf.task_vector[ok]
     out = {}
