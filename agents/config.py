@@ -60,6 +60,11 @@ class EncoderConfig(Strict):
     policy_input: Literal["belief", "hidden"] = "belief"
     # Linear+ReLU widths between the GRU state and the latent (none: mu and logstd are linear in it)
     head_hidden: tuple[int, ...] = ()
+    # Linear+ReLU widths before the embed_dim layer that feeds the GRU (none: the paper's single layer)
+    embed_hidden: tuple[int, ...] = ()
+    # not in the paper: standardise the encoder's transition features, and the decoders' inputs and
+    # targets, by their mean and std over the buffer (recomputed each epoch, saved with the policy)
+    normalize: bool = False
     lr: float = Field(3e-4, gt=0)  # lr_encoder = lr_decoder
     decoder_hidden: tuple[int, ...] = (64, 64)
     batch_size: int = Field(64, ge=2)  # sequences per update

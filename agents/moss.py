@@ -33,11 +33,12 @@ from agents.config import RunConfig
 from agents.contrastive import info_nce
 from agents.latent import component_information, mixture_kl_terms, standard_prior
 from agents.learner import Learner, sac_batch, sac_view
-from agents.nets import MLP
+from agents.nets import MLP, transition_features
 from agents.policies import MoSSPolicy
 from agents.sac import SAC
 
 RELABEL_CHUNK = 512
+NORMALIZER_MIN_STD = 1e-2  # features that barely vary are not blown up into noise
 
 
 class MoSS(Learner):
@@ -156,15 +157,45 @@ class MoSS(Learner):
             weight = torch.ones(B, W, 1)
         s, s2 = buffer.obs[ee, j], buffer.next_obs[ee, j]  # [B, W, M, O]
         a, r = pol.normalize_action(buffer.action[ee, j]), buffer.reward[ee, j]
+        s, a, r, ds = self.decoder_terms(s, a, r, s2)
         z = q.mu + q.logstd.exp() * torch.randn_like(q.mu)  # [B, W, K, D]
         K = z.shape[-2]
         sa = torch.cat([s, a], -1).unsqueeze(-2).expand(*s.shape[:-1], K, -1)  # [B, W, M, K, O+A]
         dec_in = torch.cat([sa, z.unsqueeze(2).expand(-1, -1, sa.shape[2], -1, -1)], -1)
         err_k = enc.reward_weight * (self.reward_decoder(dec_in).squeeze(-1) - r.unsqueeze(-1)) ** 2  # [B, W, M, K]
         if enc.state_weight:  # 0 for families whose tasks differ in reward only: skip the state decoder
-            err_k = err_k + enc.state_weight * ((self.state_decoder(dec_in) - (s2 - s).unsqueeze(-2)) ** 2).sum(-1)
+            err_k = err_k + enc.state_weight * ((self.state_decoder(dec_in) - ds.unsqueeze(-2)) ** 2).sum(-1)
         err = (q.probs.unsqueeze(2) * err_k).sum(-1)  # [B, W, M]
         return (err * weight).sum(-1) / weight.sum(-1).clamp(min=1)
+
+    def decoder_terms(self, s, a, r, s2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decoder inputs (s, a) and targets (r, s' - s); with `encoder.normalize` each is standardised by
+        the encoder's feature statistics (so every target counts in units of its own spread)."""
+        ds = s2 - s
+        enc = self.policy.encoder
+        if not enc.normalize:
+            return s, a, r, ds
+        O, A = self.policy.obs_dim, self.policy.action_dim
+        m, sd = enc.feature_mean, enc.feature_std
+        return (
+            (s - m[:O]) / sd[:O],
+            (a - m[O : O + A]) / sd[O : O + A],
+            (r - m[O + A]) / sd[O + A],
+            (ds - m[O + A + 1 :]) / sd[O + A + 1 :],
+        )
+
+    @torch.no_grad()
+    def update_normalizer(self, buffer: EpisodeBuffer) -> None:
+        """Set the encoder's feature mean / std to those of every stored step (std floored at 1e-2)."""
+        n, pol = len(buffer), self.policy
+        valid = torch.arange(buffer.horizon) < buffer.length[:n, None]  # [n, T]
+        x = transition_features(
+            buffer.obs[:n][valid],
+            pol.normalize_action(buffer.action[:n][valid]),
+            buffer.reward[:n][valid],
+            buffer.next_obs[:n][valid],
+        )
+        pol.encoder.set_normalizer(x.mean(0), x.std(0).clamp(min=NORMALIZER_MIN_STD))
 
     # -- 2. relabel ---------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -187,6 +218,8 @@ class MoSS(Learner):
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         metrics: dict[str, float] = {}
         t0 = time.perf_counter()
+        if self.policy.encoder.normalize and self.cfg.train.encoder_updates > 0:
+            self.update_normalizer(buffer)
         if "hidden" not in buffer.derived or self.cfg.train.encoder_updates > 0:
             self.relabel(buffer)  # windows start from up-to-date stored hidden states
         for _ in range(self.cfg.train.encoder_updates):

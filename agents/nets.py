@@ -61,16 +61,48 @@ class GRUEncoder(nn.Module):
 
     `step` advances one transition per row ([n, ...] -> hidden [n, H]); `sequence` runs [B, T, ...] from
     h0 [B, H] and returns every hidden state [B, T, H]. Both use the same weights (one nn.GRU).
+    The embedding is Linear+ReLU layers of widths (*embed_hidden, embed_dim) (the paper: one layer).
+    With `normalize`, the transition features are standardised by `feature_mean` / `feature_std` (buffers,
+    saved with the weights; identity until the trainer sets them from its data with `set_normalizer`).
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, embed_dim: int, hidden_dim: int) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        embed_dim: int,
+        hidden_dim: int,
+        embed_hidden: Sequence[int] = (),
+        normalize: bool = False,
+    ) -> None:
         super().__init__()
         self.hidden_dim = hidden_dim
-        self.embed = nn.Sequential(nn.Linear(2 * obs_dim + action_dim + 1, embed_dim), nn.ReLU())
+        n_in = 2 * obs_dim + action_dim + 1
+        layers: list[nn.Module] = []
+        for d_in, d_out in zip((n_in, *embed_hidden), (*embed_hidden, embed_dim)):
+            layers += [nn.Linear(d_in, d_out), nn.ReLU()]
+        self.embed = nn.Sequential(*layers)
+        self.normalize = normalize
+        if normalize:
+            self.register_buffer("feature_mean", torch.zeros(n_in))
+            self.register_buffer("feature_std", torch.ones(n_in))
         self.gru = nn.GRU(embed_dim, hidden_dim, batch_first=True)
 
+    @torch.no_grad()
+    def set_normalizer(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardise features as (x - mean) / std from now on (mean, std: [2 obs + action + 1])."""
+        if not self.normalize:
+            raise ValueError("this encoder was built with normalize=False")
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std)
+
+    def features(self, s, a, r, s2) -> torch.Tensor:
+        """The (standardised, with `normalize`) transition features the embedding reads: [..., 2 O + A + 1]."""
+        x = transition_features(s, a, r, s2)
+        return (x - self.feature_mean) / self.feature_std if self.normalize else x
+
     def sequence(self, s, a, r, s2, h0: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.embed(transition_features(s, a, r, s2))
+        x = sequential_forward(self.embed, self.features(s, a, r, s2))
         h0 = None if h0 is None else h0.unsqueeze(0).contiguous()
         out, _ = self.gru(x, h0)
         return out
@@ -78,5 +110,5 @@ class GRUEncoder(nn.Module):
     def step(self, h: torch.Tensor, s, a, r, s2) -> torch.Tensor:
         # the GRU cell on nn.GRU's own weights: the same numbers as `sequence`, ~2x cheaper at batch 1
         p = self.gru._parameters
-        x = sequential_forward(self.embed, transition_features(s, a, r, s2))
+        x = sequential_forward(self.embed, self.features(s, a, r, s2))
         return torch.gru_cell(x, h, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"])

@@ -53,6 +53,8 @@ def build_agent(cfg: RunConfig, env) -> tuple[AgentPolicy, Learner]:
             include_probs=e.include_probs,
             head_hidden=tuple(e.head_hidden),
             acts_on=e.policy_input,
+            embed_hidden=tuple(e.embed_hidden),
+            normalize=e.normalize,
         )
         return policy, MoSS(policy, cfg, task_dim=int(env.unwrapped.task_dim))
     if cfg.algorithm == "oracle":

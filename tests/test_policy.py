@@ -320,3 +320,73 @@ def test_hidden_input_ablation_acts_on_the_gru_state_and_round_trips(tmp_path) -
     assert torch.equal(back.act(obs, back.belief(state), True), policy.act(obs, policy.belief(state), True))
     with pytest.raises(ValueError, match="acts_on"):
         moss_policy(acts_on="latent")
+
+
+def test_normalized_encoder_standardises_features_and_checkpoint_keeps_the_statistics(tmp_path) -> None:
+    """normalize=True: identity until set; then the embedding reads (x - mean) / std; a checkpoint keeps both."""
+    from agents.checkpoint import build_policy, load_checkpoint, save_checkpoint
+
+    plain, normed = moss_policy(seed=4), moss_policy(seed=4, normalize=True, embed_hidden=(8,))
+    assert [m.out_features for m in normed.encoder.embed if isinstance(m, torch.nn.Linear)] == [8, 16]
+    s, a, r, s2 = streams(2, 6, seed=3)
+    before = run_contract(normed, s, a, r, s2)[0]
+    mean, std = torch.linspace(-1, 1, 7), torch.linspace(0.5, 2, 7)
+    normed.encoder.set_normalizer(mean, std)
+    x = normed.encoder.features(s, a, r, s2)
+    raw = torch.cat([s, a, r.unsqueeze(-1), s2 - s], -1)
+    assert torch.allclose(x, (raw - mean) / std)
+    after = run_contract(normed, s, a, r, s2)[0]
+    assert not torch.allclose(before, after)  # the statistics are used online, not only in training
+    with pytest.raises(ValueError, match="normalize=False"):
+        plain.encoder.set_normalizer(mean, std)
+    env = {"id": "PointRobot", "obs_dim": 2, "action_dim": 2, "action_low": LOW, "action_high": HIGH}
+    save_checkpoint(tmp_path / "p.pt", normed, {"algorithm": "moss"}, env, {}, None)
+    back = build_policy(load_checkpoint(tmp_path / "p.pt"))
+    assert torch.equal(back.encoder.feature_std, std)
+    assert torch.allclose(run_contract(back, s, a, r, s2)[0], after)
+
+
+def test_update_normalizer_sets_the_buffer_statistics_and_standardises_the_decoder_terms() -> None:
+    cfg = parse_config(
+        {
+            "algorithm": "moss",
+            "env": {"id": "PointRobot"},
+            "encoder": {"latent_dim": 3, "embed_dim": 16, "hidden_dim": 24, "normalize": True},
+            "sac": {"hidden": [32, 32]},
+        }
+    )
+    policy = moss_policy(n_components=1, include_probs=False, normalize=True)
+    recs = run_episodes(
+        policy,
+        [envs.make("PointRobot") for _ in range(2)],
+        [{"seed": i, "options": {"task_index": i}} for i in range(2)],
+        deterministic=False,
+    )
+    buffer = EpisodeBuffer(4, 20, 2, 2, 2)
+    for rec in recs:
+        buffer.add(rec.episode)
+    learner = MoSS(policy, cfg)
+    learner.update_normalizer(buffer)
+    feats = np.concatenate(
+        [
+            np.concatenate(
+                [
+                    e.obs,
+                    policy.normalize_action(torch.as_tensor(e.action)).numpy(),
+                    e.reward[:, None],
+                    e.next_obs - e.obs,
+                ],
+                1,
+            )
+            for e in (r.episode for r in recs)
+        ]
+    )
+    np.testing.assert_allclose(policy.encoder.feature_mean.numpy(), feats.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        policy.encoder.feature_std.numpy(), np.maximum(feats.std(0, ddof=1), 1e-2), rtol=1e-4, atol=1e-5
+    )
+    t = [torch.as_tensor(x) for x in (feats[:, :2], feats[:, 2:4], feats[:, 4], feats[:, :2] + feats[:, 5:])]
+    s_n, a_n, r_n, ds_n = learner.decoder_terms(*t)
+    for got in (s_n, a_n, r_n.unsqueeze(-1), ds_n):  # every decoder input and target: mean 0, std 1
+        np.testing.assert_allclose(got.mean(0).numpy(), 0, atol=1e-4)
+    np.testing.assert_allclose(r_n.std().item(), 1, rtol=1e-3)

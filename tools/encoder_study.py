@@ -141,6 +141,8 @@ def main() -> None:
         rng = np.random.default_rng(args.seed)
         _, learner = build_agent(cfg, make_env(cfg.env, "train"))
         train_buf.derived.clear()  # a variant may change the belief's width
+        if learner.policy.encoder.normalize:
+            learner.update_normalizer(train_buf)  # fixed data: the statistics are set once
         learner.relabel(train_buf)
         curve, t0 = [], time.perf_counter()
         for u in range(1, args.updates + 1):

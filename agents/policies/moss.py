@@ -29,6 +29,8 @@ class MoSSPolicy(AgentPolicy):
         include_probs: bool = False,
         head_hidden: tuple[int, ...] = (),
         acts_on: str = "belief",
+        embed_hidden: tuple[int, ...] = (),
+        normalize: bool = False,
     ) -> None:
         super().__init__(obs_dim, action_dim, action_low, action_high)
         self.cfg = dict(
@@ -40,12 +42,14 @@ class MoSSPolicy(AgentPolicy):
             include_probs=include_probs,
             head_hidden=list(head_hidden),
             acts_on=acts_on,
+            embed_hidden=list(embed_hidden),
+            normalize=normalize,
         )
         if acts_on not in ("belief", "hidden"):
             raise ValueError(f"acts_on must be 'belief' or 'hidden', not {acts_on!r}")
         self.include_probs = include_probs
         self.acts_on = acts_on
-        self.encoder = GRUEncoder(obs_dim, action_dim, embed_dim, hidden_dim)
+        self.encoder = GRUEncoder(obs_dim, action_dim, embed_dim, hidden_dim, embed_hidden, normalize)
         self.head = MixtureHead(hidden_dim, n_components, latent_dim, head_hidden)
         # acts_on="hidden" (an ablation, not MoSS): the actor and critics read the GRU state itself, the
         # latent serves the encoder's objectives only
