@@ -175,13 +175,14 @@ class MoSS(Learner):
         enc = self.policy.encoder
         if not enc.normalize:
             return s, a, r, ds
-        O, A = self.policy.obs_dim, self.policy.action_dim
+        # the feature layout of transition_features: [s (o), a (n_a), r (1), s' - s (o)]
+        o, n_a = self.policy.obs_dim, self.policy.action_dim
         m, sd = enc.feature_mean, enc.feature_std
         return (
-            (s - m[:O]) / sd[:O],
-            (a - m[O : O + A]) / sd[O : O + A],
-            (r - m[O + A]) / sd[O + A],
-            (ds - m[O + A + 1 :]) / sd[O + A + 1 :],
+            (s - m[:o]) / sd[:o],
+            (a - m[o : o + n_a]) / sd[o : o + n_a],
+            (r - m[o + n_a]) / sd[o + n_a],
+            (ds - m[o + n_a + 1 :]) / sd[o + n_a + 1 :],
         )
 
     @torch.no_grad()

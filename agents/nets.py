@@ -79,7 +79,7 @@ class GRUEncoder(nn.Module):
         self.hidden_dim = hidden_dim
         n_in = 2 * obs_dim + action_dim + 1
         layers: list[nn.Module] = []
-        for d_in, d_out in zip((n_in, *embed_hidden), (*embed_hidden, embed_dim)):
+        for d_in, d_out in zip((n_in, *embed_hidden), (*embed_hidden, embed_dim), strict=True):
             layers += [nn.Linear(d_in, d_out), nn.ReLU()]
         self.embed = nn.Sequential(*layers)
         self.normalize = normalize
