@@ -293,6 +293,27 @@ def normalised_score(ret: float, random_ret: float, oracle_ret: float) -> float:
     return float((ret - random_ret) / (oracle_ret - random_ret))
 
 
+def compare_to_reference(
+    agent: list[EpisodeRecord], oracle: list[EpisodeRecord], random: list[EpisodeRecord]
+) -> dict[str, Any]:
+    """oracle_return, random_return, normalised_score and adaptation_delay (switches, median, mean) of
+    `agent` against the oracle's and the random policy's evaluations with the same seeds."""
+    ret = summarize(agent)["mean_return"]
+    o_ret, r_ret = summarize(oracle)["mean_return"], summarize(random)["mean_return"]
+    steps = sum(len(r.episode) for r in agent)
+    delays = adaptation_delays(agent, oracle, abs(o_ret - r_ret) * len(agent) / max(steps, 1))
+    return {
+        "oracle_return": o_ret,
+        "random_return": r_ret,
+        "normalised_score": normalised_score(ret, r_ret, o_ret),
+        "adaptation_delay": {
+            "switches": len(delays),
+            "median": float(np.median(delays)) if delays else None,
+            "mean": float(np.mean(delays)) if delays else None,
+        },
+    }
+
+
 @torch.no_grad()
 def context_episodes(
     policy: Any,

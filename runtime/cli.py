@@ -182,7 +182,7 @@ def evaluate(
     from agents.checkpoint import CheckpointError, build_policy, load_checkpoint
     from agents.config import EnvConfig
     from agents.evaluation import (
-        adaptation_delays,
+        compare_to_reference,
         context_episodes,
         evaluation_episodes,
         normalised_score,
@@ -239,19 +239,8 @@ def evaluate(
             out.update(summarize(recs))
             out["split"] = split
             if reference is not None:
-                ref = load_checkpoint(reference)
-                oracle = evaluation_episodes(build_policy(ref), env_cfg, **args)
-                rand = evaluation_episodes(None, env_cfg, **args)
-                o_ret, r_ret = summarize(oracle)["mean_return"], summarize(rand)["mean_return"]
-                out.update(oracle_return=o_ret, random_return=r_ret, normalised_score=normalised_score(out["mean_return"], r_ret, o_ret))
-                steps = sum(len(r.episode) for r in recs)
-                scale = abs(o_ret - r_ret) * len(recs) / max(steps, 1)
-                delays = adaptation_delays(recs, oracle, scale)
-                out["adaptation_delay"] = {
-                    "switches": len(delays),
-                    "median": float(__import__("numpy").median(delays)) if delays else None,
-                    "mean": float(__import__("numpy").mean(delays)) if delays else None,
-                }
+                oracle = evaluation_episodes(build_policy(load_checkpoint(reference)), env_cfg, **args)
+                out.update(compare_to_reference(recs, oracle, evaluation_episodes(None, env_cfg, **args)))
     except (CheckpointError, TaskError) as e:
         fail(str(e))
     if as_json:
