@@ -8,6 +8,16 @@ sooner). One episode per task of the split (reset seed SEED + i, as `runtime eva
 and max return per family. PointRobot's start is random, so its figure depends on the seeds.
 
     .venv/bin/python tools/point_robot_optimum.py [--families PointRobotWind SparsePointRobot] [--split test]
+
+With `--nonstationary-oracle CKPT` it also runs the best an agent can do that must *infer* PointRobot's
+goal from its dense rewards (distances): `Trilaterator` keeps the readings since the last detected switch,
+solves the goal exactly from three non-collinear ones (differences of squared distances are linear in
+the goal), heads straight for it, and starts over when a reading disagrees with the solved goal (a
+switch). It is evaluated by `runtime eval`'s code on the checkpoint's env config (same tasks, seeds and
+switch schedules) against that oracle and the random policy: normalised score and adaptation delay of
+perfect inference, the ceiling of every meta-learner on that setting.
+
+    .venv/bin/python tools/point_robot_optimum.py --families --nonstationary-oracle runs/oracle_pr_ns/policy.pt
 """
 
 from __future__ import annotations
@@ -15,9 +25,96 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import torch
 
 import envs
+from agents.checkpoint import build_policy, load_checkpoint
+from agents.config import EnvConfig
+from agents.evaluation import compare_to_reference, evaluation_episodes, summarize
+from agents.policies.base import AgentPolicy, State
 from envs.point_robot import MAX_ACTION
+
+TOL = 1e-4  # plane units: the env is deterministic, so a solved goal explains later readings to float error
+
+
+class Trilaterator(AgentPolicy):
+    """Infers a 2-D goal from distance readings and walks to it (PointRobot: reward = -||position - goal||).
+
+    State per row: the last 3 readings since the last switch (positions `p` [n, 3, 2], distances `d`
+    [n, 3]), how many there are (`k`), and the solved goal (`goal`, NaN while unknown). Belief: (goal x, y,
+    known, exploration direction x, y). Unknown goal: step towards the origin (the goal prior's mean) after
+    the first reading, at right angles to the last step after the second, so the three are not collinear.
+    """
+
+    algorithm = "trilaterator"
+
+    def __init__(self) -> None:
+        super().__init__(2, 2, [-MAX_ACTION] * 2, [MAX_ACTION] * 2)
+
+    @property
+    def belief_dim(self) -> int:
+        return 5
+
+    def init_state(self, n: int) -> State:
+        return {"p": torch.zeros(n, 3, 2), "d": torch.zeros(n, 3), "k": torch.zeros(n, 1), "goal": torch.full((n, 2), float("nan"))}
+
+    def update(self, state: State, s, a, r, s2) -> State:
+        p, d, k, goal = (state[x].clone() for x in ("p", "d", "k", "goal"))
+        for i in range(len(s2)):
+            pos, dist = s2[i].double(), -float(r[i])
+            known = not torch.isnan(goal[i]).any()
+            if known and abs(float((pos - goal[i].double()).norm()) - dist) < TOL:
+                continue  # the goal still explains the reading
+            if known:  # a switch: start over from this reading
+                k[i] = 0
+                goal[i] = float("nan")
+            j = int(min(k[i].item(), 2))
+            if k[i] >= 3:  # keep the last three
+                p[i, :2], d[i, :2] = p[i, 1:].clone(), d[i, 1:].clone()
+            p[i, j], d[i, j], k[i] = pos.float(), dist, k[i] + 1
+            if k[i] >= 3:
+                goal[i] = self.solve(p[i].double(), d[i].double())
+        return {"p": p, "d": d, "k": k, "goal": goal}
+
+    @staticmethod
+    def solve(p: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """The goal from 3 readings: 2 (p_i - p_2) . g = |p_i|^2 - |p_2|^2 - d_i^2 + d_2^2 (i = 0, 1); NaN if
+        the positions are (nearly) collinear."""
+        A = 2 * (p[:2] - p[2])
+        b = (p[:2] ** 2).sum(-1) - (p[2] ** 2).sum() - d[:2] ** 2 + d[2] ** 2
+        if abs(float(torch.linalg.det(A))) < 1e-6:
+            return torch.full((2,), float("nan"))
+        return torch.linalg.solve(A, b).float()
+
+    def belief(self, state: State) -> torch.Tensor:
+        n = len(state["k"])
+        known = ~torch.isnan(state["goal"]).any(-1, keepdim=True)
+        last = state["p"][torch.arange(n), (state["k"].long().squeeze(-1) - 1).clamp(0, 2)]
+        explore = -last  # towards the prior mean (the origin)
+        two = (state["k"].squeeze(-1) >= 2) & ~known.squeeze(-1)
+        step = last - state["p"][torch.arange(n), (state["k"].long().squeeze(-1) - 2).clamp(0, 2)]
+        explore[two] = torch.stack([-step[two, 1], step[two, 0]], -1)  # at right angles to the last step
+        explore = explore / explore.norm(dim=-1, keepdim=True).clamp(min=1e-9)
+        return torch.cat([torch.nan_to_num(state["goal"]), known.float(), explore], -1)
+
+    def act(self, obs: torch.Tensor, belief: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        known = belief[:, 2:3] > 0
+        to_goal = (belief[:, :2] - obs).clamp(-MAX_ACTION, MAX_ACTION)
+        return torch.where(known, to_goal, MAX_ACTION * belief[:, 3:5])
+
+
+def inference_ceiling(oracle_path: str, episodes: int) -> dict:
+    """`Trilaterator` against the oracle checkpoint on its own (non-stationary) env config."""
+    ck = load_checkpoint(oracle_path)
+    env_cfg = EnvConfig.model_validate(ck.config["env"])
+    if env_cfg.id != "PointRobot":
+        raise SystemExit(f"{oracle_path}: trilateration needs PointRobot's distance reward, not {env_cfg.id}")
+    ev = dict(split="test", episodes=episodes, seed=10_000, nonstationary=None)
+    with torch.no_grad():
+        tri = evaluation_episodes(Trilaterator(), env_cfg, **ev)
+        oracle = evaluation_episodes(build_policy(ck), env_cfg, **ev)
+        rand = evaluation_episodes(None, env_cfg, **ev)
+    return {"mean_return": summarize(tri)["mean_return"], "switches": summarize(tri)["switches"], **compare_to_reference(tri, oracle, rand)}
 
 
 def optimum(family: str, split: str, seed: int) -> list[float]:
@@ -40,10 +137,18 @@ def optimum(family: str, split: str, seed: int) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--families", nargs="+", default=["PointRobotWind", "SparsePointRobot", "PointRobot"])
+    ap.add_argument("--families", nargs="*", default=["PointRobotWind", "SparsePointRobot", "PointRobot"])
     ap.add_argument("--split", default="test")
     ap.add_argument("--seed", type=int, default=10_000, help="reset seed of episode 0")
+    ap.add_argument("--nonstationary-oracle", help="oracle checkpoint of a (non-stationary) PointRobot config")
+    ap.add_argument("--episodes", type=int, default=64, help="with --nonstationary-oracle (runtime eval's count)")
     args = ap.parse_args()
+    if args.nonstationary_oracle:
+        out = inference_ceiling(args.nonstationary_oracle, args.episodes)
+        print(f"perfect inference (Trilaterator), {args.episodes} test episodes of {args.nonstationary_oracle}'s config:")
+        print("  " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in out.items()))
+    if not args.families:
+        return
     print("| family | split | tasks | optimum: mean return | min | max |\n|---|---|---:|---:|---:|---:|")
     for fam in args.families:
         r = optimum(fam, args.split, args.seed)
