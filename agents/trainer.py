@@ -55,6 +55,7 @@ def build_agent(cfg: RunConfig, env) -> tuple[AgentPolicy, Learner]:
             acts_on=e.policy_input,
             embed_hidden=tuple(e.embed_hidden),
             normalize=e.normalize,
+            cell=e.cell,
         )
         return policy, MoSS(policy, cfg, task_dim=int(env.unwrapped.task_dim))
     if cfg.algorithm == "oracle":

@@ -106,9 +106,10 @@ def test_select_put_cat_state() -> None:
     assert both["h"].shape == (3, 3) and both["c"].flatten().tolist() == [3, 1, 7]
 
 
-def test_gru_sequence_equals_repeated_step() -> None:
+@pytest.mark.parametrize("cell", ["gru", "additive"])
+def test_gru_sequence_equals_repeated_step(cell: str) -> None:
     torch.manual_seed(0)
-    enc = GRUEncoder(2, 2, 16, 24)
+    enc = GRUEncoder(2, 2, 16, 24, cell=cell)
     s, a, r, s2 = streams(3, 9, seed=5)
     with torch.no_grad():
         for h0 in (None, torch.randn(3, 24)):
@@ -323,10 +324,11 @@ def test_hidden_input_ablation_acts_on_the_gru_state_and_round_trips(tmp_path) -
 
 
 def test_normalized_encoder_standardises_features_and_checkpoint_keeps_the_statistics(tmp_path) -> None:
-    """normalize=True: identity until set; then the embedding reads (x - mean) / std; a checkpoint keeps both."""
+    """normalize=True: identity until set; then the embedding reads (x - mean) / std; a checkpoint keeps both
+    (and the additive cell's weights)."""
     from agents.checkpoint import build_policy, load_checkpoint, save_checkpoint
 
-    plain, normed = moss_policy(seed=4), moss_policy(seed=4, normalize=True, embed_hidden=(8,))
+    plain, normed = moss_policy(seed=4), moss_policy(seed=4, normalize=True, embed_hidden=(8,), cell="additive")
     assert [m.out_features for m in normed.encoder.embed if isinstance(m, torch.nn.Linear)] == [8, 16]
     s, a, r, s2 = streams(2, 6, seed=3)
     before = run_contract(normed, s, a, r, s2)[0]
@@ -342,7 +344,7 @@ def test_normalized_encoder_standardises_features_and_checkpoint_keeps_the_stati
     env = {"id": "PointRobot", "obs_dim": 2, "action_dim": 2, "action_low": LOW, "action_high": HIGH}
     save_checkpoint(tmp_path / "p.pt", normed, {"algorithm": "moss"}, env, {}, None)
     back = build_policy(load_checkpoint(tmp_path / "p.pt"))
-    assert torch.equal(back.encoder.feature_std, std)
+    assert torch.equal(back.encoder.feature_std, std) and back.encoder.cell == "additive"
     assert torch.allclose(run_contract(back, s, a, r, s2)[0], after)
 
 
@@ -390,3 +392,19 @@ def test_update_normalizer_sets_the_buffer_statistics_and_standardises_the_decod
     for got in (s_n, a_n, r_n.unsqueeze(-1), ds_n):  # every decoder input and target: mean 0, std 1
         np.testing.assert_allclose(got.mean(0).numpy(), 0, atol=1e-4)
     np.testing.assert_allclose(r_n.std().item(), 1, rtol=1e-3)
+
+
+def test_additive_cell_keeps_a_running_sum_when_its_gate_is_open() -> None:
+    """With the forget gate saturated open, the additive cell's state is the sum of the increments."""
+    torch.manual_seed(1)
+    enc = GRUEncoder(2, 2, 16, 24, cell="additive")
+    with torch.no_grad():
+        enc.forget.weight.zero_()
+        enc.forget.bias.fill_(50.0)  # sigmoid(50) == 1 in float32
+    s, a, r, s2 = streams(2, 7, seed=2)
+    with torch.no_grad():
+        h = enc.sequence(s, a, r, s2)
+        u = enc.increment(enc.embed(enc.features(s, a, r, s2)))
+    assert torch.allclose(h, u.cumsum(1), atol=1e-5)
+    with pytest.raises(ValueError, match="cell"):
+        GRUEncoder(2, 2, 16, 24, cell="lstm")

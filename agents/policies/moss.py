@@ -31,6 +31,7 @@ class MoSSPolicy(AgentPolicy):
         acts_on: str = "belief",
         embed_hidden: tuple[int, ...] = (),
         normalize: bool = False,
+        cell: str = "gru",
     ) -> None:
         super().__init__(obs_dim, action_dim, action_low, action_high)
         self.cfg = dict(
@@ -44,12 +45,13 @@ class MoSSPolicy(AgentPolicy):
             acts_on=acts_on,
             embed_hidden=list(embed_hidden),
             normalize=normalize,
+            cell=cell,
         )
         if acts_on not in ("belief", "hidden"):
             raise ValueError(f"acts_on must be 'belief' or 'hidden', not {acts_on!r}")
         self.include_probs = include_probs
         self.acts_on = acts_on
-        self.encoder = GRUEncoder(obs_dim, action_dim, embed_dim, hidden_dim, embed_hidden, normalize)
+        self.encoder = GRUEncoder(obs_dim, action_dim, embed_dim, hidden_dim, embed_hidden, normalize, cell)
         self.head = MixtureHead(hidden_dim, n_components, latent_dim, head_hidden)
         # acts_on="hidden" (an ablation, not MoSS): the actor and critics read the GRU state itself, the
         # latent serves the encoder's objectives only
