@@ -65,10 +65,10 @@ class GRUEncoder(nn.Module):
     `step` advances one transition per row ([n, ...] -> hidden [n, H]); `sequence` runs [B, T, ...] from
     h0 [B, H] and returns every hidden state [B, T, H]. Both use the same weights.
     The embedding is Linear+ReLU layers of widths (*embed_hidden, embed_dim) (the paper: one layer).
-    `cell="gru"` (the paper) is one nn.GRU. `cell="additive"` (not in the paper) is h' = f * h + u(x), with a
-    sigmoid forget gate f(x, h) and a linear increment u(x): no squashing, so the state can hold running
-    sums of per-transition features (the sufficient statistics of, e.g., a least-squares fit of the task)
-    and a gate can drop them when the task switches.
+    `cell="gru"` (the paper) is one nn.GRU. `cell="additive"` (not in the paper) is h' = f * h + (1 - f) * u(x),
+    with a sigmoid gate f(x, h) and a linear per-transition feature u(x): no squashing, so the state can hold
+    running means of per-transition features (the sufficient statistics of, e.g., a least-squares fit of
+    the task) and the gate can drop them when the task switches.
     With `normalize`, the transition features are standardised by `feature_mean` / `feature_std` (buffers,
     saved with the weights; identity until the trainer sets them from its data with `set_normalizer`).
     """
@@ -131,7 +131,8 @@ class GRUEncoder(nn.Module):
         return out
 
     def _additive(self, x: torch.Tensor, u: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(linear(self.forget, torch.cat([x, h], -1))) * h + u
+        f = torch.sigmoid(linear(self.forget, torch.cat([x, h], -1)))
+        return torch.lerp(u, h, f)  # f * h + (1 - f) * u
 
     def step(self, h: torch.Tensor, s, a, r, s2) -> torch.Tensor:
         x = sequential_forward(self.embed, self.features(s, a, r, s2))

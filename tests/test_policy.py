@@ -394,17 +394,18 @@ def test_update_normalizer_sets_the_buffer_statistics_and_standardises_the_decod
     np.testing.assert_allclose(r_n.std().item(), 1, rtol=1e-3)
 
 
-def test_additive_cell_keeps_a_running_sum_when_its_gate_is_open() -> None:
-    """With the forget gate saturated open, the additive cell's state is the sum of the increments."""
+def test_additive_cell_keeps_a_running_mean_when_its_gate_follows_the_step_count() -> None:
+    """With the gate at t/(t+1) at step t, the additive cell's state is the mean of the features so far."""
     torch.manual_seed(1)
     enc = GRUEncoder(2, 2, 16, 24, cell="additive")
-    with torch.no_grad():
-        enc.forget.weight.zero_()
-        enc.forget.bias.fill_(50.0)  # sigmoid(50) == 1 in float32
     s, a, r, s2 = streams(2, 7, seed=2)
     with torch.no_grad():
-        h = enc.sequence(s, a, r, s2)
         u = enc.increment(enc.embed(enc.features(s, a, r, s2)))
-    assert torch.allclose(h, u.cumsum(1), atol=1e-5)
+        enc.forget.weight.zero_()
+        h = torch.zeros(2, 24)
+        for t in range(7):
+            enc.forget.bias.fill_(float(np.log(t / 1.0)) if t else -50.0)  # sigmoid = t / (t + 1)
+            h = enc.step(h, s[:, t], a[:, t], r[:, t], s2[:, t])
+            assert torch.allclose(h, u[:, : t + 1].mean(1), atol=1e-5)
     with pytest.raises(ValueError, match="cell"):
         GRUEncoder(2, 2, 16, 24, cell="lstm")
