@@ -264,6 +264,22 @@ def summarize(records: list[EpisodeRecord]) -> dict[str, Any]:
     return out
 
 
+def per_base_return(per_task: dict[str, float], env_cfg: EnvConfig, split: str) -> dict[str, float] | None:
+    """Mean of the per-task returns of each base task of `split` (multi-task families; None when the
+    family has one base): which base tasks an agent has learned."""
+    env = make_env(env_cfg, split)
+    try:
+        base_of = {t.id: t.base for t in env.unwrapped.tasks(split)}
+    finally:
+        env.close()
+    if len(set(base_of.values())) < 2:
+        return None
+    by_base: dict[str, list[float]] = {}
+    for task_id, ret in per_task.items():
+        by_base.setdefault(base_of[task_id], []).append(ret)
+    return {b: float(np.mean(v)) for b, v in sorted(by_base.items())}
+
+
 def adaptation_delays(
     agent: list[EpisodeRecord], oracle: list[EpisodeRecord], scale: float, tol: float = 0.1
 ) -> list[int]:

@@ -186,6 +186,7 @@ def evaluate(
         context_episodes,
         evaluation_episodes,
         normalised_score,
+        per_base_return,
         protocol_episodes,
         summarize,
     )
@@ -238,6 +239,9 @@ def evaluate(
             recs = evaluation_episodes(policy, env_cfg, **args)
             out.update(summarize(recs))
             out["split"] = split
+            bases = per_base_return(out["per_task_return"], env_cfg, split)
+            if bases is not None:
+                out["per_base_return"] = bases
             if reference is not None:
                 oracle = evaluation_episodes(build_policy(load_checkpoint(reference)), env_cfg, **args)
                 out.update(compare_to_reference(recs, oracle, evaluation_episodes(None, env_cfg, **args)))
@@ -247,8 +251,10 @@ def evaluate(
         emit_json(out)
     else:
         for k, v in out.items():
-            if k != "per_task_return":
+            if k not in ("per_task_return", "per_base_return"):
                 typer.echo(f"{k:>18}: {v}")
+        for base, ret in out.get("per_base_return", {}).items():
+            typer.echo(f"{'return of ' + base:>30}: {ret:.1f}")
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.buffer import Episode
-from agents.evaluation import adaptation_delays, normalised_score
+from agents.evaluation import adaptation_delays, make_env, normalised_score
 from agents.rollout import EpisodeRecord
 
 
@@ -39,3 +39,19 @@ def test_delay_is_zero_when_the_agent_matches_the_oracle() -> None:
 def test_normalised_score() -> None:
     assert normalised_score(-50.0, -100.0, 0.0) == 0.5
     assert normalised_score(0.0, -100.0, 0.0) == 1.0
+
+
+def test_per_base_return_averages_each_base_tasks_returns() -> None:
+    from agents.config import EnvConfig
+    from agents.evaluation import per_base_return
+
+    cfg = EnvConfig(id="CheetahMultiTask")
+    env = make_env(cfg, "test")
+    tasks = env.unwrapped.tasks("test")
+    env.close()
+    per_task = {t.id: float(i) for i, t in enumerate(tasks)}
+    out = per_base_return(per_task, cfg, "test")
+    assert set(out) == {t.base for t in tasks} and len(out) == 8
+    for base, ret in out.items():
+        assert ret == np.mean([i for i, t in enumerate(tasks) if t.base == base])
+    assert per_base_return({t.id: 0.0 for t in tasks}, EnvConfig(id="PointRobot"), "test") is None
