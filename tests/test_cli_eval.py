@@ -99,3 +99,18 @@ def test_pearl_protocol_text_output(ckpts):
 def test_protocol_errors(ckpts, args, message):
     res = runner.invoke(app, ["eval", "--checkpoint", str(ckpts["moss"]), *args])
     assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_zero_shot_reference_scores_the_oracle_against_itself_as_one_with_no_delay(ckpts):
+    """--reference: the oracle against itself scores exactly 1 and settles at once after every switch; an
+    untrained MoSS policy gets a score and a delay from the same comparison."""
+    args = ("--episodes", "6", "--reference", str(ckpts["oracle"]), "--nonstationary", "periodic")
+    same = run_json("--checkpoint", str(ckpts["oracle"]), *args)
+    assert same["normalised_score"] == pytest.approx(1.0) and same["oracle_return"] == same["mean_return"]
+    assert same["adaptation_delay"]["switches"] == same["switches"] > 0
+    assert same["adaptation_delay"]["median"] == 0 and same["adaptation_delay"]["mean"] == 0
+    other = run_json("--checkpoint", str(ckpts["moss"]), *args)
+    assert other["random_return"] == same["random_return"] and other["oracle_return"] == same["oracle_return"]
+    expected = (other["mean_return"] - other["random_return"]) / (other["oracle_return"] - other["random_return"])
+    assert other["normalised_score"] == pytest.approx(expected)
+    assert other["adaptation_delay"]["switches"] == other["switches"]
