@@ -65,7 +65,7 @@ class EncoderConfig(Strict):
     # not in the paper: standardise the encoder's transition features, and the decoders' inputs and
     # targets, by their mean and std over the buffer (recomputed each epoch, saved with the policy)
     normalize: bool = False
-    # the recurrent cell: the paper's GRU, or (not in the paper) a gated running sum (agents/nets.py)
+    # the recurrent cell: the paper's GRU, or (not in the paper) a gated running mean (agents/nets.py)
     cell: Literal["gru", "additive"] = "gru"
     lr: float = Field(3e-4, gt=0)  # lr_encoder = lr_decoder
     decoder_hidden: tuple[int, ...] = (64, 64)

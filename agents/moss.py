@@ -168,22 +168,12 @@ class MoSS(Learner):
         err = (q.probs.unsqueeze(2) * err_k).sum(-1)  # [B, W, M]
         return (err * weight).sum(-1) / weight.sum(-1).clamp(min=1)
 
-    def decoder_terms(self, s, a, r, s2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decoder inputs (s, a) and targets (r, s' - s); with `encoder.normalize` each is standardised by
-        the encoder's feature statistics (so every target counts in units of its own spread)."""
-        ds = s2 - s
-        enc = self.policy.encoder
-        if not enc.normalize:
-            return s, a, r, ds
-        # the feature layout of transition_features: [s (o), a (n_a), r (1), s' - s (o)]
+    def decoder_terms(self, s, a, r, s2) -> tuple[torch.Tensor, ...]:
+        """Decoder inputs (s, a) and targets (r, s' - s), read off the encoder's transition features: with
+        `encoder.normalize` each is standardised (every target counts in units of its own spread)."""
         o, n_a = self.policy.obs_dim, self.policy.action_dim
-        m, sd = enc.feature_mean, enc.feature_std
-        return (
-            (s - m[:o]) / sd[:o],
-            (a - m[o : o + n_a]) / sd[o : o + n_a],
-            (r - m[o + n_a]) / sd[o + n_a],
-            (ds - m[o + n_a + 1 :]) / sd[o + n_a + 1 :],
-        )
+        s, a, r, ds = self.policy.encoder.features(s, a, r, s2).split([o, n_a, 1, o], -1)
+        return s, a, r.squeeze(-1), ds
 
     @torch.no_grad()
     def update_normalizer(self, buffer: EpisodeBuffer) -> None:
