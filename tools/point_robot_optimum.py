@@ -40,10 +40,11 @@ TOL = 1e-4  # plane units: the env is deterministic, so a solved goal explains l
 class Trilaterator(AgentPolicy):
     """Infers a 2-D goal from distance readings and walks to it (PointRobot: reward = -||position - goal||).
 
-    State per row: the last 3 readings since the last switch (positions `p` [n, 3, 2], distances `d`
-    [n, 3]), how many there are (`k`), and the solved goal (`goal`, NaN while unknown). Belief: (goal x, y,
-    known, exploration direction x, y). Unknown goal: step towards the origin (the goal prior's mean) after
-    the first reading, at right angles to the last step after the second, so the three are not collinear.
+    State per row (float64): the last 3 readings, newest last (positions `p` [n, 3, 2], distances `d` [n, 3]),
+    how many of them are from the current segment (`k` [n], at most 3), and the solved goal (`goal` [n, 2],
+    NaN while unknown). Belief: (goal x, y, known, exploration direction x, y). Unknown goal: step towards
+    the origin (the goal prior's mean) after the first reading, at right angles to the last step after the
+    second, so the three are not collinear. Every call is batched over the rows.
     """
 
     algorithm = "trilaterator"
@@ -56,46 +57,42 @@ class Trilaterator(AgentPolicy):
         return 5
 
     def init_state(self, n: int) -> State:
-        return {"p": torch.zeros(n, 3, 2), "d": torch.zeros(n, 3), "k": torch.zeros(n, 1), "goal": torch.full((n, 2), float("nan"))}
+        f64 = torch.float64
+        nan = torch.full((n, 2), float("nan"), dtype=f64)
+        return {"p": torch.zeros(n, 3, 2, dtype=f64), "d": torch.zeros(n, 3, dtype=f64), "k": torch.zeros(n, dtype=torch.long), "goal": nan}
 
     def update(self, state: State, s, a, r, s2) -> State:
-        p, d, k, goal = (state[x].clone() for x in ("p", "d", "k", "goal"))
-        for i in range(len(s2)):
-            pos, dist = s2[i].double(), -float(r[i])
-            known = not torch.isnan(goal[i]).any()
-            if known and abs(float((pos - goal[i].double()).norm()) - dist) < TOL:
-                continue  # the goal still explains the reading
-            if known:  # a switch: start over from this reading
-                k[i] = 0
-                goal[i] = float("nan")
-            j = int(min(k[i].item(), 2))
-            if k[i] >= 3:  # keep the last three
-                p[i, :2], d[i, :2] = p[i, 1:].clone(), d[i, 1:].clone()
-            p[i, j], d[i, j], k[i] = pos.float(), dist, k[i] + 1
-            if k[i] >= 3:
-                goal[i] = self.solve(p[i].double(), d[i].double())
-        return {"p": p, "d": d, "k": k, "goal": goal}
+        pos, dist, goal = s2.double(), -r.double(), state["goal"]
+        known = ~goal.isnan().any(-1)
+        explained = known & ((pos - goal).norm(dim=-1) - dist).abs().lt(TOL)  # the goal still holds
+        k = torch.where(known & ~explained, 0, state["k"])  # a switch: start over from this reading
+        keep = explained.view(-1, 1, 1)
+        p = torch.where(keep, state["p"], torch.cat([state["p"][:, 1:], pos[:, None]], 1))
+        d = torch.where(keep[..., 0], state["d"], torch.cat([state["d"][:, 1:], dist[:, None]], 1))
+        k = torch.where(explained, k, (k + 1).clamp(max=3))
+        solved = torch.where((k >= 3)[:, None], self.solve(p, d), float("nan"))
+        return {"p": p, "d": d, "k": k, "goal": torch.where(explained[:, None], goal, solved)}
 
     @staticmethod
     def solve(p: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        """The goal from 3 readings: 2 (p_i - p_2) . g = |p_i|^2 - |p_2|^2 - d_i^2 + d_2^2 (i = 0, 1); NaN if
-        the positions are (nearly) collinear."""
-        A = 2 * (p[:2] - p[2])
-        b = (p[:2] ** 2).sum(-1) - (p[2] ** 2).sum() - d[:2] ** 2 + d[2] ** 2
-        if abs(float(torch.linalg.det(A))) < 1e-6:
-            return torch.full((2,), float("nan"))
-        return torch.linalg.solve(A, b).float()
+        """Goals [n, 2] from 3 readings per row: 2 (p_i - p_2) . g = |p_i|^2 - |p_2|^2 - d_i^2 + d_2^2
+        (i = 0, 1); NaN where the positions are (nearly) collinear."""
+        A = 2 * (p[:, :2] - p[:, 2:])
+        b = (p[:, :2] ** 2).sum(-1) - (p[:, 2:] ** 2).sum(-1) - d[:, :2] ** 2 + d[:, 2:] ** 2
+        ok = torch.linalg.det(A).abs() > 1e-6
+        g = torch.linalg.solve(torch.where(ok[:, None, None], A, torch.eye(2, dtype=A.dtype)), b)
+        return torch.where(ok[:, None], g, float("nan"))
 
     def belief(self, state: State) -> torch.Tensor:
-        n = len(state["k"])
-        known = ~torch.isnan(state["goal"]).any(-1, keepdim=True)
-        last = state["p"][torch.arange(n), (state["k"].long().squeeze(-1) - 1).clamp(0, 2)]
-        explore = -last  # towards the prior mean (the origin)
-        two = (state["k"].squeeze(-1) >= 2) & ~known.squeeze(-1)
-        step = last - state["p"][torch.arange(n), (state["k"].long().squeeze(-1) - 2).clamp(0, 2)]
-        explore[two] = torch.stack([-step[two, 1], step[two, 0]], -1)  # at right angles to the last step
+        known = ~state["goal"].isnan().any(-1)
+        last, step = state["p"][:, 2], state["p"][:, 2] - state["p"][:, 1]
+        explore = torch.where(
+            ((state["k"] >= 2) & ~known)[:, None],
+            torch.stack([-step[:, 1], step[:, 0]], -1),  # at right angles to the last step
+            -last,  # towards the prior mean (the origin)
+        )
         explore = explore / explore.norm(dim=-1, keepdim=True).clamp(min=1e-9)
-        return torch.cat([torch.nan_to_num(state["goal"]), known.float(), explore], -1)
+        return torch.cat([state["goal"].nan_to_num(), known[:, None].double(), explore], -1).float()
 
     def act(self, obs: torch.Tensor, belief: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         known = belief[:, 2:3] > 0
