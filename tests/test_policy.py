@@ -41,6 +41,21 @@ def streams(n: int, steps: int, seed: int = 1) -> tuple[torch.Tensor, ...]:
     return s[:, :-1], a, r, s[:, 1:]
 
 
+def point_robot_buffer(policy, n: int, task_step: int = 1, record_beliefs: bool = False):
+    """n stochastic PointRobot episodes of `policy` (reset seed i, task task_step * i) and a buffer holding them."""
+    recs = run_episodes(
+        policy,
+        [envs.make("PointRobot") for _ in range(n)],
+        [{"seed": i, "options": {"task_index": task_step * i}} for i in range(n)],
+        deterministic=False,
+        record_beliefs=record_beliefs,
+    )
+    buffer = EpisodeBuffer(2 * n + 2, 20, 2, 2, 2)
+    for rec in recs:
+        buffer.add(rec.episode)
+    return recs, buffer
+
+
 @torch.no_grad()
 def run_contract(policy, s, a, r, s2) -> tuple[torch.Tensor, torch.Tensor]:
     """Beliefs [n, T+1, B] and deterministic actions [n, T, A] through the four contract calls."""
@@ -137,17 +152,7 @@ def test_relabel_equals_online_beliefs() -> None:
         }
     )
     policy = moss_policy()
-    env_list = [envs.make("PointRobot") for _ in range(3)]
-    recs = run_episodes(
-        policy,
-        env_list,
-        [{"seed": i, "options": {"task_index": 5 * i}} for i in range(3)],
-        deterministic=False,
-        record_beliefs=True,
-    )
-    buffer = EpisodeBuffer(8, 20, 2, 2, 2)
-    for rec in recs:
-        buffer.add(rec.episode)
+    recs, buffer = point_robot_buffer(policy, 3, task_step=5, record_beliefs=True)
     learner = MoSS(policy, cfg)
     learner.relabel(buffer)
     for i, rec in enumerate(recs):
@@ -358,15 +363,7 @@ def test_update_normalizer_sets_the_buffer_statistics_and_standardises_the_decod
         }
     )
     policy = moss_policy(n_components=1, include_probs=False, normalize=True)
-    recs = run_episodes(
-        policy,
-        [envs.make("PointRobot") for _ in range(2)],
-        [{"seed": i, "options": {"task_index": i}} for i in range(2)],
-        deterministic=False,
-    )
-    buffer = EpisodeBuffer(4, 20, 2, 2, 2)
-    for rec in recs:
-        buffer.add(rec.episode)
+    recs, buffer = point_robot_buffer(policy, 2)
     learner = MoSS(policy, cfg)
     learner.update_normalizer(buffer)
     feats = np.concatenate(
