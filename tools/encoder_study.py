@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 
 import numpy as np
@@ -37,7 +38,9 @@ from agents.trainer import build_agent
 
 def variant_config(path: str, spec: str) -> RunConfig:
     """The config at `path` with the variant's overrides ("a.b=1,c.d=[2]"; values read as YAML)."""
-    pairs = (item.split("=", 1) for item in filter(None, spec.split(",")))
+    # a comma starts a new pair only when a `key=` follows, so list values like [256,256] stay whole
+    items = re.split(r",(?=\s*[\w.]+=)", spec)
+    pairs = (item.split("=", 1) for item in items if item.strip())
     return load_config(path, **{k.strip(): yaml.safe_load(v) for k, v in pairs})
 
 
