@@ -82,6 +82,10 @@ class EncoderConfig(Strict):
     # not in the paper: > 0 subtracts cluster_weight * I(y; x) over each batch (agents/latent.py
     # component_information), so q(y) splits the data instead of collapsing onto one component
     cluster_weight: float = Field(0.0, ge=0)
+    # not in the paper: > 0 adds agreement_weight * -log sum_k q_a(k) q_b(k) for each contrastive pair of
+    # same-task windows (agents/latent.py component_disagreement), so a task keeps its component across
+    # episodes and steps; with cluster_weight it asks for a partition of the *tasks*, not of the steps
+    agreement_weight: float = Field(0.0, ge=0)
     task_prediction_weight: float = Field(0.0, ge=0)  # not MoSS: > 0 adds a privileged task-vector regression
     max_grad_norm: float | None = 1.0  # max_grad_norm_vae
 

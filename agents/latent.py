@@ -110,6 +110,12 @@ def component_information(probs: torch.Tensor) -> torch.Tensor:
     return h_marginal - h_each
 
 
+def component_disagreement(probs_a: torch.Tensor, probs_b: torch.Tensor) -> torch.Tensor:
+    """-log P(two draws pick the same component) = -log sum_k a_k b_k, [..., K] x [..., K] -> [...]: 0 when
+    both put all their mass on one and the same component, log K for two uniform ones."""
+    return -(probs_a * probs_b).sum(-1).clamp(min=1e-8).log()
+
+
 def belief_vector(m: Mixture, include_probs: bool) -> torch.Tensor:
     """What the policy sees: (mu_k*, std_k*[, q(y)]) of the most likely component, [..., 2D(+K)]."""
     mu, std = m.selected()

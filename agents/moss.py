@@ -31,7 +31,7 @@ import torch
 from agents.buffer import EpisodeBuffer
 from agents.config import RunConfig
 from agents.contrastive import info_nce
-from agents.latent import component_information, mixture_kl_terms, standard_prior
+from agents.latent import component_disagreement, component_information, mixture_kl_terms, standard_prior
 from agents.learner import Learner, sac_batch, sac_view
 from agents.nets import MLP, transition_features
 from agents.policies import MoSSPolicy
@@ -112,11 +112,16 @@ class MoSS(Learner):
             mu, _ = post.selected()  # [B, W, D]
             task = buffer.window("task", e, t0, W)
             partner = rows ^ 1
-            con = info_nce(
-                mu[rows, last], mu[partner, rand[partner]], "euclidean", task[rows, last], task[partner, rand[partner]]
-            )
+            q_label, k_label = task[rows, last], task[partner, rand[partner]]
+            con = info_nce(mu[rows, last], mu[partner, rand[partner]], "euclidean", q_label, k_label)
             loss = loss + enc.contrastive_weight * con
             metrics["contrastive"] = con.item()
+            same = q_label == k_label
+            if enc.agreement_weight > 0 and same.any():
+                probs = post.probs
+                dis = component_disagreement(probs[rows, last], probs[partner, rand[partner]])[same].mean()
+                loss = loss + enc.agreement_weight * dis
+                metrics["component_disagreement"] = dis.item()
         if self.task_head is not None:
             mu, _ = post.selected()
             err = ((self.task_head(mu) - buffer.window("task_vector", e, t0, W)) ** 2).sum(-1)

@@ -15,6 +15,7 @@ from agents.latent import (
     belief_dim,
     belief_vector,
     categorical_kl,
+    component_disagreement,
     component_information,
     gaussian_kl,
     mixture_kl_terms,
@@ -124,6 +125,17 @@ def test_component_information_hand_values() -> None:
     # q = (0.8, 0.2) and (0.2, 0.8): log 2 - H(0.8, 0.2)
     h = -(0.8 * math.log(0.8) + 0.2 * math.log(0.2))
     assert component_information(t([[0.8, 0.2], [0.2, 0.8]])).item() == pytest.approx(math.log(2) - h, abs=1e-6)
+
+
+def test_component_disagreement_hand_values() -> None:
+    # both sure of the same component: 0; of different ones: capped at -log 1e-8; two uniforms over 4: log 4
+    assert component_disagreement(t([1.0, 0.0]), t([1.0, 0.0])).item() == pytest.approx(0.0, abs=1e-6)
+    assert component_disagreement(t([1.0, 0.0]), t([0.0, 1.0])).item() == pytest.approx(-math.log(1e-8), rel=1e-5)
+    assert component_disagreement(t([0.25] * 4), t([0.25] * 4)).item() == pytest.approx(math.log(4), abs=1e-6)
+    # (0.8, 0.2) and (0.6, 0.4): -log(0.48 + 0.08), symmetric
+    a, b = t([0.8, 0.2]), t([0.6, 0.4])
+    assert component_disagreement(a, b).item() == pytest.approx(-math.log(0.56), abs=1e-6)
+    assert component_disagreement(b, a).item() == pytest.approx(component_disagreement(a, b).item(), abs=1e-7)
 
 
 def test_standard_prior_is_uniform_and_unit_gaussian() -> None:
