@@ -47,6 +47,7 @@ class EpisodeBuffer:
         self.derived: dict[str, torch.Tensor] = {}
         self.n_added = 0  # episodes ever added
         self.steps_added = 0
+        self._task_steps: tuple[int, TaskSteps] | None = None  # (n_added when built, the grouping)
 
     def __len__(self) -> int:
         return min(self.n_added, self.capacity)
@@ -101,6 +102,7 @@ class EpisodeBuffer:
         self.task_vector[:E] = torch.as_tensor(task_vector, dtype=torch.float32).unsqueeze(1) * f.unsqueeze(-1)
         self.length[:E] = length
         self.n_added, self.steps_added = E, int(length.sum())
+        self._task_steps = None
 
     # -- sampling -----------------------------------------------------------------------------------
     def sample_steps(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,6 +134,12 @@ class EpisodeBuffer:
         t = t0.unsqueeze(1) + torch.arange(width).unsqueeze(0)
         return (t < self.length[e].unsqueeze(1)) & (t < self.horizon)
 
+    def task_steps(self) -> TaskSteps:
+        """The stored steps grouped by task; rebuilt only after episodes were added."""
+        if self._task_steps is None or self._task_steps[0] != self.n_added:
+            self._task_steps = (self.n_added, TaskSteps(self))
+        return self._task_steps[1]
+
     def episodes_by_task(self) -> dict[int, np.ndarray]:
         """Training-task index -> stored episodes that began on it."""
         first = self.task[: len(self), 0].numpy()
@@ -148,6 +156,7 @@ class EpisodeBuffer:
         for k in ["obs", "next_obs", "action", "reward", "done", "mask", "task", "task_vector", "length"]:
             getattr(self, k)[:n] = sd[k]
         self.n_added, self.steps_added = int(sd["n_added"]), int(sd["steps_added"])
+        self._task_steps = None
 
 
 class TaskSteps:
@@ -158,13 +167,17 @@ class TaskSteps:
         e, t = buffer.mask[:n].nonzero(as_tuple=True)
         task = buffer.task[:n][e, t]
         order = torch.argsort(task, stable=True)
-        e, t, task = e[order], t[order], task[order]
+        self.e, self.t, task = e[order], t[order], task[order]  # flat, sorted by task
         keys, counts = torch.unique_consecutive(task, return_counts=True)
         starts = torch.cumsum(counts, 0) - counts
         self.groups = {
-            int(k): (e[s : s + c], t[s : s + c])
+            int(k): (self.e[s : s + c], self.t[s : s + c])
             for k, s, c in zip(keys.tolist(), starts.tolist(), counts.tolist(), strict=True)
         }
+        # dense lookup by task index (tasks absent from the buffer have count 0)
+        size = int(keys.max()) + 1 if len(keys) else 0
+        self.start = torch.zeros(size, dtype=torch.long).index_copy_(0, keys, starts)
+        self.count = torch.zeros(size, dtype=torch.long).index_copy_(0, keys, counts)
 
     def sample(self, tasks: list[int], n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """n steps of each task, with replacement: (episode, t), each [len(tasks), n]."""
@@ -175,3 +188,16 @@ class TaskSteps:
             es.append(e[j])
             ts.append(t[j])
         return torch.stack(es), torch.stack(ts)
+
+    def sample_like(self, labels: torch.Tensor, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """For every entry of `labels` [...] (task indices stored in the buffer), n steps of that task, with
+        replacement, in one vectorised draw: (episode, t), each [..., n]."""
+        if not len(self.count):
+            raise ValueError("the buffer holds no steps")
+        known = (labels >= 0) & (labels < len(self.count))
+        count = torch.where(known, self.count[labels.clamp(0, len(self.count) - 1)], 0).unsqueeze(-1)
+        if (count == 0).any():
+            raise ValueError(f"tasks {sorted(set(labels[count.squeeze(-1) == 0].tolist()))} have no stored step")
+        u = torch.as_tensor(rng.random((*labels.shape, n)), dtype=torch.float64)
+        j = self.start[labels].unsqueeze(-1) + torch.minimum((u * count).long(), count - 1)
+        return self.e[j], self.t[j]

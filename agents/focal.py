@@ -67,7 +67,6 @@ class FOCAL(Learner):
             if f.brac_strength > 0
             else None
         )
-        self._steps: tuple[int, TaskSteps] | None = None
 
     # -- 1. contexts -------------------------------------------------------------------------------------------
     def context(self, buffer: EpisodeBuffer, steps: TaskSteps, tasks: list[int], n: int, rng, encoder=None):
@@ -127,14 +126,8 @@ class FOCAL(Learner):
         return metrics
 
     # -- the epoch ------------------------------------------------------------------------------------------
-    def task_steps(self, buffer: EpisodeBuffer) -> TaskSteps:
-        """The dataset never changes during training: group its steps by task once."""
-        if self._steps is None or self._steps[0] != buffer.n_added:
-            self._steps = (buffer.n_added, TaskSteps(buffer))
-        return self._steps[1]
-
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
-        steps = self.task_steps(buffer)
+        steps = buffer.task_steps()
         keys = list(steps.groups)
         f = self.cfg.focal
         metrics: dict[str, float] = {}

@@ -146,12 +146,19 @@ class MoSS(Learner):
 
         decode="segment": the belief at t must explain `decode_samples` transitions drawn from the same
         episode *under the same task as step t* (so it must hold the task, not the last reward, and a
-        switch starts a new segment). decode="next": it predicts c_t only (q is then the belief before c_t).
+        switch starts a new segment). decode="task": drawn from every stored step of that task, in any
+        episode (places this episode never went: the belief must hold the task itself, not what this
+        segment's own path needs). decode="next": it predicts c_t only (q is then the belief before c_t).
         """
         enc, pol = self.cfg.encoder, self.policy
         B, W = q.logits.shape[:2]
         t_abs = (t0.unsqueeze(1) + torch.arange(W)).clamp(max=buffer.horizon - 1)  # [B, W]
-        if enc.decode == "segment":
+        if enc.decode == "task":
+            labels = buffer.task[e.unsqueeze(1), t_abs]  # [B, W]; padded steps (-1) are masked out later
+            labels = torch.where(labels < 0, buffer.task[e, :1].expand(B, W), labels)
+            ee, j = buffer.task_steps().sample_like(labels, enc.decode_samples, rng)  # [B, W, M]
+            weight = torch.ones(j.shape)
+        elif enc.decode == "segment":
             M = enc.decode_samples
             L = buffer.length[e].view(B, 1, 1)
             j = torch.minimum((torch.as_tensor(rng.random((B, W, M))) * L).long(), L - 1)  # float rounding

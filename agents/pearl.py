@@ -213,7 +213,7 @@ class PEARL(Learner):
     # -- the epoch ------------------------------------------------------------------------------------------
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         t0 = time.perf_counter()
-        steps = TaskSteps(buffer)
+        steps = buffer.task_steps()
         metrics: dict[str, float] = {}
         for _ in range(self.cfg.train.policy_updates):
             metrics = self.update(buffer, steps, rng)

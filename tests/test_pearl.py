@@ -263,6 +263,17 @@ def test_task_steps_group_by_the_task_in_force() -> None:
     assert len(steps.groups[1][0]) == 2 + 6
     e, t = steps.sample([0, 1], 50, np.random.default_rng(0))
     assert (buf.task[e, t] == torch.tensor([[0], [1]])).all() and buf.mask[e, t].all()
+    # one vectorised draw per label, every step of the label's task reachable, none of another
+    labels = torch.tensor([[0, 1, 1], [1, 0, 0]])
+    e, t = steps.sample_like(labels, 400, np.random.default_rng(0))
+    assert e.shape == (2, 3, 400) and (buf.task[e, t] == labels.unsqueeze(-1)).all() and buf.mask[e, t].all()
+    assert {(a, b) for a, b in zip(e[0, 1].tolist(), t[0, 1].tolist(), strict=True)} == {
+        (a, b) for a, b in zip(*(x.tolist() for x in steps.groups[1]), strict=True)
+    }
+    with pytest.raises(ValueError, match=r"tasks \[2\] have no stored step"):
+        steps.sample_like(torch.tensor([0, 2]), 3, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="no stored step"):
+        steps.sample_like(torch.tensor([5]), 3, np.random.default_rng(0))
 
 
 # -- learners -------------------------------------------------------------------------------------------------

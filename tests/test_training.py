@@ -387,3 +387,29 @@ def test_agreement_term_adds_the_same_task_pairs_disagreement(tmp_path: Path) ->
     (l0, m0), (l1, m1) = losses[0.0], losses[2.0]
     assert "component_disagreement" not in m0 and 0.0 < m1["component_disagreement"] <= np.log(3) + 1.0
     assert l1.item() == pytest.approx(l0.item() + 2.0 * m1["component_disagreement"], abs=1e-5)
+
+
+def test_task_decoding_draws_steps_of_each_window_steps_task(tmp_path: Path, monkeypatch) -> None:
+    """encoder.decode=task: the steps decoded for window step (e, t) are drawn for the task in force at
+    (e, t), from every stored episode (non-stationary run: the labels change inside episodes)."""
+    from agents.buffer import TaskSteps
+
+    cfg = tiny(encoder__decode="task", env__nonstationary="periodic", env__interval=5, env__p=1.0)
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.collect(6, random=True)
+    buf = trainer.buffer
+    trainer.learner.relabel(buf)
+    seen = {}
+    real = TaskSteps.sample_like
+
+    def spy(self, labels, n, rng):
+        seen["labels"] = labels.clone()
+        seen["drawn"] = real(self, labels, n, rng)
+        return seen["drawn"]
+
+    monkeypatch.setattr(TaskSteps, "sample_like", spy)
+    loss, metrics = trainer.learner.encoder_loss(buf, np.random.default_rng(0))
+    assert np.isfinite(loss.item()) and metrics["rec"] > 0
+    labels, (e, t) = seen["labels"], seen["drawn"]
+    assert len(labels.unique()) > 1 and (buf.task[e, t] == labels.unsqueeze(-1)).all() and buf.mask[e, t].all()
+    assert len(e.unique()) > 1  # not only the window's own episode
