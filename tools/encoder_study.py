@@ -12,7 +12,8 @@ of the argmax component at each episode's end (task vectors that start with a on
         --set "" --set encoder.alpha_z=0.01 --updates 1500 --every 500
 
 Each `--set` is one variant: dotted keys as in `runtime train --set`, several joined with ','; `--set ""` is
-the config as it is (the default when no --set is given).
+the config as it is (the default when no --set is given). `--trained` first probes `--policy`'s own encoder
+on the same data, so a trained run and fresh encoders are read the same way.
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], dest="variants")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="append one JSON line per variant here")
+    ap.add_argument("--trained", action="store_true", help="first probe --policy's own trained encoder, as it is")
     args = ap.parse_args()
     torch.set_num_threads(1)
     base = load_config(args.config)
@@ -138,7 +140,19 @@ def main() -> None:
     # on random-action episodes the position says nothing about the goal: R^2 there is inference alone
     rand_buf = collect(base, None, args.held_out, args.seed + 2, "test")
     print(f"data: {args.episodes} train / {args.held_out} held-out episodes ({'policy' if args.policy else 'random'})", flush=True)
-    for spec in args.variants or [""]:
+    if args.trained:
+        if not args.policy:
+            ap.error("--trained probes the encoder of --policy; give one")
+        ckpt = load_checkpoint(args.policy)
+        _, learner = build_agent(RunConfig.model_validate(ckpt.config), make_env(base.env, "train"))
+        learner.policy.load_state_dict(ckpt.policy_state)
+        pr = {"policy": probe(learner, test_buf, args.settle), "random": probe(learner, rand_buf, args.settle)}
+        print(f"[trained {args.policy}] {json.dumps(pr)}", flush=True)
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps({"variant": f"trained {args.policy}", "curve": [pr]}) + "\n")
+    # with --trained and no --set, only the trained encoder is probed
+    for spec in args.variants or ([] if args.trained else [""]):
         cfg = variant_config(args.config, spec)
         torch.manual_seed(args.seed)
         rng = np.random.default_rng(args.seed)
