@@ -72,7 +72,7 @@ class EncoderConfig(Strict):
     batch_size: int = Field(64, ge=2)  # sequences per update
     time_steps: int = Field(64, ge=1)  # sequence length
     decode: Literal["segment", "task", "next"] = "segment"  # what the belief must reconstruct (agents/moss.py)
-    decode_samples: int = Field(8, ge=1)  # transitions of the current task segment decoded per step
+    decode_samples: int = Field(8, ge=1)  # transitions decoded per step (decode=segment or task)
     alpha_z: float = 1.0
     alpha_y: float = 1.0
     state_weight: float = 1.0
