@@ -112,6 +112,9 @@ def probe(learner, buf: EpisodeBuffer, settle: int) -> dict[str, float]:
         base = buf.task_vector[rows, last, :-1].argmax(-1).numpy()
         out["purity"] = round(cluster_purity(comp, base), 3)
         out["components_used"] = int(len(set(comp.tolist())))
+        # which components each base task's episodes end in: row b = counts over the K components
+        K = learner.cfg.encoder.n_components
+        out["components_by_base"] = [np.bincount(comp[base == b], minlength=K).tolist() for b in range(int(base.max()) + 1)]
     for name in ("belief", "hidden"):
         x = buf.derived[name][:, 1:][ok]  # after step t
         out[f"{name}_linear"] = round(float(np.mean(linear_probe_r2(x.numpy(), y.numpy()))), 3)
