@@ -138,6 +138,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     base = load_config(args.config)
+    torch.manual_seed(args.seed)  # the policy's sampled actions: the same data on every run
     train_buf = collect(base, args.policy, args.episodes, args.seed, "train")
     test_buf = collect(base, args.policy, args.held_out, args.seed + 1, "test")
     # on random-action episodes the position says nothing about the goal: R^2 there is inference alone
