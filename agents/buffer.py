@@ -181,13 +181,7 @@ class TaskSteps:
 
     def sample(self, tasks: list[int], n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """n steps of each task, with replacement: (episode, t), each [len(tasks), n]."""
-        es, ts = [], []
-        for k in tasks:
-            e, t = self.groups[k]
-            j = torch.as_tensor(rng.integers(0, len(e), size=n))
-            es.append(e[j])
-            ts.append(t[j])
-        return torch.stack(es), torch.stack(ts)
+        return self.sample_like(torch.as_tensor(tasks, dtype=torch.long), n, rng)
 
     def sample_like(self, labels: torch.Tensor, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """For every entry of `labels` [...] (task indices stored in the buffer), n steps of that task, with
