@@ -360,16 +360,21 @@ def test_encoder_loss_sampling_stays_inside_episodes(reference_run, tmp_path: Pa
     assert np.isfinite(loss.item()) and np.isfinite(metrics["rec"])
 
 
-def test_cluster_term_subtracts_the_component_information(tmp_path: Path) -> None:
-    """encoder.cluster_weight w: the same batch's encoder loss is lower by exactly w * I(y; x)."""
+def encoder_losses_by_weight(tmp_path: Path, key: str, weights: tuple[float, ...]) -> dict[float, tuple]:
+    """encoder_loss on the same batch (same random episodes, seeds) for each value of encoder.<key>."""
     losses = {}
-    for w in (0.0, 0.5):
-        trainer = Trainer(tiny(encoder__n_components=3, encoder__cluster_weight=w), tmp_path / f"w{w}")
+    for w in weights:
+        trainer = Trainer(tiny(encoder__n_components=3, **{f"encoder__{key}": w}), tmp_path / f"{key}{w}")
         trainer.collect(4, random=True)
         trainer.learner.relabel(trainer.buffer)
         torch.manual_seed(1)
         losses[w] = trainer.learner.encoder_loss(trainer.buffer, np.random.default_rng(0))
-    (l0, m0), (l1, m1) = losses[0.0], losses[0.5]
+    return losses
+
+
+def test_cluster_term_subtracts_the_component_information(tmp_path: Path) -> None:
+    """encoder.cluster_weight w: the same batch's encoder loss is lower by exactly w * I(y; x)."""
+    (l0, m0), (l1, m1) = encoder_losses_by_weight(tmp_path, "cluster_weight", (0.0, 0.5)).values()
     assert "cluster_mi" not in m0 and 0.0 < m1["cluster_mi"] <= np.log(3) + 1e-6
     assert l1.item() == pytest.approx(l0.item() - 0.5 * m1["cluster_mi"], abs=1e-5)
 
@@ -377,14 +382,7 @@ def test_cluster_term_subtracts_the_component_information(tmp_path: Path) -> Non
 def test_agreement_term_adds_the_same_task_pairs_disagreement(tmp_path: Path) -> None:
     """encoder.agreement_weight w: the same batch's encoder loss is higher by exactly w * the mean
     -log P(same component) over the contrastive pairs of same-task windows."""
-    losses = {}
-    for w in (0.0, 2.0):
-        trainer = Trainer(tiny(encoder__n_components=3, encoder__agreement_weight=w), tmp_path / f"w{w}")
-        trainer.collect(4, random=True)
-        trainer.learner.relabel(trainer.buffer)
-        torch.manual_seed(1)
-        losses[w] = trainer.learner.encoder_loss(trainer.buffer, np.random.default_rng(0))
-    (l0, m0), (l1, m1) = losses[0.0], losses[2.0]
+    (l0, m0), (l1, m1) = encoder_losses_by_weight(tmp_path, "agreement_weight", (0.0, 2.0)).values()
     assert "component_disagreement" not in m0 and 0.0 < m1["component_disagreement"] <= np.log(3) + 1.0
     assert l1.item() == pytest.approx(l0.item() + 2.0 * m1["component_disagreement"], abs=1e-5)
 
