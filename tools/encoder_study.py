@@ -122,6 +122,13 @@ def probe(learner, buf: EpisodeBuffer, settle: int) -> dict[str, float]:
     return out
 
 
+def append_json(path: str | None, row: dict) -> None:
+    """One JSON line appended to `path` (nothing without one)."""
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True)
@@ -136,6 +143,8 @@ def main() -> None:
     ap.add_argument("--json", help="append one JSON line per variant here")
     ap.add_argument("--trained", action="store_true", help="first probe --policy's own trained encoder, as it is")
     args = ap.parse_args()
+    if args.trained and not args.policy:
+        ap.error("--trained probes the encoder of --policy; give one")
     torch.set_num_threads(1)
     base = load_config(args.config)
     torch.manual_seed(args.seed)  # the policy's sampled actions: the same data on every run
@@ -145,16 +154,12 @@ def main() -> None:
     rand_buf = collect(base, None, args.held_out, args.seed + 2, "test")
     print(f"data: {args.episodes} train / {args.held_out} held-out episodes ({'policy' if args.policy else 'random'})", flush=True)
     if args.trained:
-        if not args.policy:
-            ap.error("--trained probes the encoder of --policy; give one")
         ckpt = load_checkpoint(args.policy)
         _, learner = build_agent(RunConfig.model_validate(ckpt.config), make_env(base.env, "train"))
         learner.policy.load_state_dict(ckpt.policy_state)
         pr = {"policy": probe(learner, test_buf, args.settle), "random": probe(learner, rand_buf, args.settle)}
         print(f"[trained {args.policy}] {json.dumps(pr)}", flush=True)
-        if args.json:
-            with open(args.json, "a") as f:
-                f.write(json.dumps({"variant": f"trained {args.policy}", "curve": [pr]}) + "\n")
+        append_json(args.json, {"variant": f"trained {args.policy}", "curve": [pr]})
     # with --trained and no --set, only the trained encoder is probed
     for spec in args.variants or ([] if args.trained else [""]):
         cfg = variant_config(args.config, spec)
@@ -175,9 +180,7 @@ def main() -> None:
                 print(f"[{spec or 'base'}] update {u}: {json.dumps(pr)}  " + " ".join(f"{k} {v:.3g}" for k, v in m.items()), flush=True)
         row = {"variant": spec or "base", "curve": curve, "wall_s": round(time.perf_counter() - t0, 1)}
         print(json.dumps(row), flush=True)
-        if args.json:
-            with open(args.json, "a") as f:
-                f.write(json.dumps(row) + "\n")
+        append_json(args.json, row)
 
 
 if __name__ == "__main__":
