@@ -72,22 +72,31 @@ def steps_since_switch(task: torch.Tensor) -> torch.Tensor:
     return t - torch.where(starts, t, torch.zeros_like(t)).cummax(1).values
 
 
-def mlp_probe_r2(x: torch.Tensor, y: torch.Tensor, steps: int = 2000, seed: int = 0) -> float:
-    """Held-out R^2 (mean over target dims) of a 2x128 MLP fitted on 3/4 of the rows: what a policy network
-    could read from x, not only what is linear in it."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(x), generator=g)
-    tr, te = idx[: len(x) * 3 // 4], idx[len(x) * 3 // 4 :]
+def fit_mlp_probe(
+    x: torch.Tensor, y: torch.Tensor, steps: int = 2000, seed: int = 0, g: torch.Generator | None = None
+) -> MLP:
+    """A 2x128 MLP fitted to y from x (Adam, batches of 512 drawn with `g`, default seeded by `seed`): what
+    a policy network could read from x."""
+    g = g if g is not None else torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         net = MLP(x.shape[1], (128, 128), y.shape[1])
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     for _ in range(steps):
-        j = tr[torch.randint(len(tr), (512,), generator=g)]
+        j = torch.randint(len(x), (512,), generator=g)
         loss = ((net(x[j]) - y[j]) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
+    return net
+
+
+def mlp_probe_r2(x: torch.Tensor, y: torch.Tensor, steps: int = 2000, seed: int = 0) -> float:
+    """Held-out R^2 (mean over target dims) of `fit_mlp_probe` fitted on 3/4 of the rows, scored on the rest."""
+    g = torch.Generator().manual_seed(seed)  # one stream for the split and the batches (recorded numbers)
+    idx = torch.randperm(len(x), generator=g)
+    tr, te = idx[: len(x) * 3 // 4], idx[len(x) * 3 // 4 :]
+    net = fit_mlp_probe(x[tr], y[tr], steps, seed, g)
     with torch.no_grad():
         err = ((net(x[te]) - y[te]) ** 2).sum(0)
     return float((1 - err / ((y[te] - y[te].mean(0)) ** 2).sum(0)).mean())

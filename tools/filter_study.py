@@ -1,0 +1,192 @@
+"""Exact Bayes filtering over a latent grid: can a learned model localise the task within a few steps?
+
+MoSS's belief is amortised: a GRU reads the transitions and a head outputs a Gaussian. On the
+non-stationary point robot it stays imprecise (docs/results.md, section 1). This study trains the other
+extreme on the same data: a *filter* whose belief is computed by Bayes' rule, with only the likelihood
+learned. The task latent z lives on a fixed grid of G^D points in [-1, 1]^D; a reward decoder
+r_hat(s, a, s', z) (an MLP) and a noise scale sigma give p(r | s, a, s', z) = N(r; r_hat, sigma^2), and
+
+    q_t(k) ∝ [(1 - hazard) q_{t-1}(k) + hazard / K] * p(r_t | s_t, a_t, s'_t, z_k)
+
+(the hazard term is the switch prior: a task may change at any step). Decoder and sigma are trained by
+maximising the exact predictive log-likelihood sum_t log sum_k q~_{t-1}(k) p(r_t | z_k) of the rewards of
+whole training episodes (an HMM's marginal likelihood; no task labels, no KL, no contrastive term). The
+belief is the posterior mean and std of z under q_t. The grid is fixed, not learned: learned prototypes
+snap to the training tasks and localise unseen test tasks worse (measured while designing this study).
+
+Reported every `--every` updates, on held-out *test-task* episodes: the median error of the task vector
+read from the belief by a 2x128 MLP fitted on *training-task* episodes only (so the probe cannot memorise
+the test tasks), by steps since the last switch, and that probe's R^2 at steps >= `--settle`. `--trained`
+first reads a MoSS checkpoint's belief and GRU state with the same probe.
+
+    python tools/filter_study.py --config configs/moss/point_robot_ns.yaml --policy runs/moss_pr_ns_b/policy.pt \
+        --trained --updates 1500 --every 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import torch
+from encoder_study import append_json, collect, fit_mlp_probe, steps_since_switch
+from torch import nn
+
+from agents.buffer import EpisodeBuffer
+from agents.checkpoint import load_checkpoint
+from agents.config import RunConfig, load_config
+from agents.evaluation import make_env
+from agents.nets import MLP
+from agents.trainer import build_agent
+
+REPORT_STEPS = (0, 1, 2, 3, 5, 10, 20)
+
+
+class LatentGridFilter(nn.Module):
+    """Bayes filter over G^D fixed latent points with a learned Gaussian reward likelihood."""
+
+    def __init__(self, obs_dim: int, action_dim: int, grid: int, latent_dim: int, hidden: int, hazard: float) -> None:
+        super().__init__()
+        axis = torch.linspace(-1, 1, grid)
+        self.register_buffer("z", torch.stack(torch.meshgrid(*[axis] * latent_dim, indexing="ij"), -1).reshape(-1, latent_dim))
+        self.k, self.hazard = self.z.shape[0], hazard
+        # first layer split: W [s, a, s'] once per step plus W_z z once per grid point, summed per pair
+        self.transition_in = nn.Linear(2 * obs_dim + action_dim, hidden)
+        self.latent_in = nn.Linear(latent_dim, hidden, bias=False)
+        self.rest = MLP(hidden, (hidden,), 1)
+        self.log_sigma = nn.Parameter(torch.tensor(math.log(0.3)))
+
+    def log_likelihood(self, s, a, r, s2) -> torch.Tensor:
+        """log p(r_t | s_t, a_t, s'_t, z_k) [..., K] for inputs [..., dim] and r [...]."""
+        h = self.transition_in(torch.cat([s, a, s2], -1)).unsqueeze(-2) + self.latent_in(self.z)
+        pred = self.rest(torch.relu(h)).squeeze(-1)
+        return -0.5 * ((r.unsqueeze(-1) - pred) / self.log_sigma.exp()) ** 2 - self.log_sigma - 0.5 * math.log(2 * math.pi)
+
+    def filter(self, s, a, r, s2) -> tuple[torch.Tensor, torch.Tensor]:
+        """Over [E, T] sequences: predictive log-likelihood of each r_t [E, T] and log q_t after it [E, T, K]."""
+        ll = self.log_likelihood(s, a, r, s2)
+        logq = torch.full((s.shape[0], self.k), -math.log(self.k), device=s.device)
+        stay, jump = math.log(1 - self.hazard), math.log(self.hazard / self.k)
+        pred, post = [], []
+        for t in range(s.shape[1]):
+            joint = torch.logaddexp(logq + stay, torch.full_like(logq, jump)) + ll[:, t]
+            pred.append(torch.logsumexp(joint, -1))
+            logq = joint - pred[-1].unsqueeze(-1)
+            post.append(logq)
+        return torch.stack(pred, 1), torch.stack(post, 1)
+
+    def belief(self, logq: torch.Tensor) -> torch.Tensor:
+        """Posterior mean and std of z [..., 2D] from log q [..., K]."""
+        q = logq.exp()
+        mu = q @ self.z
+        var = (q @ self.z**2 - mu**2).clamp_min(1e-10)
+        return torch.cat([mu, var.sqrt()], -1)
+
+
+def filtered(model: LatentGridFilter, buf: EpisodeBuffer, idx, action_scale) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predictive log-likelihoods [n, T], beliefs after each step [n, T, 2D]) for episodes `idx`, on the
+    model's device."""
+    dev = model.z.device
+    a = action_scale(buf.action[idx])
+    ll, post = model.filter(*(v.to(dev) for v in (buf.obs[idx], a, buf.reward[idx], buf.next_obs[idx])))
+    return ll, model.belief(post)
+
+
+@torch.no_grad()
+def beliefs(model: LatentGridFilter, buf: EpisodeBuffer, action_scale, chunk: int = 50) -> torch.Tensor:
+    """Beliefs after each step [E, T, 2D] (on the CPU) for every episode of `buf`, `chunk` episodes at a time."""
+    return torch.cat([filtered(model, buf, torch.arange(i, min(i + chunk, len(buf))), action_scale)[1].cpu() for i in range(0, len(buf), chunk)])
+
+
+def error_by_step(probe: nn.Module, x: torch.Tensor, y: torch.Tensor, since: torch.Tensor, settle: int) -> dict:
+    """Median |probe(x) - y| at each of REPORT_STEPS steps since a switch, and R^2 at steps >= settle."""
+    with torch.no_grad():
+        pred = probe(x)
+    err = (pred - y).norm(dim=-1)
+    ok = since >= settle
+    r2 = 1 - ((pred - y)[ok] ** 2).sum(0) / ((y[ok] - y[ok].mean(0)) ** 2).sum(0)
+    return {"median_error": {k: round(float(err[since == k].median()), 3) for k in REPORT_STEPS}, "r2": round(float(r2.mean()), 3)}
+
+
+def read(train_x, train_buf, test_x, test_buf, settle) -> dict:
+    """Fit the probe on training-task rows, report it on test-task rows (beliefs after each step)."""
+    m_tr, m_te = train_buf.mask[: len(train_buf)], test_buf.mask[: len(test_buf)]
+    probe = fit_mlp_probe(train_x[m_tr], train_buf.task_vector[: len(train_buf)][m_tr])
+    since = steps_since_switch(test_buf.task[: len(test_buf)])[m_te]
+    return error_by_step(probe, test_x[m_te], test_buf.task_vector[: len(test_buf)][m_te], since, settle)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="the env (and, with --trained, nothing else) is read from it")
+    ap.add_argument("--policy", help="checkpoint whose policy collects (stochastic); default random actions")
+    ap.add_argument("--episodes", type=int, default=800)
+    ap.add_argument("--held-out", type=int, default=200)
+    ap.add_argument("--updates", type=int, default=1500)
+    ap.add_argument("--every", type=int, default=500)
+    ap.add_argument("--batch", type=int, default=32, help="whole episodes per update")
+    ap.add_argument("--grid", type=int, default=16, help="points per latent axis (K = grid^latent_dim)")
+    ap.add_argument("--latent-dim", type=int, default=2)
+    ap.add_argument("--hidden", type=int, default=32)
+    ap.add_argument("--hazard", type=float, default=0.02, help="prior probability of a switch per step")
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--settle", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="where the filter trains (torch device); data and probes stay on the CPU")
+    ap.add_argument("--json", help="append one JSON line per report here")
+    ap.add_argument("--trained", action="store_true", help="first read --policy's own MoSS encoder with the same probe")
+    args = ap.parse_args()
+    if args.trained and not args.policy:
+        ap.error("--trained reads the encoder of --policy; give one")
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    torch.manual_seed(args.seed)
+    train_buf = collect(cfg, args.policy, args.episodes, args.seed, "train")
+    test_buf = collect(cfg, args.policy, args.held_out, args.seed + 1, "test")
+    print(f"data: {args.episodes} train / {args.held_out} test-task episodes ({'policy' if args.policy else 'random'})", flush=True)
+    if args.trained:
+        ckpt = load_checkpoint(args.policy)
+        _, learner = build_agent(RunConfig.model_validate(ckpt.config), make_env(cfg.env, "train"))
+        learner.policy.load_state_dict(ckpt.policy_state)
+        with torch.no_grad():
+            learner.relabel(train_buf)
+            learner.relabel(test_buf)
+        for name in ("belief", "hidden"):  # derived[...][:, 1:] is the state after each step
+            row = {"model": f"trained {args.policy}: {name}",
+                   **read(train_buf.derived[name][: len(train_buf), 1:], train_buf, test_buf.derived[name][: len(test_buf), 1:], test_buf, args.settle)}
+            print(json.dumps(row), flush=True)
+            append_json(args.json, row)
+
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    env = make_env(cfg.env, "train")
+    model = LatentGridFilter(env.observation_space.shape[0], env.action_space.shape[0], args.grid, args.latent_dim, args.hidden, args.hazard).to(args.device)
+    low, high = (torch.as_tensor(b, dtype=torch.float32) for b in (env.action_space.low, env.action_space.high))
+    def action_scale(a: torch.Tensor) -> torch.Tensor:  # env units -> [-1, 1]
+        return 2 * (a - low) / (high - low) - 1
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    t0 = time.perf_counter()
+    for u in range(1, args.updates + 1):
+        idx = torch.as_tensor(rng.integers(len(train_buf), size=args.batch))
+        ll, _ = filtered(model, train_buf, idx, action_scale)
+        loss = -ll[train_buf.mask[idx].to(ll.device)].mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if u % args.every == 0:
+            wall = time.perf_counter() - t0
+            b_tr, b_te = beliefs(model, train_buf, action_scale), beliefs(model, test_buf, action_scale)
+            row = {"model": f"filter grid {args.grid}^{args.latent_dim} hidden {args.hidden}", "update": u,
+                   "nll": round(loss.item(), 3), "sigma": round(model.log_sigma.detach().exp().item(), 4), "train_wall_s": round(wall, 1),
+                   **read(b_tr, train_buf, b_te, test_buf, args.settle)}
+            print(json.dumps(row), flush=True)
+            append_json(args.json, row)
+            t0 = time.perf_counter() - wall
+
+
+if __name__ == "__main__":
+    main()
