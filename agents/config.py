@@ -151,6 +151,17 @@ class OfflineConfig(Strict):
     context_size: int = Field(64, ge=1)  # transitions per evaluation context
 
 
+class FilterConfig(Strict):
+    """Grid filter (agents/filter.py, not in the papers): Bayes' rule over a fixed latent grid."""
+
+    grid: int = Field(16, ge=2)  # points per latent axis: K = grid ** latent_dim
+    latent_dim: int = Field(2, ge=1)
+    hidden: int = Field(32, ge=1)  # reward decoder width (two layers)
+    hazard: float = Field(0.02, gt=0, lt=1)  # prior probability per step that the task switches
+    lr: float = Field(3e-3, gt=0)
+    batch_size: int = Field(32, ge=1)  # whole episodes per likelihood step
+
+
 class TrainConfig(Strict):
     total_steps: int = Field(100_000, ge=1)
     episodes_per_epoch: int = Field(16, ge=1)  # collected in parallel with batched inference
@@ -165,12 +176,13 @@ class TrainConfig(Strict):
 
 
 class RunConfig(Strict):
-    algorithm: Literal["moss", "oracle", "pearl", "tcl", "cocoa", "focal", "focalpp"]
+    algorithm: Literal["moss", "oracle", "pearl", "tcl", "cocoa", "focal", "focalpp", "filter"]
     env: EnvConfig
     seed: int = 0
     encoder: EncoderConfig = EncoderConfig()
     pearl: PearlConfig = PearlConfig()
     focal: FocalConfig = FocalConfig()
+    filter: FilterConfig = FilterConfig()
     offline: OfflineConfig | None = None  # required by focal / focalpp: they learn from datasets only
     sac: SACConfig = SACConfig()
     train: TrainConfig = TrainConfig()

@@ -26,12 +26,13 @@ from agents.collect import Collector, InProcessCollector, draw_reset_kwargs
 from agents.config import RunConfig
 from agents.datasets import DatasetError, OfflineDataset
 from agents.evaluation import context_episodes, evaluation_episodes, make_env, summarize
+from agents.filter import GridFilter
 from agents.focal import FOCAL
 from agents.learner import Learner
 from agents.moss import MoSS
 from agents.oracle import Oracle
 from agents.pearl import AUX_LOSSES, PEARL
-from agents.policies import POLICIES, AgentPolicy, MoSSPolicy, OraclePolicy
+from agents.policies import POLICIES, AgentPolicy, FilterPolicy, MoSSPolicy, OraclePolicy
 
 log = structlog.get_logger("trainer")
 
@@ -58,6 +59,12 @@ def build_agent(cfg: RunConfig, env) -> tuple[AgentPolicy, Learner]:
             cell=e.cell,
         )
         return policy, MoSS(policy, cfg, task_dim=int(env.unwrapped.task_dim))
+    if cfg.algorithm == "filter":
+        f = cfg.filter
+        policy = FilterPolicy(
+            **spaces, grid=f.grid, latent_dim=f.latent_dim, hidden=f.hidden, hazard=f.hazard, actor_hidden=tuple(cfg.sac.hidden)
+        )
+        return policy, GridFilter(policy, cfg)
     if cfg.algorithm == "oracle":
         policy = OraclePolicy(**spaces, task_dim=env.unwrapped.task_dim, actor_hidden=tuple(cfg.sac.hidden))
         return policy, Oracle(policy, cfg)
@@ -208,7 +215,7 @@ class Trainer:
             for k in [k for k in metrics if k.startswith("time_")]:
                 name = k.removeprefix("time_").removesuffix("_s")
                 self.timing[name] = self.timing.get(name, 0.0) + metrics.pop(k)
-            if self.cfg.algorithm == "moss":
+            if self.cfg.algorithm in ("moss", "filter"):
                 self.updates["encoder"] += self.cfg.train.encoder_updates
             elif self.cfg.algorithm in AUX_LOSSES or self.offline:  # one encoder step per SAC step
                 self.updates["encoder"] += self.cfg.train.policy_updates

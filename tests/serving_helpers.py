@@ -50,6 +50,8 @@ def make_checkpoint(
             attention_heads=2,
             actor_hidden=(64, 64),
         )
+    elif algorithm == "filter":
+        policy = POLICIES[algorithm](**SPACES, grid=5, latent_dim=2, hidden=16, actor_hidden=(64, 64))
     else:
         policy = OraclePolicy(**SPACES, task_dim=2, actor_hidden=(64, 64))
     raw: dict[str, Any] = {"algorithm": algorithm, "env": env_cfg, "seed": seed}

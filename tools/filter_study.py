@@ -2,17 +2,10 @@
 
 MoSS's belief is amortised: a GRU reads the transitions and a head outputs a Gaussian. On the
 non-stationary point robot it stays imprecise (docs/results.md, section 1). This study trains the other
-extreme on the same data: a *filter* whose belief is computed by Bayes' rule, with only the likelihood
-learned. The task latent z lives on a fixed grid of G^D points in [-1, 1]^D; a reward decoder
-r_hat(s, a, s', z) (an MLP) and a noise scale sigma give p(r | s, a, s', z) = N(r; r_hat, sigma^2), and
-
-    q_t(k) ∝ [(1 - hazard) q_{t-1}(k) + hazard / K] * p(r_t | s_t, a_t, s'_t, z_k)
-
-(the hazard term is the switch prior: a task may change at any step). Decoder and sigma are trained by
-maximising the exact predictive log-likelihood sum_t log sum_k q~_{t-1}(k) p(r_t | z_k) of the rewards of
-whole training episodes (an HMM's marginal likelihood; no task labels, no KL, no contrastive term). The
-belief is the posterior mean and std of z under q_t. The grid is fixed, not learned: learned prototypes
-snap to the training tasks and localise unseen test tasks worse (measured while designing this study).
+extreme on the same data: a *filter* whose belief is computed by Bayes' rule over a fixed latent grid, with
+only the reward likelihood learned (agents/latent_filter.py; the `filter` algorithm trains SAC on it). The
+filter alone is trained here, by the exact predictive log-likelihood of the rewards of whole training
+episodes, on data collected once.
 
 Reported every `--every` updates, on held-out *test-task* episodes: the median error of the task vector
 read from the belief by a 2x128 MLP fitted on *training-task* episodes only (so the probe cannot memorise
@@ -27,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 
 import numpy as np
@@ -39,51 +31,10 @@ from agents.buffer import EpisodeBuffer
 from agents.checkpoint import load_checkpoint
 from agents.config import RunConfig, load_config
 from agents.evaluation import make_env
-from agents.nets import MLP
+from agents.latent_filter import LatentGridFilter
 from agents.trainer import build_agent
 
 REPORT_STEPS = (0, 1, 2, 3, 5, 10, 20)
-
-
-class LatentGridFilter(nn.Module):
-    """Bayes filter over G^D fixed latent points with a learned Gaussian reward likelihood."""
-
-    def __init__(self, obs_dim: int, action_dim: int, grid: int, latent_dim: int, hidden: int, hazard: float) -> None:
-        super().__init__()
-        axis = torch.linspace(-1, 1, grid)
-        self.register_buffer("z", torch.stack(torch.meshgrid(*[axis] * latent_dim, indexing="ij"), -1).reshape(-1, latent_dim))
-        self.k, self.hazard = self.z.shape[0], hazard
-        # first layer split: W [s, a, s'] once per step plus W_z z once per grid point, summed per pair
-        self.transition_in = nn.Linear(2 * obs_dim + action_dim, hidden)
-        self.latent_in = nn.Linear(latent_dim, hidden, bias=False)
-        self.rest = MLP(hidden, (hidden,), 1)
-        self.log_sigma = nn.Parameter(torch.tensor(math.log(0.3)))
-
-    def log_likelihood(self, s, a, r, s2) -> torch.Tensor:
-        """log p(r_t | s_t, a_t, s'_t, z_k) [..., K] for inputs [..., dim] and r [...]."""
-        h = self.transition_in(torch.cat([s, a, s2], -1)).unsqueeze(-2) + self.latent_in(self.z)
-        pred = self.rest(torch.relu(h)).squeeze(-1)
-        return -0.5 * ((r.unsqueeze(-1) - pred) / self.log_sigma.exp()) ** 2 - self.log_sigma - 0.5 * math.log(2 * math.pi)
-
-    def filter(self, s, a, r, s2) -> tuple[torch.Tensor, torch.Tensor]:
-        """Over [E, T] sequences: predictive log-likelihood of each r_t [E, T] and log q_t after it [E, T, K]."""
-        ll = self.log_likelihood(s, a, r, s2)
-        logq = torch.full((s.shape[0], self.k), -math.log(self.k), device=s.device)
-        stay, jump = math.log(1 - self.hazard), math.log(self.hazard / self.k)
-        pred, post = [], []
-        for t in range(s.shape[1]):
-            joint = torch.logaddexp(logq + stay, torch.full_like(logq, jump)) + ll[:, t]
-            pred.append(torch.logsumexp(joint, -1))
-            logq = joint - pred[-1].unsqueeze(-1)
-            post.append(logq)
-        return torch.stack(pred, 1), torch.stack(post, 1)
-
-    def belief(self, logq: torch.Tensor) -> torch.Tensor:
-        """Posterior mean and std of z [..., 2D] from log q [..., K]."""
-        q = logq.exp()
-        mu = q @ self.z
-        var = (q @ self.z**2 - mu**2).clamp_min(1e-10)
-        return torch.cat([mu, var.sqrt()], -1)
 
 
 def filtered(model: LatentGridFilter, buf: EpisodeBuffer, idx, action_scale) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,7 +42,7 @@ def filtered(model: LatentGridFilter, buf: EpisodeBuffer, idx, action_scale) -> 
     model's device."""
     dev = model.z.device
     a = action_scale(buf.action[idx])
-    ll, post = model.filter(*(v.to(dev) for v in (buf.obs[idx], a, buf.reward[idx], buf.next_obs[idx])))
+    ll, post = model.sequence(*(v.to(dev) for v in (buf.obs[idx], a, buf.reward[idx], buf.next_obs[idx])))
     return ll, model.belief(post)
 
 

@@ -1,13 +1,14 @@
 """Served policies, by algorithm name (what `runtime serve` and checkpoints rebuild)."""
 
 from agents.policies.base import AgentPolicy, State, cat_states, put_state, select_state
+from agents.policies.filter import FilterPolicy
 from agents.policies.focal import FOCALPolicy, FOCALPPPolicy
 from agents.policies.moss import MoSSPolicy
 from agents.policies.oracle import OraclePolicy
 from agents.policies.pearl import CoCOAPolicy, PEARLPolicy, TCLPolicy
 
 POLICIES: dict[str, type[AgentPolicy]] = {
-    p.algorithm: p for p in (MoSSPolicy, OraclePolicy, PEARLPolicy, TCLPolicy, CoCOAPolicy, FOCALPolicy, FOCALPPPolicy)
+    p.algorithm: p for p in (MoSSPolicy, OraclePolicy, FilterPolicy, PEARLPolicy, TCLPolicy, CoCOAPolicy, FOCALPolicy, FOCALPPPolicy)
 }
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "AgentPolicy",
     "CoCOAPolicy",
     "FOCALPPPolicy",
+    "FilterPolicy",
     "FOCALPolicy",
     "MoSSPolicy",
     "OraclePolicy",

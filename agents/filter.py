@@ -1,0 +1,79 @@
+"""Grid filter: SAC on a belief computed by exact Bayes filtering over a latent grid (not in the papers).
+
+Each epoch, as in MoSS's loop (collect, then encoder updates, then SAC on the relabelled belief):
+  1. `train.encoder_updates` likelihood steps: whole stored episodes are filtered from the uniform prior
+     and the reward decoder and sigma follow the gradient of the predictive log-likelihood
+     sum_t log p(r_t | steps < t) (agents/latent_filter.py); no task labels, no KL, no contrastive term;
+  2. every stored episode is re-filtered with the new likelihood, so the beliefs SAC reads are current;
+  3. `train.policy_updates` SAC steps on (s, belief) with the same SAC parts as MoSS and the oracle.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.buffer import EpisodeBuffer
+from agents.config import RunConfig
+from agents.learner import Learner, sac_batch, sac_view
+from agents.policies.filter import FilterPolicy
+from agents.sac import SAC
+
+RELABEL_CHUNK = 64  # episodes filtered at once when relabelling: [64, T, K, hidden] floats at a time
+
+
+class GridFilter(Learner):
+    def __init__(self, policy: FilterPolicy, cfg: RunConfig) -> None:
+        self.policy, self.cfg = policy, cfg
+        self.opt = torch.optim.Adam(policy.filter.parameters(), lr=cfg.filter.lr)
+        self.sac = SAC(policy.actor, policy.obs_dim + policy.belief_dim, policy.action_dim, sac_view(cfg))
+
+    def _filter(self, buffer: EpisodeBuffer, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        pol = self.policy
+        return pol.filter.sequence(buffer.obs[idx], pol.normalize_action(buffer.action[idx]), buffer.reward[idx], buffer.next_obs[idx])
+
+    def likelihood_step(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
+        """One Adam step on -mean_t log p(r_t | steps < t) over `filter.batch_size` whole stored episodes."""
+        idx = torch.as_tensor(rng.integers(len(buffer), size=self.cfg.filter.batch_size))
+        pred, _ = self._filter(buffer, idx)
+        loss = -pred[buffer.mask[idx]].mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"filter_nll": loss.item(), "filter_sigma": self.policy.filter.log_sigma.detach().exp().item()}
+
+    @torch.no_grad()
+    def relabel(self, buffer: EpisodeBuffer) -> None:
+        """derived['belief'] [E, T+1, 2D]: the belief before step t at index t (0: the prior's)."""
+        pol, n = self.policy, len(buffer)
+        if "belief" not in buffer.derived:
+            buffer.derived["belief"] = torch.zeros(buffer.capacity, buffer.horizon + 1, pol.belief_dim)
+        out = buffer.derived["belief"]
+        out[:n, 0] = pol.filter.belief(pol.filter.prior(1))
+        for i in range(0, n, RELABEL_CHUNK):
+            sl = slice(i, min(i + RELABEL_CHUNK, n))
+            out[sl, 1:] = pol.filter.belief(self._filter(buffer, sl)[1])
+
+    def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        t0 = time.perf_counter()
+        for _ in range(self.cfg.train.encoder_updates):
+            metrics = self.likelihood_step(buffer, rng)
+        t1 = time.perf_counter()
+        self.relabel(buffer)  # new episodes have no belief yet, and the likelihood may have changed
+        t2 = time.perf_counter()
+        belief = buffer.derived["belief"]
+        for _ in range(self.cfg.train.policy_updates):
+            metrics.update(self.sac.update(*sac_batch(buffer, self.policy, belief, self.cfg.sac.batch_size, rng)))
+        metrics.update(time_encoder_s=t1 - t0, time_relabel_s=t2 - t1, time_sac_s=time.perf_counter() - t2)
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"filter_opt": self.opt.state_dict(), "sac": self.sac.state_dict()}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        self.opt.load_state_dict(sd["filter_opt"])
+        self.sac.load_state_dict(sd["sac"])

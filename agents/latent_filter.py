@@ -1,0 +1,84 @@
+"""Exact Bayes filtering of the task over a fixed latent grid, with a learned reward likelihood.
+
+The task latent z takes one of K = G^D fixed points of [-1, 1]^D. A reward decoder r_hat(s, a, s', z) (an
+MLP) and one noise scale sigma give the likelihood p(r | s, a, s', z) = N(r; r_hat, sigma^2), and the
+belief over the grid is updated by Bayes' rule, with a switch prior (the task may change at any step with
+probability `hazard`, to any grid point):
+
+    q_t(k) ∝ [(1 - hazard) q_{t-1}(k) + hazard / K] * p(r_t | s_t, a_t, s'_t, z_k),   q_0 uniform.
+
+What the policy sees is the posterior mean and std of z, [.., 2D]. Only the likelihood is learned, by
+maximising the exact predictive log-likelihood of each reward given the steps before it (an HMM's
+marginal likelihood, `sequence`). The grid is fixed rather than learned: learned points snap to the
+training tasks and place unseen test tasks worse (tools/filter_study.py, docs/results.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from agents.nets import MLP
+
+
+class LatentGridFilter(nn.Module):
+    """Bayes filter over `grid`^`latent_dim` fixed points; state = log q [n, K]."""
+
+    def __init__(self, obs_dim: int, action_dim: int, grid: int, latent_dim: int, hidden: int, hazard: float) -> None:
+        super().__init__()
+        if grid < 2 or not 0 < hazard < 1:
+            raise ValueError(f"need grid >= 2 and 0 < hazard < 1, got grid={grid}, hazard={hazard}")
+        axis = torch.linspace(-1, 1, grid)
+        z = torch.stack(torch.meshgrid(*[axis] * latent_dim, indexing="ij"), -1).reshape(-1, latent_dim)
+        self.register_buffer("z", z)
+        self.k, self.latent_dim, self.hazard = z.shape[0], latent_dim, float(hazard)
+        # the first layer split in two: W [s, a, s'] once per step plus W_z z once per grid point
+        self.transition_in = nn.Linear(2 * obs_dim + action_dim, hidden)
+        self.latent_in = nn.Linear(latent_dim, hidden, bias=False)
+        self.rest = MLP(hidden, (hidden,), 1)
+        self.log_sigma = nn.Parameter(torch.tensor(math.log(0.3)))
+
+    def log_likelihood(self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+        """log p(r | s, a, s', z_k) [..., K] for s, a, s2 [..., dim] and r [...] or [..., 1]; a in [-1, 1]."""
+        if r.dim() == s.dim():
+            r = r.squeeze(-1)
+        r = r.to(s.dtype)
+        h = self.transition_in(torch.cat([s, a, s2], -1)).unsqueeze(-2) + self.latent_in(self.z)
+        pred = self.rest(torch.relu(h)).squeeze(-1)
+        z = (r.unsqueeze(-1) - pred) / self.log_sigma.exp()
+        return -0.5 * z**2 - self.log_sigma - 0.5 * math.log(2 * math.pi)
+
+    def prior(self, n: int) -> torch.Tensor:
+        """log q_0 [n, K]: uniform over the grid."""
+        return torch.full((n, self.k), -math.log(self.k), device=self.z.device)
+
+    def predict(self, logq: torch.Tensor) -> torch.Tensor:
+        """The belief before the next step's reward: the posterior mixed with the switch prior."""
+        return torch.logaddexp(logq + math.log(1 - self.hazard), torch.full_like(logq, math.log(self.hazard / self.k)))
+
+    def step(self, logq: torch.Tensor, s, a, r, s2) -> torch.Tensor:
+        """log q_t [n, K] from log q_{t-1} and one transition per row (r [n])."""
+        joint = self.predict(logq) + self.log_likelihood(s, a, r, s2)
+        return joint - torch.logsumexp(joint, -1, keepdim=True)
+
+    def sequence(self, s, a, r, s2) -> tuple[torch.Tensor, torch.Tensor]:
+        """Over [E, T] sequences from the prior: log p(r_t | steps < t) [E, T] and log q_t after step t [E, T, K]."""
+        ll = self.log_likelihood(s, a, r, s2)
+        logq = self.prior(s.shape[0])
+        pred, post = [], []
+        for t in range(s.shape[1]):
+            joint = self.predict(logq) + ll[:, t]
+            pred.append(torch.logsumexp(joint, -1))
+            logq = joint - pred[-1].unsqueeze(-1)
+            post.append(logq)
+        return torch.stack(pred, 1), torch.stack(post, 1)
+
+    def belief(self, logq: torch.Tensor) -> torch.Tensor:
+        """Posterior mean and std of z [..., 2D] from log q [..., K]."""
+        q = logq.exp()
+        mu = q @ self.z
+        # centred second moment: E[z^2] - mu^2 cancels badly in float32 once q is concentrated
+        var = (q.unsqueeze(-1) * (self.z - mu.unsqueeze(-2)) ** 2).sum(-2)
+        return torch.cat([mu, var.clamp_min(1e-12).sqrt()], -1)

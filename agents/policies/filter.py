@@ -1,0 +1,46 @@
+"""Grid-filter policy (what serving needs): exact Bayes filtering of the task over a latent grid
+(agents/latent_filter.py), SAC actor on (s, posterior mean and std of z)."""
+
+from __future__ import annotations
+
+import torch
+
+from agents.latent_filter import LatentGridFilter
+from agents.policies.base import AgentPolicy, State
+from agents.sac_nets import TanhGaussianActor
+
+
+class FilterPolicy(AgentPolicy):
+    """State = log q over the K grid points [n, K]; belief = (mean, std) of z under q [n, 2 latent_dim]."""
+
+    algorithm = "filter"
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        action_low: list[float],
+        action_high: list[float],
+        grid: int = 16,
+        latent_dim: int = 2,
+        hidden: int = 32,
+        hazard: float = 0.02,
+        actor_hidden: tuple[int, ...] = (256, 256),
+    ) -> None:
+        super().__init__(obs_dim, action_dim, action_low, action_high)
+        self.cfg = dict(grid=grid, latent_dim=latent_dim, hidden=hidden, hazard=hazard, actor_hidden=list(actor_hidden))
+        self.filter = LatentGridFilter(obs_dim, action_dim, grid, latent_dim, hidden, hazard)
+        self.actor = TanhGaussianActor(obs_dim + 2 * latent_dim, action_dim, actor_hidden)
+
+    @property
+    def belief_dim(self) -> int:
+        return 2 * self.filter.latent_dim
+
+    def init_state(self, n: int) -> State:
+        return {"logq": self.filter.prior(n)}
+
+    def update(self, state: State, s, a, r, s2) -> State:
+        return {"logq": self.filter.step(state["logq"], s, self.normalize_action(a), r, s2)}
+
+    def belief(self, state: State) -> torch.Tensor:
+        return self.filter.belief(state["logq"])
