@@ -77,8 +77,9 @@ def main() -> None:
     )
     bound = float(policy.action_high.abs().max())
     spec = getattr(policy, "cfg", {})
-    d = spec.get("latent_dim") if ckpt.algorithm == "moss" and spec.get("acts_on") == "belief" else None
-    std = slice(d, 2 * d) if d else None  # MoSS's belief vector is (mu, std[, probs])
+    mean_std = ckpt.algorithm == "filter" or (ckpt.algorithm == "moss" and spec.get("acts_on") == "belief")
+    d = spec.get("latent_dim") if mean_std else None
+    std = slice(d, 2 * d) if d else None  # MoSS's and the filter's belief vector is (mu, std[, probs])
     rows = [trace(r, args.steps, bound, std) for r in records]
     after = args.steps[1] if len(args.steps) > 1 else 0
     summary = {

@@ -10,7 +10,7 @@ episodes, on data collected once.
 Reported every `--every` updates, on held-out *test-task* episodes: the median error of the task vector
 read from the belief by a 2x128 MLP fitted on *training-task* episodes only (so the probe cannot memorise
 the test tasks), by steps since the last switch, and that probe's R^2 at steps >= `--settle`. `--trained`
-first reads a MoSS checkpoint's belief and GRU state with the same probe.
+first reads a checkpoint's own belief (and a MoSS checkpoint's GRU state) with the same probe.
 
     python tools/filter_study.py --config configs/moss/point_robot_ns.yaml --policy runs/moss_pr_ns_b/policy.pt \
         --trained --updates 1500 --every 500
@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="where the filter trains (torch device); data and probes stay on the CPU")
     ap.add_argument("--json", help="append one JSON line per report here")
-    ap.add_argument("--trained", action="store_true", help="first read --policy's own MoSS encoder with the same probe")
+    ap.add_argument("--trained", action="store_true", help="first read --policy's own belief (MoSS: and GRU state) with the same probe")
     args = ap.parse_args()
     if args.trained and not args.policy:
         ap.error("--trained reads the encoder of --policy; give one")
@@ -106,7 +106,8 @@ def main() -> None:
         with torch.no_grad():
             learner.relabel(train_buf)
             learner.relabel(test_buf)
-        for name in ("belief", "hidden"):  # derived[...][:, 1:] is the state after each step
+        # derived[...][:, 1:] is the state after each step; a filter checkpoint has a belief and no GRU state
+        for name in [n for n in ("belief", "hidden") if n in test_buf.derived]:
             row = {"model": f"trained {args.policy}: {name}",
                    **read(train_buf.derived[name][: len(train_buf), 1:], train_buf, test_buf.derived[name][: len(test_buf), 1:], test_buf, args.settle)}
             print(json.dumps(row), flush=True)
