@@ -58,12 +58,14 @@ class LatentGridFilter(nn.Module):
         """The belief before the next step's reward: the posterior mixed with the switch prior."""
         return torch.logaddexp(logq + math.log(1 - self.hazard), torch.full_like(logq, math.log(self.hazard / self.k)))
 
-    def step(self, logq: torch.Tensor, s, a, r, s2) -> torch.Tensor:
+    def step(self, logq: torch.Tensor, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
         """log q_t [n, K] from log q_{t-1} and one transition per row (r [n])."""
         joint = self.predict(logq) + self.log_likelihood(s, a, r, s2)
         return joint - torch.logsumexp(joint, -1, keepdim=True)
 
-    def sequence(self, s, a, r, s2) -> tuple[torch.Tensor, torch.Tensor]:
+    def sequence(
+        self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Over [E, T] sequences from the prior: log p(r_t | steps < t) [E, T] and log q_t after step t [E, T, K]."""
         ll = self.log_likelihood(s, a, r, s2)
         logq = self.prior(s.shape[0])
