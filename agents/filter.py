@@ -32,14 +32,17 @@ class GridFilter(Learner):
         self.sac = SAC(policy.actor, policy.obs_dim + policy.belief_dim, policy.action_dim, sac_view(cfg))
 
     def _filter(self, buffer: EpisodeBuffer, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        """`sequence` over stored episodes `idx`, on the policy's device (the buffer stays on the CPU)."""
         pol = self.policy
-        return pol.filter.sequence(buffer.obs[idx], pol.normalize_action(buffer.action[idx]), buffer.reward[idx], buffer.next_obs[idx])
+        dev = pol.filter.z.device
+        s, a, r, s2 = (v.to(dev) for v in (buffer.obs[idx], buffer.action[idx], buffer.reward[idx], buffer.next_obs[idx]))
+        return pol.filter.sequence(s, pol.normalize_action(a), r, s2)
 
     def likelihood_step(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         """One Adam step on -mean_t log p(r_t | steps < t) over `filter.batch_size` whole stored episodes."""
         idx = torch.as_tensor(rng.integers(len(buffer), size=self.cfg.filter.batch_size))
         pred, _ = self._filter(buffer, idx)
-        loss = -pred[buffer.mask[idx]].mean()
+        loss = -pred[buffer.mask[idx].to(pred.device)].mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -52,10 +55,10 @@ class GridFilter(Learner):
         if "belief" not in buffer.derived:
             buffer.derived["belief"] = torch.zeros(buffer.capacity, buffer.horizon + 1, pol.belief_dim)
         out = buffer.derived["belief"]
-        out[:n, 0] = pol.filter.belief(pol.filter.prior(1))
+        out[:n, 0] = pol.filter.belief(pol.filter.prior(1)).cpu()
         for i in range(0, n, RELABEL_CHUNK):
             sl = slice(i, min(i + RELABEL_CHUNK, n))
-            out[sl, 1:] = pol.filter.belief(self._filter(buffer, sl)[1])
+            out[sl, 1:] = pol.filter.belief(self._filter(buffer, sl)[1]).cpu()
 
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         metrics: dict[str, float] = {}

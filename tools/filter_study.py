@@ -27,29 +27,12 @@ import torch
 from encoder_study import append_json, collect, fit_mlp_probe, steps_since_switch
 from torch import nn
 
-from agents.buffer import EpisodeBuffer
 from agents.checkpoint import load_checkpoint
-from agents.config import RunConfig, load_config
+from agents.config import RunConfig, load_config, parse_config
 from agents.evaluation import make_env
-from agents.latent_filter import LatentGridFilter
 from agents.trainer import build_agent
 
 REPORT_STEPS = (0, 1, 2, 3, 5, 10, 20)
-
-
-def filtered(model: LatentGridFilter, buf: EpisodeBuffer, idx, action_scale) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predictive log-likelihoods [n, T], beliefs after each step [n, T, 2D]) for episodes `idx`, on the
-    model's device."""
-    dev = model.z.device
-    a = action_scale(buf.action[idx])
-    ll, post = model.sequence(*(v.to(dev) for v in (buf.obs[idx], a, buf.reward[idx], buf.next_obs[idx])))
-    return ll, model.belief(post)
-
-
-@torch.no_grad()
-def beliefs(model: LatentGridFilter, buf: EpisodeBuffer, action_scale, chunk: int = 50) -> torch.Tensor:
-    """Beliefs after each step [E, T, 2D] (on the CPU) for every episode of `buf`, `chunk` episodes at a time."""
-    return torch.cat([filtered(model, buf, torch.arange(i, min(i + chunk, len(buf))), action_scale)[1].cpu() for i in range(0, len(buf), chunk)])
 
 
 def error_by_step(probe: nn.Module, x: torch.Tensor, y: torch.Tensor, since: torch.Tensor, settle: int) -> dict:
@@ -113,32 +96,30 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             append_json(args.json, row)
 
+    # the filter learner itself (agents/filter.py), SAC unused: its likelihood steps and its re-filtering
+    fcfg = parse_config({
+        **cfg.model_dump(mode="json"),
+        "algorithm": "filter",
+        "filter": {"grid": args.grid, "latent_dim": args.latent_dim, "hidden": args.hidden, "hazard": args.hazard, "lr": args.lr, "batch_size": args.batch},
+    })
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    env = make_env(cfg.env, "train")
-    model = LatentGridFilter(env.observation_space.shape[0], env.action_space.shape[0], args.grid, args.latent_dim, args.hidden, args.hazard).to(args.device)
-    low, high = (torch.as_tensor(b, dtype=torch.float32) for b in (env.action_space.low, env.action_space.high))
-    def action_scale(a: torch.Tensor) -> torch.Tensor:  # env units -> [-1, 1]
-        return 2 * (a - low) / (high - low) - 1
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    policy, learner = build_agent(fcfg, make_env(cfg.env, "train"))
+    policy.to(args.device)  # before the first step: the optimiser holds these same parameters
     t0 = time.perf_counter()
     for u in range(1, args.updates + 1):
-        idx = torch.as_tensor(rng.integers(len(train_buf), size=args.batch))
-        ll, _ = filtered(model, train_buf, idx, action_scale)
-        loss = -ll[train_buf.mask[idx].to(ll.device)].mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        m = learner.likelihood_step(train_buf, rng)
         if u % args.every == 0:
             wall = time.perf_counter() - t0
-            b_tr, b_te = beliefs(model, train_buf, action_scale), beliefs(model, test_buf, action_scale)
+            learner.relabel(train_buf)
+            learner.relabel(test_buf)
+            b_tr, b_te = (buf.derived["belief"][: len(buf), 1:].contiguous() for buf in (train_buf, test_buf))
             row = {"model": f"filter grid {args.grid}^{args.latent_dim} hidden {args.hidden}", "update": u,
-                   "nll": round(loss.item(), 3), "sigma": round(model.log_sigma.detach().exp().item(), 4), "train_wall_s": round(wall, 1),
+                   "nll": round(m["filter_nll"], 3), "sigma": round(m["filter_sigma"], 4), "train_wall_s": round(wall, 1),
                    **read(b_tr, train_buf, b_te, test_buf, args.settle)}
             print(json.dumps(row), flush=True)
             append_json(args.json, row)
             t0 = time.perf_counter() - wall
-
 
 if __name__ == "__main__":
     main()
