@@ -160,6 +160,9 @@ class FilterConfig(Strict):
     hazard: float = Field(0.02, gt=0, lt=1)  # prior probability per step that the task switches
     lr: float = Field(3e-3, gt=0)
     batch_size: int = Field(32, ge=1)  # whole episodes per likelihood step
+    # shift the grid by a random offset within one cell at each likelihood step (serving uses the fixed
+    # grid): the decoder must be smooth between grid points and sigma learns what the grid cannot place
+    jitter: bool = False
 
 
 class TrainConfig(Strict):
@@ -167,6 +170,7 @@ class TrainConfig(Strict):
     episodes_per_epoch: int = Field(16, ge=1)  # collected in parallel with batched inference
     initial_episodes: int = Field(32, ge=0)  # random-action episodes before training
     encoder_updates: int = Field(64, ge=0)  # num_training_steps_reconstruction per epoch
+    encoder_until: int | None = Field(None, ge=0)  # env steps; from then on no encoder updates (moss, filter)
     policy_updates: int = Field(256, ge=0)  # num_training_steps_policy per epoch
     buffer_episodes: int = Field(4000, ge=1)
     eval_every: int = Field(10_000, ge=1)  # env steps

@@ -4,13 +4,15 @@ Each epoch, as in MoSS's loop (collect, then encoder updates, then SAC on the re
   1. `train.encoder_updates` likelihood steps: whole stored episodes are filtered from the uniform prior
      and the reward decoder and sigma follow the gradient of the predictive log-likelihood
      sum_t log p(r_t | steps < t) (agents/latent_filter.py); no task labels, no KL, no contrastive term;
-  2. every stored episode is re-filtered with the new likelihood, so the beliefs SAC reads are current;
+  2. every stored episode is re-filtered with the new likelihood, so the beliefs SAC reads are current
+     (once `train.encoder_until` has frozen the likelihood, only the newly collected ones);
   3. `train.policy_updates` SAC steps on (s, belief) with the same SAC parts as MoSS and the oracle.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any
 
 import numpy as np
@@ -30,18 +32,26 @@ class GridFilter(Learner):
         self.policy, self.cfg = policy, cfg
         self.opt = torch.optim.Adam(policy.filter.parameters(), lr=cfg.filter.lr)
         self.sac = SAC(policy.actor, policy.obs_dim + policy.belief_dim, policy.action_dim, sac_view(cfg))
+        self._version = 0  # likelihood steps taken: beliefs computed under an older version are stale
+        # per buffer: (likelihood version, buffer.n_added) when its beliefs were last computed
+        self._labelled: weakref.WeakKeyDictionary[EpisodeBuffer, tuple[int, int]] = weakref.WeakKeyDictionary()
 
-    def _filter(self, buffer: EpisodeBuffer, idx) -> tuple[torch.Tensor, torch.Tensor]:
+    def _filter(self, buffer: EpisodeBuffer, idx, offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`sequence` over stored episodes `idx`, on the policy's device (the buffer stays on the CPU)."""
         pol = self.policy
         dev = pol.filter.z.device
         s, a, r, s2 = (v.to(dev) for v in (buffer.obs[idx], buffer.action[idx], buffer.reward[idx], buffer.next_obs[idx]))
-        return pol.filter.sequence(s, pol.normalize_action(a), r, s2)
+        return pol.filter.sequence(s, pol.normalize_action(a), r, s2, offset)
 
     def likelihood_step(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         """One Adam step on -mean_t log p(r_t | steps < t) over `filter.batch_size` whole stored episodes."""
         idx = torch.as_tensor(rng.integers(len(buffer), size=self.cfg.filter.batch_size))
-        pred, _ = self._filter(buffer, idx)
+        offset = None
+        if self.cfg.filter.jitter:
+            h = self.policy.filter.spacing
+            offset = torch.as_tensor(rng.uniform(-h / 2, h / 2, self.policy.filter.latent_dim), dtype=torch.float32)
+        pred, _ = self._filter(buffer, idx, offset)
+        self._version += 1
         loss = -pred[buffer.mask[idx].to(pred.device)].mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -50,20 +60,29 @@ class GridFilter(Learner):
 
     @torch.no_grad()
     def relabel(self, buffer: EpisodeBuffer) -> None:
-        """derived['belief'] [E, T+1, 2D]: the belief before step t at index t (0: the prior's)."""
+        """derived['belief'] [E, T+1, 2D]: the belief before step t at index t (0: the prior's). Every stored
+        episode, or only those added since the last relabel when the likelihood has not changed since."""
         pol, n = self.policy, len(buffer)
         if "belief" not in buffer.derived:
             buffer.derived["belief"] = torch.zeros(buffer.capacity, buffer.horizon + 1, pol.belief_dim)
+            self._labelled.pop(buffer, None)
+        version, upto = self._labelled.get(buffer, (-1, 0))
+        if version != self._version:
+            rows = torch.arange(n)
+        else:
+            new = min(buffer.n_added - upto, n)
+            rows = torch.arange(buffer.n_added - new, buffer.n_added) % buffer.capacity
         out = buffer.derived["belief"]
-        out[:n, 0] = pol.filter.belief(pol.filter.prior(1)).cpu()
-        for i in range(0, n, RELABEL_CHUNK):
-            sl = slice(i, min(i + RELABEL_CHUNK, n))
-            out[sl, 1:] = pol.filter.belief(self._filter(buffer, sl)[1]).cpu()
+        out[rows, 0] = pol.filter.belief(pol.filter.prior(1)).cpu()
+        for i in range(0, len(rows), RELABEL_CHUNK):
+            idx = rows[i : i + RELABEL_CHUNK]
+            out[idx, 1:] = pol.filter.belief(self._filter(buffer, idx)[1]).cpu()
+        self._labelled[buffer] = (self._version, buffer.n_added)
 
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         metrics: dict[str, float] = {}
         t0 = time.perf_counter()
-        for _ in range(self.cfg.train.encoder_updates):
+        for _ in range(self.encoder_updates(buffer)):
             metrics = self.likelihood_step(buffer, rng)
         t1 = time.perf_counter()
         self.relabel(buffer)  # new episodes have no belief yet, and the likelihood may have changed

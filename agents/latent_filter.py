@@ -40,12 +40,21 @@ class LatentGridFilter(nn.Module):
         self.rest = MLP(hidden, (hidden,), 1)
         self.log_sigma = nn.Parameter(torch.tensor(math.log(0.3)))
 
-    def log_likelihood(self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
-        """log p(r | s, a, s', z_k) [..., K] for s, a, s2 [..., dim] and r [...] or [..., 1]; a in [-1, 1]."""
+    @property
+    def spacing(self) -> float:
+        """Distance between neighbouring grid points along an axis."""
+        return 2.0 / (round(self.k ** (1 / self.latent_dim)) - 1)
+
+    def log_likelihood(
+        self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor, offset: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """log p(r | s, a, s', z_k) [..., K] for s, a, s2 [..., dim] and r [...] or [..., 1]; a in [-1, 1].
+        `offset` [D] shifts every grid point (training only; serving uses the fixed grid)."""
         if r.dim() == s.dim():
             r = r.squeeze(-1)
         r = r.to(s.dtype)
-        h = self.transition_in(torch.cat([s, a, s2], -1)).unsqueeze(-2) + self.latent_in(self.z)
+        z = self.z if offset is None else self.z + offset.to(self.z)
+        h = self.transition_in(torch.cat([s, a, s2], -1)).unsqueeze(-2) + self.latent_in(z)
         pred = self.rest(torch.relu(h)).squeeze(-1)
         z = (r.unsqueeze(-1) - pred) / self.log_sigma.exp()
         return -0.5 * z**2 - self.log_sigma - 0.5 * math.log(2 * math.pi)
@@ -64,10 +73,10 @@ class LatentGridFilter(nn.Module):
         return joint - torch.logsumexp(joint, -1, keepdim=True)
 
     def sequence(
-        self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor
+        self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor, offset: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Over [E, T] sequences from the prior: log p(r_t | steps < t) [E, T] and log q_t after step t [E, T, K]."""
-        ll = self.log_likelihood(s, a, r, s2)
+        ll = self.log_likelihood(s, a, r, s2, offset)
         logq = self.prior(s.shape[0])
         pred, post = [], []
         for t in range(s.shape[1]):

@@ -17,6 +17,12 @@ class Learner:
     """An algorithm's learning half. The trainer calls `train_epoch` after each collection round."""
 
     policy: AgentPolicy
+    cfg: RunConfig
+
+    def encoder_updates(self, buffer: EpisodeBuffer) -> int:
+        """Encoder steps this epoch: `train.encoder_updates`, or 0 once `train.encoder_until` env steps are stored."""
+        t = self.cfg.train
+        return 0 if t.encoder_until is not None and buffer.steps_added >= t.encoder_until else t.encoder_updates
 
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         raise NotImplementedError

@@ -221,11 +221,12 @@ class MoSS(Learner):
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         metrics: dict[str, float] = {}
         t0 = time.perf_counter()
-        if self.policy.encoder.normalize and self.cfg.train.encoder_updates > 0:
+        n_encoder = self.encoder_updates(buffer)
+        if self.policy.encoder.normalize and n_encoder > 0:
             self.update_normalizer(buffer)
-        if "hidden" not in buffer.derived or self.cfg.train.encoder_updates > 0:
+        if "hidden" not in buffer.derived or n_encoder > 0:
             self.relabel(buffer)  # windows start from up-to-date stored hidden states
-        for _ in range(self.cfg.train.encoder_updates):
+        for _ in range(n_encoder):
             metrics = self.encoder_step(buffer, rng)
         t1 = time.perf_counter()
         self.relabel(buffer)

@@ -208,6 +208,7 @@ class Trainer:
             else:
                 recs = self.collect(cfg.episodes_per_epoch, random=False)
             t1 = time.perf_counter()
+            n_encoder = self.learner.encoder_updates(self.buffer)
             metrics = self.learner.train_epoch(self.buffer, self.rng)
             t2 = time.perf_counter()
             self.timing["collect"] += t1 - t0
@@ -216,7 +217,7 @@ class Trainer:
                 name = k.removeprefix("time_").removesuffix("_s")
                 self.timing[name] = self.timing.get(name, 0.0) + metrics.pop(k)
             if self.cfg.algorithm in ("moss", "filter"):
-                self.updates["encoder"] += self.cfg.train.encoder_updates
+                self.updates["encoder"] += n_encoder
             elif self.cfg.algorithm in AUX_LOSSES or self.offline:  # one encoder step per SAC step
                 self.updates["encoder"] += self.cfg.train.policy_updates
             self.updates["sac"] += self.cfg.train.policy_updates

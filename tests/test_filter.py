@@ -10,6 +10,7 @@ import torch
 from serving_helpers import ENV_CFG, make_checkpoint, quiet_logs, running_server  # noqa: F401 (autouse fixture)
 from test_policy import point_robot_buffer, run_contract, streams
 
+from agents.buffer import EpisodeBuffer
 from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import EnvConfig, parse_config
 from agents.evaluation import evaluation_episodes
@@ -158,3 +159,68 @@ def test_bad_filter_settings_are_refused() -> None:
         LatentGridFilter(2, 2, grid=1, latent_dim=2, hidden=8, hazard=0.1)
     with pytest.raises(Exception, match="hazard"):
         parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"hazard": 1.5}})
+
+
+def test_incremental_relabel_equals_a_full_one_until_the_likelihood_moves() -> None:
+    """With the likelihood unchanged only new episodes are filtered, and their beliefs are what a full pass
+    gives; after a likelihood step every stored episode is filtered again. Over a buffer that wraps."""
+    policy = filter_policy().train()
+    recs, _ = point_robot_buffer(policy, 8, task_step=5)
+    buffer = EpisodeBuffer(6, 20, 2, 2, 2)
+    for rec in recs[:6]:
+        buffer.add(rec.episode)
+    learner = GridFilter(policy, config())
+    learner.relabel(buffer)
+    old = buffer.derived["belief"].clone()
+    for rec in recs[6:]:  # the buffer is full: these overwrite slots 0 and 1
+        buffer.add(rec.episode)
+    learner.relabel(buffer)  # incremental
+    incremental = buffer.derived["belief"].clone()
+    GridFilter(policy, config()).relabel(buffer)  # a fresh learner filters everything
+    assert torch.allclose(incremental, buffer.derived["belief"], atol=1e-6)
+    assert torch.equal(incremental[2:], old[2:])  # untouched rows were not recomputed
+    assert not torch.allclose(incremental[:2], old[:2], atol=1e-3)  # the overwritten ones were
+    learner.likelihood_step(buffer, np.random.default_rng(0))
+    learner.relabel(buffer)
+    assert not torch.allclose(buffer.derived["belief"][2:], old[2:], atol=1e-4)  # all filtered again
+
+
+def test_jittered_grid_shifts_within_one_cell_and_serving_uses_the_fixed_grid() -> None:
+    policy = filter_policy()  # grid 5 on [-1, 1]: spacing 0.5
+    f = policy.filter
+    assert f.spacing == pytest.approx(0.5)
+    s, a, r, s2 = streams(2, 6)
+    a = policy.normalize_action(a)
+    assert torch.equal(f.log_likelihood(s, a, r, s2, torch.zeros(2)), f.log_likelihood(s, a, r, s2))
+    assert not torch.allclose(f.log_likelihood(s, a, r, s2, torch.tensor([0.2, -0.2])), f.log_likelihood(s, a, r, s2))
+    pol2 = filter_policy().train()
+    _, buffer = point_robot_buffer(pol2, 4, task_step=5)
+    offsets = []
+    cfg = config()
+    learner = GridFilter(pol2, cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"jitter": True})}))
+    seq = pol2.filter.sequence
+
+    def spy(*args):
+        offsets.append(args[4])
+        return seq(*args)
+
+    pol2.filter.sequence = spy
+    for _ in range(20):
+        learner.likelihood_step(buffer, np.random.default_rng(len(offsets)))
+    off = torch.stack(offsets)
+    assert off.abs().max() <= 0.25 and off.abs().max() > 0.1 and off.std(0).min() > 0.05  # spread in the cell
+    learner.relabel(buffer)  # beliefs (what SAC and serving read) come from the fixed grid
+    assert offsets[-1] is None
+
+
+def test_encoder_until_freezes_the_likelihood_and_the_trainer_counts_it(tmp_path) -> None:
+    cfg = config(total_steps=80, episodes_per_epoch=2, initial_episodes=2, eval_every=400, eval_episodes=2, checkpoint_every=400, encoder_until=100)
+    tr = Trainer(cfg, tmp_path)
+    tr.train()  # 2 random episodes of 20 steps, then an epoch at 80 stored steps: 2 likelihood steps
+    assert tr.updates == {"encoder": 2, "sac": 4}
+    frozen = {k: v.clone() for k, v in tr.policy.filter.state_dict().items()}
+    longer = cfg.model_copy(update={"train": cfg.train.model_copy(update={"total_steps": 160})})
+    tr = Trainer(longer, tmp_path, resume=True)
+    tr.train()  # epochs at 120 and 160 stored steps: past encoder_until, SAC only
+    assert tr.step == 160 and tr.updates == {"encoder": 2, "sac": 12}
+    assert all(torch.equal(v, frozen[k]) for k, v in tr.policy.filter.state_dict().items())
