@@ -171,6 +171,7 @@ class TrainConfig(Strict):
     initial_episodes: int = Field(32, ge=0)  # random-action episodes before training
     encoder_updates: int = Field(64, ge=0)  # num_training_steps_reconstruction per epoch
     encoder_until: int | None = Field(None, ge=0)  # env steps; from then on no encoder updates (moss, filter)
+    policy_updates_frozen: int | None = Field(None, ge=0)  # SAC steps per epoch after encoder_until (default: policy_updates)
     policy_updates: int = Field(256, ge=0)  # num_training_steps_policy per epoch
     buffer_episodes: int = Field(4000, ge=1)
     eval_every: int = Field(10_000, ge=1)  # env steps
@@ -197,6 +198,17 @@ class RunConfig(Strict):
             raise ValueError(
                 f"algorithm {self.algorithm!r} learns offline: add an `offline:` section with a dataset"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _freezing_needs_an_encoder_phase(self) -> RunConfig:
+        t = self.train
+        if t.encoder_until is not None and self.algorithm not in ("moss", "filter"):
+            raise ValueError(
+                f"train.encoder_until: algorithm {self.algorithm!r} has no separate encoder updates (moss, filter do)"
+            )
+        if t.policy_updates_frozen is not None and t.encoder_until is None:
+            raise ValueError("train.policy_updates_frozen applies after train.encoder_until: set that too")
         return self
 
 

@@ -88,7 +88,7 @@ class GridFilter(Learner):
         self.relabel(buffer)  # new episodes have no belief yet, and the likelihood may have changed
         t2 = time.perf_counter()
         belief = buffer.derived["belief"]
-        for _ in range(self.cfg.train.policy_updates):
+        for _ in range(self.policy_updates(buffer)):
             metrics.update(self.sac.update(*sac_batch(buffer, self.policy, belief, self.cfg.sac.batch_size, rng)))
         metrics.update(time_encoder_s=t1 - t0, time_relabel_s=t2 - t1, time_sac_s=time.perf_counter() - t2)
         return metrics

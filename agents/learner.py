@@ -19,10 +19,21 @@ class Learner:
     policy: AgentPolicy
     cfg: RunConfig
 
+    def encoder_frozen(self, buffer: EpisodeBuffer) -> bool:
+        """Whether `train.encoder_until` env steps are stored: no encoder steps from then on."""
+        until = self.cfg.train.encoder_until
+        return until is not None and buffer.steps_added >= until
+
     def encoder_updates(self, buffer: EpisodeBuffer) -> int:
-        """Encoder steps this epoch: `train.encoder_updates`, or 0 once `train.encoder_until` env steps are stored."""
+        """Encoder steps this epoch: `train.encoder_updates`, or 0 once the encoder is frozen."""
+        return 0 if self.encoder_frozen(buffer) else self.cfg.train.encoder_updates
+
+    def policy_updates(self, buffer: EpisodeBuffer) -> int:
+        """SAC steps this epoch: `train.policy_updates`, or `train.policy_updates_frozen` once the encoder is
+        frozen (the time the encoder no longer takes, spent on the policy)."""
         t = self.cfg.train
-        return 0 if t.encoder_until is not None and buffer.steps_added >= t.encoder_until else t.encoder_updates
+        frozen = t.policy_updates_frozen is not None and self.encoder_frozen(buffer)
+        return t.policy_updates_frozen if frozen else t.policy_updates
 
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         raise NotImplementedError

@@ -231,7 +231,7 @@ class MoSS(Learner):
         t1 = time.perf_counter()
         self.relabel(buffer)
         t2 = time.perf_counter()
-        for _ in range(self.cfg.train.policy_updates):
+        for _ in range(self.policy_updates(buffer)):
             batch = sac_batch(buffer, self.policy, buffer.derived["belief"], self.cfg.sac.batch_size, rng)
             metrics.update(self.sac.update(*batch))
         metrics.update(time_encoder_s=t1 - t0, time_relabel_s=t2 - t1, time_sac_s=time.perf_counter() - t2)

@@ -208,7 +208,7 @@ class Trainer:
             else:
                 recs = self.collect(cfg.episodes_per_epoch, random=False)
             t1 = time.perf_counter()
-            n_encoder = self.learner.encoder_updates(self.buffer)
+            n_encoder, n_sac = self.learner.encoder_updates(self.buffer), self.learner.policy_updates(self.buffer)
             metrics = self.learner.train_epoch(self.buffer, self.rng)
             t2 = time.perf_counter()
             self.timing["collect"] += t1 - t0
@@ -220,7 +220,7 @@ class Trainer:
                 self.updates["encoder"] += n_encoder
             elif self.cfg.algorithm in AUX_LOSSES or self.offline:  # one encoder step per SAC step
                 self.updates["encoder"] += self.cfg.train.policy_updates
-            self.updates["sac"] += self.cfg.train.policy_updates
+            self.updates["sac"] += n_sac
             self.epoch += 1
             row = {
                 "kind": "epoch",

@@ -224,3 +224,14 @@ def test_encoder_until_freezes_the_likelihood_and_the_trainer_counts_it(tmp_path
     tr.train()  # epochs at 120 and 160 stored steps: past encoder_until, SAC only
     assert tr.step == 160 and tr.updates == {"encoder": 2, "sac": 12}
     assert all(torch.equal(v, frozen[k]) for k, v in tr.policy.filter.state_dict().items())
+
+
+def test_frozen_phase_spends_its_time_on_sac_and_bad_settings_are_refused(tmp_path) -> None:
+    cfg = config(total_steps=120, episodes_per_epoch=2, initial_episodes=2, eval_every=400, eval_episodes=2, checkpoint_every=400, encoder_until=100, policy_updates_frozen=10)
+    tr = Trainer(cfg, tmp_path)
+    tr.train()  # epoch at 80 stored steps: 2 likelihood + 4 SAC steps; at 120: 0 + 10
+    assert tr.updates == {"encoder": 2, "sac": 14}
+    with pytest.raises(ValueError, match="policy_updates_frozen applies after train.encoder_until"):
+        config(policy_updates_frozen=10)
+    with pytest.raises(ValueError, match="encoder_until: algorithm 'oracle'"):
+        parse_config({"algorithm": "oracle", "env": {"id": "PointRobot"}, "train": {"encoder_until": 10}})
