@@ -163,6 +163,7 @@ class FilterConfig(Strict):
     # shift the grid by a random offset within one cell at each likelihood step (serving uses the fixed
     # grid): the decoder must be smooth between grid points and sigma learns what the grid cannot place
     jitter: bool = False
+    mode: bool = False  # the policy also sees the posterior's most likely grid point (agents/latent_filter.py)
 
 
 class TrainConfig(Strict):

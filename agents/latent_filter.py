@@ -7,7 +7,9 @@ probability `hazard`, to any grid point):
 
     q_t(k) ∝ [(1 - hazard) q_{t-1}(k) + hazard / K] * p(r_t | s_t, a_t, s'_t, z_k),   q_0 uniform.
 
-What the policy sees is the posterior mean and std of z, [.., 2D]. Only the likelihood is learned, by
+What the policy sees is the posterior mean and std of z, [.., 2D], and with `mode` also the most likely
+grid point [.., 3D]: a mean and std cannot tell a ring of hypotheses (what one standing reading allows)
+from a blob around its centre, the most likely point on the ring can. Only the likelihood is learned, by
 maximising the exact predictive log-likelihood of each reward given the steps before it (an HMM's
 marginal likelihood, `sequence`). The grid is fixed rather than learned: learned points snap to the
 training tasks and place unseen test tasks worse (tools/filter_study.py, docs/results.md).
@@ -26,8 +28,11 @@ from agents.nets import MLP
 class LatentGridFilter(nn.Module):
     """Bayes filter over `grid`^`latent_dim` fixed points; state = log q [n, K]."""
 
-    def __init__(self, obs_dim: int, action_dim: int, grid: int, latent_dim: int, hidden: int, hazard: float) -> None:
+    def __init__(
+        self, obs_dim: int, action_dim: int, grid: int, latent_dim: int, hidden: int, hazard: float, mode: bool = False
+    ) -> None:
         super().__init__()
+        self.mode = mode
         if grid < 2 or not 0 < hazard < 1:
             raise ValueError(f"need grid >= 2 and 0 < hazard < 1, got grid={grid}, hazard={hazard}")
         axis = torch.linspace(-1, 1, grid)
@@ -86,10 +91,18 @@ class LatentGridFilter(nn.Module):
             post.append(logq)
         return torch.stack(pred, 1), torch.stack(post, 1)
 
+    @property
+    def belief_dim(self) -> int:
+        return (3 if self.mode else 2) * self.latent_dim
+
     def belief(self, logq: torch.Tensor) -> torch.Tensor:
-        """Posterior mean and std of z [..., 2D] from log q [..., K]."""
+        """Posterior mean and std of z [..., 2D] from log q [..., K]; with `mode`, then the most likely grid
+        point [..., 3D] (the first of equals, so the uniform prior's is the grid's corner)."""
         q = logq.exp()
         mu = q @ self.z
         # centred second moment: E[z^2] - mu^2 cancels badly in float32 once q is concentrated
         var = (q.unsqueeze(-1) * (self.z - mu.unsqueeze(-2)) ** 2).sum(-2)
-        return torch.cat([mu, var.clamp_min(1e-12).sqrt()], -1)
+        parts = [mu, var.clamp_min(1e-12).sqrt()]
+        if self.mode:
+            parts.append(self.z[logq.argmax(-1)])
+        return torch.cat(parts, -1)

@@ -235,3 +235,22 @@ def test_frozen_phase_spends_its_time_on_sac_and_bad_settings_are_refused(tmp_pa
         config(policy_updates_frozen=10)
     with pytest.raises(ValueError, match="encoder_until: algorithm 'oracle'"):
         parse_config({"algorithm": "oracle", "env": {"id": "PointRobot"}, "train": {"encoder_until": 10}})
+
+
+def test_mode_belief_adds_the_most_likely_grid_point_and_survives_a_checkpoint(tmp_path) -> None:
+    policy = filter_policy(mode=True)
+    assert policy.belief_dim == 6
+    s, a, r, s2 = streams(3, 8)
+    b, _ = run_contract(policy, s, a, r, s2)
+    plain = filter_policy()  # same seed, same filter weights: the first four numbers are the plain belief
+    b_plain, _ = run_contract(plain, s, a, r, s2)
+    assert torch.allclose(b[..., :4], b_plain, atol=1e-6)
+    with torch.no_grad():
+        logq = policy.filter.sequence(s, policy.normalize_action(a), r, s2)[1][:, -1]
+    assert torch.equal(b[:, -1, 4:], policy.filter.z[logq.argmax(-1)])
+    assert torch.equal(b[:, 0, 4:], policy.filter.z[[0, 0, 0]])  # the uniform prior: the grid's first point
+    cfg = config(total_steps=40, episodes_per_epoch=2, initial_episodes=0, eval_every=400, eval_episodes=2, checkpoint_every=400)
+    cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"mode": True})})
+    Trainer(cfg, tmp_path).train()
+    loaded = build_policy(load_checkpoint(tmp_path / "policy.pt"))
+    assert loaded.belief_dim == 6 and loaded.filter.mode

@@ -11,7 +11,7 @@ from agents.sac_nets import TanhGaussianActor
 
 
 class FilterPolicy(AgentPolicy):
-    """State = log q over the K grid points [n, K]; belief = (mean, std) of z under q [n, 2 latent_dim]."""
+    """State = log q over the K grid points [n, K]; belief = (mean, std[, mode]) of z under q [n, 2 or 3 latent_dim]."""
 
     algorithm = "filter"
 
@@ -25,16 +25,17 @@ class FilterPolicy(AgentPolicy):
         latent_dim: int = 2,
         hidden: int = 32,
         hazard: float = 0.02,
+        mode: bool = False,
         actor_hidden: tuple[int, ...] = (256, 256),
     ) -> None:
         super().__init__(obs_dim, action_dim, action_low, action_high)
-        self.cfg = dict(grid=grid, latent_dim=latent_dim, hidden=hidden, hazard=hazard, actor_hidden=list(actor_hidden))
-        self.filter = LatentGridFilter(obs_dim, action_dim, grid, latent_dim, hidden, hazard)
-        self.actor = TanhGaussianActor(obs_dim + 2 * latent_dim, action_dim, actor_hidden)
+        self.cfg = dict(grid=grid, latent_dim=latent_dim, hidden=hidden, hazard=hazard, mode=mode, actor_hidden=list(actor_hidden))
+        self.filter = LatentGridFilter(obs_dim, action_dim, grid, latent_dim, hidden, hazard, mode)
+        self.actor = TanhGaussianActor(obs_dim + self.filter.belief_dim, action_dim, actor_hidden)
 
     @property
     def belief_dim(self) -> int:
-        return 2 * self.filter.latent_dim
+        return self.filter.belief_dim
 
     def init_state(self, n: int) -> State:
         return {"logq": self.filter.prior(n)}
