@@ -164,6 +164,7 @@ class FilterConfig(Strict):
     # grid): the decoder must be smooth between grid points and sigma learns what the grid cannot place
     jitter: bool = False
     mode: bool = False  # the policy also sees the posterior's most likely grid point (agents/latent_filter.py)
+    min_sigma: float = Field(0.0, ge=0)  # floor on the likelihood's learned noise scale (reward units)
 
 
 class TrainConfig(Strict):

@@ -56,7 +56,7 @@ class GridFilter(Learner):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return {"filter_nll": loss.item(), "filter_sigma": self.policy.filter.log_sigma.detach().exp().item()}
+        return {"filter_nll": loss.item(), "filter_sigma": self.policy.filter.sigma.item()}
 
     @torch.no_grad()
     def relabel(self, buffer: EpisodeBuffer) -> None:

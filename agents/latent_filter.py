@@ -29,10 +29,18 @@ class LatentGridFilter(nn.Module):
     """Bayes filter over `grid`^`latent_dim` fixed points; state = log q [n, K]."""
 
     def __init__(
-        self, obs_dim: int, action_dim: int, grid: int, latent_dim: int, hidden: int, hazard: float, mode: bool = False
+        self,
+        obs_dim: int,
+        action_dim: int,
+        grid: int,
+        latent_dim: int,
+        hidden: int,
+        hazard: float,
+        mode: bool = False,
+        min_sigma: float = 0.0,
     ) -> None:
         super().__init__()
-        self.mode = mode
+        self.mode, self.min_sigma = mode, float(min_sigma)
         if grid < 2 or not 0 < hazard < 1:
             raise ValueError(f"need grid >= 2 and 0 < hazard < 1, got grid={grid}, hazard={hazard}")
         axis = torch.linspace(-1, 1, grid)
@@ -61,8 +69,15 @@ class LatentGridFilter(nn.Module):
         z = self.z if offset is None else self.z + offset.to(self.z)
         h = self.transition_in(torch.cat([s, a, s2], -1)).unsqueeze(-2) + self.latent_in(z)
         pred = self.rest(torch.relu(h)).squeeze(-1)
-        z = (r.unsqueeze(-1) - pred) / self.log_sigma.exp()
-        return -0.5 * z**2 - self.log_sigma - 0.5 * math.log(2 * math.pi)
+        sigma = self.sigma
+        z = (r.unsqueeze(-1) - pred) / sigma
+        return -0.5 * z**2 - sigma.log() - 0.5 * math.log(2 * math.pi)
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        """The likelihood's noise scale: learned, floored at `min_sigma` (a floor keeps the posterior spread
+        over neighbouring grid points, so its mean can place a task between them)."""
+        return self.log_sigma.exp().clamp_min(self.min_sigma)
 
     def prior(self, n: int) -> torch.Tensor:
         """log q_0 [n, K]: uniform over the grid."""

@@ -254,3 +254,21 @@ def test_mode_belief_adds_the_most_likely_grid_point_and_survives_a_checkpoint(t
     Trainer(cfg, tmp_path).train()
     loaded = build_policy(load_checkpoint(tmp_path / "policy.pt"))
     assert loaded.belief_dim == 6 and loaded.filter.mode
+
+
+@torch.no_grad()
+def test_sigma_floor_spreads_the_posterior_over_neighbours() -> None:
+    """A reward halfway between two hypotheses' predictions: with the learned sigma (0.05) the posterior
+    still picks sides after a few readings of noise; floored at 1.0 it stays near even, as Bayes' rule
+    with that sigma says."""
+    for sigma, floor in ((0.05, 0.0), (0.05, 1.0)):
+        f = reward_is_z(hazard=1e-6, sigma=sigma)
+        f.min_sigma = floor
+        assert float(f.sigma) == pytest.approx(max(sigma, floor))
+        s = torch.zeros(1, 2)
+        logq = f.prior(1)
+        for r in (0.1, -0.05, 0.1):  # mean 0.05: slightly closer to z = +1
+            logq = f.step(logq, s, s, torch.tensor([r]), s)
+        p_plus = float(logq.exp()[0, 1])
+        expected = 1 / (1 + math.exp(-2 * 0.15 / max(sigma, floor) ** 2))  # log-odds = 2 sum(r) / sigma^2
+        assert p_plus == pytest.approx(expected, abs=1e-4)
