@@ -46,7 +46,7 @@ class LatentGridFilter(nn.Module):
         axis = torch.linspace(-1, 1, grid)
         z = torch.stack(torch.meshgrid(*[axis] * latent_dim, indexing="ij"), -1).reshape(-1, latent_dim)
         self.register_buffer("z", z)
-        self.k, self.latent_dim, self.hazard = z.shape[0], latent_dim, float(hazard)
+        self.grid, self.k, self.latent_dim, self.hazard = grid, z.shape[0], latent_dim, float(hazard)
         # the first layer split in two: W [s, a, s'] once per step plus W_z z once per grid point
         self.transition_in = nn.Linear(2 * obs_dim + action_dim, hidden)
         self.latent_in = nn.Linear(latent_dim, hidden, bias=False)
@@ -56,7 +56,7 @@ class LatentGridFilter(nn.Module):
     @property
     def spacing(self) -> float:
         """Distance between neighbouring grid points along an axis."""
-        return 2.0 / (round(self.k ** (1 / self.latent_dim)) - 1)
+        return 2.0 / (self.grid - 1)
 
     def log_likelihood(
         self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor, offset: torch.Tensor | None = None
