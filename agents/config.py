@@ -165,6 +165,9 @@ class FilterConfig(Strict):
     jitter: bool = False
     mode: bool = False  # the policy also sees the posterior's most likely grid point (agents/latent_filter.py)
     min_sigma: float = Field(0.0, ge=0)  # floor on the likelihood's learned noise scale (reward units)
+    # acting (collection, evaluation, serving) filters on a grid with refine - 1 extra points between
+    # neighbouring training-grid points, so unseen tasks are placed between them; learning stays on `grid`
+    refine: int = Field(1, ge=1)
 
 
 class TrainConfig(Strict):

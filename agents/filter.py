@@ -6,6 +6,7 @@ Each epoch, as in MoSS's loop (collect, then encoder updates, then SAC on the re
      sum_t log p(r_t | steps < t) (agents/latent_filter.py); no task labels, no KL, no contrastive term;
   2. every stored episode is re-filtered with the new likelihood, so the beliefs SAC reads are current
      (once `train.encoder_until` has frozen the likelihood, only the newly collected ones);
+     learning and re-filtering run on the training grid, acting on the (possibly refined) acting grid;
   3. `train.policy_updates` SAC steps on (s, belief) with the same SAC parts as MoSS and the oracle.
 """
 
@@ -37,11 +38,12 @@ class GridFilter(Learner):
         self._labelled: weakref.WeakKeyDictionary[EpisodeBuffer, tuple[int, int]] = weakref.WeakKeyDictionary()
 
     def _filter(self, buffer: EpisodeBuffer, idx, offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """`sequence` over stored episodes `idx`, on the policy's device (the buffer stays on the CPU)."""
+        """`sequence` over stored episodes `idx` on the training grid (shifted by `offset` [D]), on the
+        policy's device (the buffer stays on the CPU)."""
         pol = self.policy
-        dev = pol.filter.z.device
-        s, a, r, s2 = (v.to(dev) for v in (buffer.obs[idx], buffer.action[idx], buffer.reward[idx], buffer.next_obs[idx]))
-        return pol.filter.sequence(s, pol.normalize_action(a), r, s2, offset)
+        z = pol.filter.train_z if offset is None else pol.filter.train_z + offset.to(pol.filter.train_z)
+        s, a, r, s2 = (v.to(z.device) for v in (buffer.obs[idx], buffer.action[idx], buffer.reward[idx], buffer.next_obs[idx]))
+        return pol.filter.sequence(s, pol.normalize_action(a), r, s2, z)
 
     def likelihood_step(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         """One Adam step on -mean_t log p(r_t | steps < t) over `filter.batch_size` whole stored episodes."""
@@ -72,11 +74,11 @@ class GridFilter(Learner):
         else:
             new = min(buffer.n_added - upto, n)
             rows = torch.arange(buffer.n_added - new, buffer.n_added) % buffer.capacity
-        out = buffer.derived["belief"]
-        out[rows, 0] = pol.filter.belief(pol.filter.prior(1)).cpu()
+        out, z = buffer.derived["belief"], pol.filter.train_z
+        out[rows, 0] = pol.filter.belief(pol.filter.prior(1, len(z)), z).cpu()
         for i in range(0, len(rows), RELABEL_CHUNK):
             idx = rows[i : i + RELABEL_CHUNK]
-            out[idx, 1:] = pol.filter.belief(self._filter(buffer, idx)[1]).cpu()
+            out[idx, 1:] = pol.filter.belief(self._filter(buffer, idx)[1], z).cpu()
         self._labelled[buffer] = (self._version, buffer.n_added)
 
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:

@@ -13,6 +13,12 @@ from a blob around its centre, the most likely point on the ring can. Only the l
 maximising the exact predictive log-likelihood of each reward given the steps before it (an HMM's
 marginal likelihood, `sequence`). The grid is fixed rather than learned: learned points snap to the
 training tasks and place unseen test tasks worse (tools/filter_study.py, docs/results.md).
+
+With `refine` > 1, acting (`step`, what collection, evaluation and serving run) filters on a finer grid,
+`refine - 1` extra points between neighbouring points of the training grid: the decoder is a function of
+continuous z, so the finer grid places a task between the points it was trained on (an unseen test task)
+instead of snapping it to the nearest one. Learning and the buffer's beliefs stay on the training grid
+(`train_z`), where the cost of a likelihood step is set.
 """
 
 from __future__ import annotations
@@ -38,15 +44,15 @@ class LatentGridFilter(nn.Module):
         hazard: float,
         mode: bool = False,
         min_sigma: float = 0.0,
+        refine: int = 1,
     ) -> None:
         super().__init__()
         self.mode, self.min_sigma = mode, float(min_sigma)
-        if grid < 2 or not 0 < hazard < 1:
-            raise ValueError(f"need grid >= 2 and 0 < hazard < 1, got grid={grid}, hazard={hazard}")
-        axis = torch.linspace(-1, 1, grid)
-        z = torch.stack(torch.meshgrid(*[axis] * latent_dim, indexing="ij"), -1).reshape(-1, latent_dim)
-        self.register_buffer("z", z)
-        self.grid, self.k, self.latent_dim, self.hazard = grid, z.shape[0], latent_dim, float(hazard)
+        if grid < 2 or not 0 < hazard < 1 or refine < 1:
+            raise ValueError(f"need grid >= 2, 0 < hazard < 1 and refine >= 1, got grid={grid}, hazard={hazard}, refine={refine}")
+        self.register_buffer("z", grid_points((grid - 1) * refine + 1, latent_dim))  # acting grid
+        self.register_buffer("train_z", grid_points(grid, latent_dim), persistent=False)
+        self.grid, self.refine, self.k, self.latent_dim, self.hazard = grid, refine, self.z.shape[0], latent_dim, float(hazard)
         # the first layer split in two: W [s, a, s'] once per step plus W_z z once per grid point
         self.transition_in = nn.Linear(2 * obs_dim + action_dim, hidden)
         self.latent_in = nn.Linear(latent_dim, hidden, bias=False)
@@ -55,18 +61,18 @@ class LatentGridFilter(nn.Module):
 
     @property
     def spacing(self) -> float:
-        """Distance between neighbouring grid points along an axis."""
+        """Distance between neighbouring points of the training grid along an axis."""
         return 2.0 / (self.grid - 1)
 
     def log_likelihood(
-        self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor, offset: torch.Tensor | None = None
+        self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor, z: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """log p(r | s, a, s', z_k) [..., K] for s, a, s2 [..., dim] and r [...] or [..., 1]; a in [-1, 1].
-        `offset` [D] shifts every grid point (training only; serving uses the fixed grid)."""
+        """log p(r | s, a, s', z_k) [..., K] for s, a, s2 [..., dim] and r [...] or [..., 1]; a in [-1, 1];
+        z [K, D]: the points (default: the acting grid)."""
         if r.dim() == s.dim():
             r = r.squeeze(-1)
         r = r.to(s.dtype)
-        z = self.z if offset is None else self.z + offset.to(self.z)
+        z = self.z if z is None else z.to(self.z)
         h = self.transition_in(torch.cat([s, a, s2], -1)).unsqueeze(-2) + self.latent_in(z)
         pred = self.rest(torch.relu(h)).squeeze(-1)
         sigma = self.sigma
@@ -79,13 +85,15 @@ class LatentGridFilter(nn.Module):
         over neighbouring grid points, so its mean can place a task between them)."""
         return self.log_sigma.exp().clamp_min(self.min_sigma)
 
-    def prior(self, n: int) -> torch.Tensor:
-        """log q_0 [n, K]: uniform over the grid."""
-        return torch.full((n, self.k), -math.log(self.k), device=self.z.device)
+    def prior(self, n: int, k: int | None = None) -> torch.Tensor:
+        """log q_0 [n, K]: uniform over K points (default: the acting grid's)."""
+        k = self.k if k is None else k
+        return torch.full((n, k), -math.log(k), device=self.z.device)
 
     def predict(self, logq: torch.Tensor) -> torch.Tensor:
         """The belief before the next step's reward: the posterior mixed with the switch prior."""
-        return torch.logaddexp(logq + math.log(1 - self.hazard), torch.full_like(logq, math.log(self.hazard / self.k)))
+        k = logq.shape[-1]
+        return torch.logaddexp(logq + math.log(1 - self.hazard), torch.full_like(logq, math.log(self.hazard / k)))
 
     def step(self, logq: torch.Tensor, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
         """log q_t [n, K] from log q_{t-1} and one transition per row (r [n])."""
@@ -93,11 +101,12 @@ class LatentGridFilter(nn.Module):
         return joint - torch.logsumexp(joint, -1, keepdim=True)
 
     def sequence(
-        self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor, offset: torch.Tensor | None = None
+        self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor, z: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Over [E, T] sequences from the prior: log p(r_t | steps < t) [E, T] and log q_t after step t [E, T, K]."""
-        ll = self.log_likelihood(s, a, r, s2, offset)
-        logq = self.prior(s.shape[0])
+        """Over [E, T] sequences from the prior: log p(r_t | steps < t) [E, T] and log q_t after step t [E, T, K],
+        over the points z [K, D] (default: the acting grid; learning passes `train_z`)."""
+        ll = self.log_likelihood(s, a, r, s2, z)
+        logq = self.prior(s.shape[0], ll.shape[-1])
         pred, post = [], []
         for t in range(s.shape[1]):
             joint = self.predict(logq) + ll[:, t]
@@ -110,14 +119,22 @@ class LatentGridFilter(nn.Module):
     def belief_dim(self) -> int:
         return (3 if self.mode else 2) * self.latent_dim
 
-    def belief(self, logq: torch.Tensor) -> torch.Tensor:
-        """Posterior mean and std of z [..., 2D] from log q [..., K]; with `mode`, then the most likely grid
-        point [..., 3D] (the first of equals, so the uniform prior's is the grid's corner)."""
+    def belief(self, logq: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Posterior mean and std of z [..., 2D] from log q [..., K] over the points z [K, D] (default: the
+        acting grid); with `mode`, then the most likely point [..., 3D] (the first of equals, so the uniform
+        prior's is the grid's corner)."""
+        z = self.z if z is None else z
         q = logq.exp()
-        mu = q @ self.z
+        mu = q @ z
         # centred second moment: E[z^2] - mu^2 cancels badly in float32 once q is concentrated
-        var = (q.unsqueeze(-1) * (self.z - mu.unsqueeze(-2)) ** 2).sum(-2)
+        var = (q.unsqueeze(-1) * (z - mu.unsqueeze(-2)) ** 2).sum(-2)
         parts = [mu, var.clamp_min(1e-12).sqrt()]
         if self.mode:
-            parts.append(self.z[logq.argmax(-1)])
+            parts.append(z[logq.argmax(-1)])
         return torch.cat(parts, -1)
+
+
+def grid_points(n: int, dim: int) -> torch.Tensor:
+    """The n^dim points of a regular grid on [-1, 1]^dim [n^dim, dim], the last axis varying fastest."""
+    axis = torch.linspace(-1, 1, n)
+    return torch.stack(torch.meshgrid(*[axis] * dim, indexing="ij"), -1).reshape(-1, dim)

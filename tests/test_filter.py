@@ -30,9 +30,9 @@ def filter_policy(seed: int = 0, **kw) -> FilterPolicy:
     return FilterPolicy(2, 2, [-0.1, -0.1], [0.1, 0.1], **args).eval()
 
 
-def reward_is_z(hazard: float, sigma: float = 0.5) -> LatentGridFilter:
-    """A 1-d, two-point filter (z in {-1, +1}) whose decoder predicts r = z exactly."""
-    f = LatentGridFilter(obs_dim=2, action_dim=2, grid=2, latent_dim=1, hidden=2, hazard=hazard)
+def reward_is_z(hazard: float, sigma: float = 0.5, refine: int = 1) -> LatentGridFilter:
+    """A 1-d, two-point filter (z in {-1, +1}; acting on refine + 1 points) whose decoder predicts r = z exactly."""
+    f = LatentGridFilter(obs_dim=2, action_dim=2, grid=2, latent_dim=1, hidden=2, hazard=hazard, refine=refine)
     with torch.no_grad():
         for p in f.parameters():
             p.zero_()
@@ -159,6 +159,10 @@ def test_bad_filter_settings_are_refused() -> None:
         LatentGridFilter(2, 2, grid=1, latent_dim=2, hidden=8, hazard=0.1)
     with pytest.raises(Exception, match="hazard"):
         parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"hazard": 1.5}})
+    with pytest.raises(Exception, match="refine"):
+        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"refine": 0}})
+    with pytest.raises(ValueError, match="refine"):
+        LatentGridFilter(2, 2, grid=4, latent_dim=2, hidden=8, hazard=0.1, refine=0)
 
 
 def test_incremental_relabel_equals_a_full_one_until_the_likelihood_moves() -> None:
@@ -191,8 +195,8 @@ def test_jittered_grid_shifts_within_one_cell_and_serving_uses_the_fixed_grid() 
     assert f.spacing == pytest.approx(0.5)
     s, a, r, s2 = streams(2, 6)
     a = policy.normalize_action(a)
-    assert torch.equal(f.log_likelihood(s, a, r, s2, torch.zeros(2)), f.log_likelihood(s, a, r, s2))
-    assert not torch.allclose(f.log_likelihood(s, a, r, s2, torch.tensor([0.2, -0.2])), f.log_likelihood(s, a, r, s2))
+    assert torch.equal(f.log_likelihood(s, a, r, s2, f.z.clone()), f.log_likelihood(s, a, r, s2))
+    assert not torch.allclose(f.log_likelihood(s, a, r, s2, f.z + torch.tensor([0.2, -0.2])), f.log_likelihood(s, a, r, s2))
     pol2 = filter_policy().train()
     _, buffer = point_robot_buffer(pol2, 4, task_step=5)
     offsets = []
@@ -207,10 +211,12 @@ def test_jittered_grid_shifts_within_one_cell_and_serving_uses_the_fixed_grid() 
     pol2.filter.sequence = spy
     for _ in range(20):
         learner.likelihood_step(buffer, np.random.default_rng(len(offsets)))
-    off = torch.stack(offsets)
+    off = torch.stack([z - pol2.filter.train_z for z in offsets])
+    assert torch.allclose(off, off[:, :1].expand_as(off))  # the whole grid moves by one offset
+    off = off[:, 0]
     assert off.abs().max() <= 0.25 and off.abs().max() > 0.1 and off.std(0).min() > 0.05  # spread in the cell
     learner.relabel(buffer)  # beliefs (what SAC and serving read) come from the fixed grid
-    assert offsets[-1] is None
+    assert torch.equal(offsets[-1], pol2.filter.train_z)
 
 
 def test_encoder_until_freezes_the_likelihood_and_the_trainer_counts_it(tmp_path) -> None:
@@ -272,3 +278,45 @@ def test_sigma_floor_spreads_the_posterior_over_neighbours() -> None:
         p_plus = float(logq.exp()[0, 1])
         expected = 1 / (1 + math.exp(-2 * 0.15 / max(sigma, floor) ** 2))  # log-odds = 2 sum(r) / sigma^2
         assert p_plus == pytest.approx(expected, abs=1e-4)
+
+
+@torch.no_grad()
+def test_refined_grid_places_a_task_between_the_training_points() -> None:
+    """Decoder r_hat = z on training points {-1, +1}: rewards of 0 leave the training grid split between
+    them (mean 0, std 1), while the refined grid {-1, 0, +1} is sure of z = 0."""
+    s = torch.zeros(1, 2)
+    coarse, fine = reward_is_z(0.02, sigma=0.2), reward_is_z(0.02, sigma=0.2, refine=2)
+    assert fine.z.flatten().tolist() == [-1.0, 0.0, 1.0] and fine.train_z.flatten().tolist() == [-1.0, 1.0]
+    assert "train_z" not in fine.state_dict()  # derived from grid: checkpoints hold the acting grid only
+    beliefs = []
+    for f in (coarse, fine):
+        logq = f.prior(1)
+        for _ in range(5):
+            logq = f.step(logq, s, s, torch.zeros(1), s)
+        beliefs.append(f.belief(logq)[0])
+    assert torch.allclose(beliefs[0], torch.tensor([0.0, 1.0]), atol=1e-5)
+    assert torch.allclose(beliefs[1], torch.tensor([0.0, 0.0]), atol=1e-3)
+
+
+def test_refine_changes_acting_only_learning_stays_on_the_training_grid(tmp_path) -> None:
+    """Same weights, refine 1 and 2: equal likelihood steps and relabelled beliefs (the training grid),
+    different online beliefs (the acting grid, 9 x 9 points containing the 5 x 5 training grid)."""
+    coarse, fine = filter_policy(), filter_policy(refine=2)
+    assert fine.filter.k == 81 and coarse.filter.k == 25
+    assert torch.equal(fine.filter.z.reshape(9, 9, 2)[::2, ::2].reshape(-1, 2), coarse.filter.z)
+    recs, buffer = point_robot_buffer(coarse, 3, task_step=5, record_beliefs=True)
+    losses, relabelled = [], []
+    for pol in (coarse, fine):
+        learner = GridFilter(pol.train(), config())
+        losses.append(learner.likelihood_step(buffer, np.random.default_rng(0))["filter_nll"])
+        buffer.derived.pop("belief", None)
+        learner.relabel(buffer)
+        relabelled.append(buffer.derived["belief"].clone())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+    assert torch.allclose(relabelled[0], relabelled[1], atol=1e-6)
+    s, a, r, s2 = streams(2, 8)
+    assert not torch.allclose(run_contract(coarse.eval(), s, a, r, s2)[0], run_contract(fine.eval(), s, a, r, s2)[0], atol=1e-3)
+    cfg = config(total_steps=40, episodes_per_epoch=2, initial_episodes=2, eval_every=40, eval_episodes=2, checkpoint_every=40)
+    cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"refine": 2})})
+    Trainer(cfg, tmp_path).train()
+    assert build_policy(load_checkpoint(tmp_path / "policy.pt")).filter.k == 81  # the checkpoint keeps it

@@ -27,14 +27,15 @@ class FilterPolicy(AgentPolicy):
         hazard: float = 0.02,
         mode: bool = False,
         min_sigma: float = 0.0,
+        refine: int = 1,
         actor_hidden: tuple[int, ...] = (256, 256),
     ) -> None:
         super().__init__(obs_dim, action_dim, action_low, action_high)
         self.cfg = dict(
             grid=grid, latent_dim=latent_dim, hidden=hidden, hazard=hazard, mode=mode, min_sigma=min_sigma,
-            actor_hidden=list(actor_hidden),
+            refine=refine, actor_hidden=list(actor_hidden),
         )  # fmt: skip
-        self.filter = LatentGridFilter(obs_dim, action_dim, grid, latent_dim, hidden, hazard, mode, min_sigma)
+        self.filter = LatentGridFilter(obs_dim, action_dim, grid, latent_dim, hidden, hazard, mode, min_sigma, refine)
         self.actor = TanhGaussianActor(obs_dim + self.filter.belief_dim, action_dim, actor_hidden)
 
     @property
