@@ -146,16 +146,25 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     )
 
 
-def build_policy(ckpt: Checkpoint) -> AgentPolicy:
-    """The checkpoint's policy in eval mode, weights loaded."""
+def build_policy(ckpt: Checkpoint, overrides: dict[str, Any] | None = None) -> AgentPolicy:
+    """The checkpoint's policy in eval mode, weights loaded. `overrides` replace entries of its policy spec
+    (acting-time settings such as the filter's `refine` or `min_sigma`); one that changes a weight's shape
+    is refused like a damaged checkpoint."""
     cls = POLICIES[ckpt.algorithm]
     spec = dict(ckpt.policy_spec)
+    unknown = sorted(set(overrides or {}) - set(spec))
+    if unknown:
+        raise CheckpointError(f"{ckpt.path}: {ckpt.algorithm} policy has no setting {unknown}; its settings: {sorted(spec)}")
+    spec.update(overrides or {})
     for k in ("actor_hidden",):
         if k in spec:
             spec[k] = tuple(spec[k])
     try:
         policy = cls(**spec)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{ckpt.path}: cannot build the {ckpt.algorithm} policy from its spec {spec}: {e}") from None
+    try:
         policy.load_state_dict(ckpt.policy_state)
-    except (TypeError, RuntimeError) as e:
+    except RuntimeError as e:
         raise CheckpointError(f"{ckpt.path}: policy weights do not match its spec: {e}") from None
     return policy.eval()

@@ -50,7 +50,8 @@ class LatentGridFilter(nn.Module):
         self.mode, self.min_sigma = mode, float(min_sigma)
         if grid < 2 or not 0 < hazard < 1 or refine < 1:
             raise ValueError(f"need grid >= 2, 0 < hazard < 1 and refine >= 1, got grid={grid}, hazard={hazard}, refine={refine}")
-        self.register_buffer("z", grid_points((grid - 1) * refine + 1, latent_dim))  # acting grid
+        # both grids follow from (grid, refine), so checkpoints hold neither and refine can change at load
+        self.register_buffer("z", grid_points((grid - 1) * refine + 1, latent_dim), persistent=False)  # acting
         self.register_buffer("train_z", grid_points(grid, latent_dim), persistent=False)
         self.grid, self.refine, self.k, self.latent_dim, self.hazard = grid, refine, self.z.shape[0], latent_dim, float(hazard)
         # the first layer split in two: W [s, a, s'] once per step plus W_z z once per grid point
@@ -58,6 +59,10 @@ class LatentGridFilter(nn.Module):
         self.latent_in = nn.Linear(latent_dim, hidden, bias=False)
         self.rest = MLP(hidden, (hidden,), 1)
         self.log_sigma = nn.Parameter(torch.tensor(math.log(0.3)))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        state_dict.pop(prefix + "z", None)  # checkpoints before `refine` stored the grid
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def spacing(self) -> float:

@@ -31,6 +31,22 @@ def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=None, default=float) + "\n")
 
 
+POLICY_SET_HELP = "override an acting-time policy setting (its spec, `runtime inspect`): --policy-set refine=2 (value read as YAML; repeatable)"
+
+
+def key_values(items: list[str], option: str, example: str) -> dict[str, Any]:
+    """KEY=VALUE strings -> {key: value read as YAML}; a malformed item ends the command with a message."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"{option} expects KEY=VALUE (e.g. {example}), got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 @app.command()
 def train(
     config: Path = typer.Option(..., "--config", "-c", help="YAML run config (configs/...)"),
@@ -59,13 +75,7 @@ def train(
         overrides["seed"] = seed
     if total_steps is not None:
         overrides["train.total_steps"] = total_steps
-    for item in set_:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            fail(f"--set expects KEY=VALUE (e.g. focal.attention=batch), got {item!r}")
-        import yaml
-
-        overrides[key.strip()] = yaml.safe_load(value)
+    overrides.update(key_values(set_, "--set", "focal.attention=batch"))
     if resume and set_:
         fail("--set cannot change a run being resumed (its config.yaml is what it continues with)")
     out = out or Path("runs") / config.stem
@@ -166,6 +176,7 @@ def evaluate(
     posterior: int = typer.Option(1, "--posterior", help="--protocol pearl: posterior episodes per trial"),
     context_dataset: Path | None = typer.Option(None, "--context-dataset", help="--protocol context: offline dataset of the split (runtime collect)"),
     context_size: int = typer.Option(64, "--context-size", min=1, help="--protocol context: transitions per context"),
+    policy_set: list[str] = typer.Option([], "--policy-set", help=POLICY_SET_HELP),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Evaluation on a split: returns per task and overall (+ normalised score and adaptation delay with --reference).
@@ -202,15 +213,18 @@ def evaluate(
             fail("--protocol pearl runs stationary tasks; drop --nonstationary")
         if exploration < 0 or posterior < 1:
             fail(f"--protocol pearl needs --exploration >= 0 and --posterior >= 1, got {exploration} and {posterior}")
+    policy_overrides = key_values(policy_set, "--policy-set", "refine=2")
     try:
         ck = load_checkpoint(checkpoint)
-        policy = build_policy(ck)
+        policy = build_policy(ck, policy_overrides)
         env_cfg = EnvConfig.model_validate(ck.config["env"])
         if env is not None:
             if env not in FAMILIES:
                 fail(f"unknown env id {env!r}; known: {', '.join(FAMILIES)}")
             env_cfg = env_cfg.model_copy(update={"id": env})
         out: dict[str, Any] = {"checkpoint": str(checkpoint), "algorithm": ck.algorithm, "env": env_cfg.id}
+        if policy_overrides:
+            out["policy_set"] = policy_overrides
         if protocol == "context":
             from agents.datasets import DatasetError, OfflineDataset
 
@@ -292,6 +306,7 @@ def serve(
     batching: bool = typer.Option(True, "--batching/--no-batching", help="--no-batching: one forward pass per request (benchmark baseline)"),
     json_logs: bool | None = typer.Option(None, "--json-logs/--console-logs", help="log format (default: console on a terminal)"),
     spin_us: float = typer.Option(SERVE_SPIN_US, "--spin-us", min=0.0, help="busy-poll this long for the next request before blocking (0: always block)"),
+    policy_set: list[str] = typer.Option([], "--policy-set", help=POLICY_SET_HELP),
 ) -> None:
     """Serve a checkpoint over ZeroMQ (protocol v1, docs/serving.md) until SIGINT/SIGTERM."""
     import signal
@@ -305,7 +320,7 @@ def serve(
 
     try:
         server = Server.from_checkpoint(
-            checkpoint, bind=bind, max_sessions=max_sessions, idle_timeout=idle_timeout, state_dir=state_dir,
+            checkpoint, key_values(policy_set, "--policy-set", "refine=2"), bind=bind, max_sessions=max_sessions, idle_timeout=idle_timeout, state_dir=state_dir,
             max_frame_bytes=max_frame_bytes, batching=batching, spin_us=spin_us,
         )
     except (CheckpointError, StateFileError) as e:

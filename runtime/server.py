@@ -183,9 +183,10 @@ class Server:
             log.info("sessions restored", sessions=n, path=str(self.state_path))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> Server:
+    def from_checkpoint(cls, path: str | Path, overrides: dict[str, Any] | None = None, **kwargs: Any) -> Server:
+        """Serve the checkpoint at `path`; `overrides` replace acting-time entries of its policy spec."""
         ck = load_checkpoint(path)
-        policy = build_policy(ck)
+        policy = build_policy(ck, overrides)
         return cls(policy, hello_info(ck, policy), **kwargs)
 
     # -- loop -----------------------------------------------------------------------------------------

@@ -114,3 +114,22 @@ def test_zero_shot_reference_scores_the_oracle_against_itself_as_one_with_no_del
     expected = (other["mean_return"] - other["random_return"]) / (other["oracle_return"] - other["random_return"])
     assert other["normalised_score"] == pytest.approx(expected)
     assert other["adaptation_delay"]["switches"] == other["switches"]
+
+
+def test_policy_set_changes_an_acting_setting_and_refuses_what_it_cannot(tmp_path):
+    """--policy-set refine=2 evaluates a filter checkpoint on a finer acting grid: the same weights, other
+    beliefs, so other returns; an unknown setting, a bad value or a shape change ends with a message."""
+    ck = str(make_checkpoint(tmp_path / "filter.pt", algorithm="filter", seed=1))
+    args = ("--checkpoint", ck, "--episodes", "3")
+    plain, fine = run_json(*args), run_json(*args, "--policy-set", "refine=2")
+    assert "policy_set" not in plain and fine["policy_set"] == {"refine": 2}
+    assert fine["mean_return"] != pytest.approx(plain["mean_return"], abs=1e-6)
+    assert run_json(*args, "--policy-set", "refine=1")["mean_return"] == pytest.approx(plain["mean_return"])
+    for bad, message in (
+        ("refine", "--policy-set expects KEY=VALUE"),
+        ("refin=2", "no setting ['refin']"),
+        ("refine=0", "refine >= 1"),
+        ("hidden=8", "do not match its spec"),
+    ):
+        res = runner.invoke(app, ["eval", *args, "--policy-set", bad])
+        assert res.exit_code == 2 and message in res.output, (bad, res.output)

@@ -107,7 +107,8 @@ def config(**train):
 
 
 def test_relabelled_beliefs_equal_the_online_beliefs() -> None:
-    """What SAC trains on (beliefs re-filtered from the buffer) is what the policy saw while acting."""
+    """What SAC trains on (beliefs re-filtered from the buffer) is what the policy saw while acting (at refine
+    1; with refine > 1 acting filters on the finer grid, tested below)."""
     policy = filter_policy()
     recs, buffer = point_robot_buffer(policy, 3, task_step=5, record_beliefs=True)
     GridFilter(policy, config()).relabel(buffer)
@@ -141,11 +142,14 @@ def test_training_run_checkpoints_and_resumes(tmp_path) -> None:
     assert resumed.step == 120 and resumed.updates["encoder"] == 4
 
 
-def test_served_filter_matches_the_evaluation_path(tmp_path) -> None:
+@pytest.mark.parametrize("overrides", [None, {"refine": 3}])
+def test_served_filter_matches_the_evaluation_path(tmp_path, overrides) -> None:
+    """Also with an acting-time setting overridden at load (`runtime serve --policy-set refine=3`)."""
     ckpt = make_checkpoint(tmp_path / "filter.pt", algorithm="filter", seed=2)
-    policy = build_policy(load_checkpoint(ckpt))
+    policy = build_policy(load_checkpoint(ckpt), overrides)
+    assert policy.filter.k == (13**2 if overrides else 25)
     recs = evaluation_episodes(policy, EnvConfig.model_validate(ENV_CFG), "test", 2, 10_000, record_beliefs=True)
-    with running_server(ckpt) as srv, Client(srv.endpoint) as c:
+    with running_server(ckpt, overrides=overrides) as srv, Client(srv.endpoint) as c:
         hello = c.hello()
         assert hello["algorithm"] == "filter" and hello["belief_dim"] == 4
         res = drive(c, env_settings(hello), "test", 2, 10_000)
@@ -287,7 +291,9 @@ def test_refined_grid_places_a_task_between_the_training_points() -> None:
     s = torch.zeros(1, 2)
     coarse, fine = reward_is_z(0.02, sigma=0.2), reward_is_z(0.02, sigma=0.2, refine=2)
     assert fine.z.flatten().tolist() == [-1.0, 0.0, 1.0] and fine.train_z.flatten().tolist() == [-1.0, 1.0]
-    assert "train_z" not in fine.state_dict()  # derived from grid: checkpoints hold the acting grid only
+    assert not {"z", "train_z"} & set(fine.state_dict())  # derived from (grid, refine): not in checkpoints
+    fine.load_state_dict({**coarse.state_dict(), "z": coarse.z})  # a checkpoint from before refine stored z
+    assert fine.z.flatten().tolist() == [-1.0, 0.0, 1.0]
     beliefs = []
     for f in (coarse, fine):
         logq = f.prior(1)
