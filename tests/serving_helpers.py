@@ -57,6 +57,8 @@ def make_checkpoint(
     raw: dict[str, Any] = {"algorithm": algorithm, "env": env_cfg, "seed": seed}
     if algorithm in ("focal", "focalpp"):
         raw["offline"] = {"dataset": "datasets/point_robot/train.npz"}
+    if algorithm == "filter":  # the config a training run would have stored with this spec
+        raw.update(filter={"grid": 5, "latent_dim": 2, "hidden": 16}, sac={"hidden": [64, 64]})
     config = RunConfig.model_validate(raw).model_dump(mode="json")
     env_rec = {
         "id": env_cfg["id"],

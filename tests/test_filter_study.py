@@ -38,3 +38,20 @@ def test_tiny_run_writes_a_report_per_model(tmp_path, monkeypatch) -> None:
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["update"] == 2 and rows[0]["model"] == "filter grid 4^2 hidden 32"
     assert set(rows[0]["median_error"]) == {str(k) for k in study.REPORT_STEPS}  # JSON keys
+
+
+def test_trained_filter_read_on_refined_acting_grids(tmp_path, monkeypatch) -> None:
+    """--trained --refine 1 2 on a filter checkpoint: one row per grid; refine 1 is the relabelled belief."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from serving_helpers import make_checkpoint
+
+    ck = make_checkpoint(tmp_path / "filter.pt", algorithm="filter", seed=4)
+    out = tmp_path / "study.jsonl"
+    argv = ["filter_study.py", "--config", str(ROOT / "configs" / "filter" / "point_robot_ns.yaml"), "--episodes", "12",
+            "--held-out", "6", "--updates", "0", "--policy", str(ck), "--trained", "--refine", "1", "2", "--json", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    study.main()
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["model"].split(": ")[1] for r in rows] == ["belief", "belief on the acting grid, refine 1", "belief on the acting grid, refine 2"]
+    assert rows[1]["median_error"] == rows[0]["median_error"] and rows[1]["r2"] == rows[0]["r2"]
+    assert rows[2]["median_error"] != rows[1]["median_error"]

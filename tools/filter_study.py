@@ -10,7 +10,9 @@ episodes, on data collected once.
 Reported every `--every` updates, on held-out *test-task* episodes: the median error of the task vector
 read from the belief by a 2x128 MLP fitted on *training-task* episodes only (so the probe cannot memorise
 the test tasks), by steps since the last switch, and that probe's R^2 at steps >= `--settle`. `--trained`
-first reads a checkpoint's own belief (and a MoSS checkpoint's GRU state) with the same probe.
+first reads a checkpoint's own belief (and a MoSS checkpoint's GRU state) with the same probe; for a filter
+checkpoint, `--refine R [R ...]` also reads the belief it would act on with `refine` R (a grid refined
+between the training points; `runtime eval --policy-set refine=R`), and `--updates 0` skips the fresh filter.
 
     python tools/filter_study.py --config configs/moss/point_robot_ns.yaml --policy runs/moss_pr_ns_b/policy.pt \
         --trained --updates 1500 --every 500
@@ -27,12 +29,24 @@ import torch
 from encoder_study import append_json, collect, fit_mlp_probe, steps_since_switch
 from torch import nn
 
-from agents.checkpoint import load_checkpoint
+from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import RunConfig, load_config, parse_config
 from agents.evaluation import make_env
 from agents.trainer import build_agent
 
 REPORT_STEPS = (0, 1, 2, 3, 5, 10, 20)
+CHUNK = 64  # episodes filtered at once
+
+
+@torch.no_grad()
+def acting_beliefs(policy, buf) -> torch.Tensor:
+    """A filter policy's belief after each step of every stored episode, on its acting grid [E, T, belief_dim]."""
+    out = []
+    for i in range(0, len(buf), CHUNK):
+        rows = slice(i, min(i + CHUNK, len(buf)))
+        a = policy.normalize_action(buf.action[rows])
+        out.append(policy.filter.belief(policy.filter.sequence(buf.obs[rows], a, buf.reward[rows], buf.next_obs[rows])[1]))
+    return torch.cat(out)
 
 
 def error_by_step(probe: nn.Module, x: torch.Tensor, y: torch.Tensor, since: torch.Tensor, settle: int) -> dict:
@@ -73,9 +87,14 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="where the filter trains (torch device); data and probes stay on the CPU")
     ap.add_argument("--json", help="append one JSON line per report here")
     ap.add_argument("--trained", action="store_true", help="first read --policy's own belief (MoSS: and GRU state) with the same probe")
+    ap.add_argument("--refine", type=int, nargs="+", default=[], help="with --trained and a filter checkpoint: also read the belief on acting grids refined R times")
     args = ap.parse_args()
     if args.trained and not args.policy:
         ap.error("--trained reads the encoder of --policy; give one")
+    if args.refine and not args.trained:
+        ap.error("--refine reads a trained filter's belief: give --trained")
+    if any(r < 1 for r in args.refine):
+        ap.error(f"--refine needs values >= 1, got {args.refine}")
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
     torch.manual_seed(args.seed)
@@ -93,6 +112,14 @@ def main() -> None:
         for name in [n for n in ("belief", "hidden") if n in test_buf.derived]:
             row = {"model": f"trained {args.policy}: {name}",
                    **read(train_buf.derived[name][: len(train_buf), 1:], train_buf, test_buf.derived[name][: len(test_buf), 1:], test_buf, args.settle)}
+            print(json.dumps(row), flush=True)
+            append_json(args.json, row)
+        if args.refine and ckpt.algorithm != "filter":
+            raise SystemExit(f"--refine reads a filter checkpoint's acting grid; {args.policy} is {ckpt.algorithm}")
+        for refine in args.refine:
+            pol = build_policy(ckpt, {"refine": refine})
+            b_tr, b_te = (acting_beliefs(pol, buf) for buf in (train_buf, test_buf))
+            row = {"model": f"trained {args.policy}: belief on the acting grid, refine {refine}", **read(b_tr, train_buf, b_te, test_buf, args.settle)}
             print(json.dumps(row), flush=True)
             append_json(args.json, row)
 
