@@ -9,6 +9,7 @@ training statistics. Serving uses `load_checkpoint` + `build_policy`; it imports
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import pickle
 import zipfile
@@ -152,9 +153,11 @@ def build_policy(ckpt: Checkpoint, overrides: dict[str, Any] | None = None) -> A
     is refused like a damaged checkpoint."""
     cls = POLICIES[ckpt.algorithm]
     spec = dict(ckpt.policy_spec)
-    unknown = sorted(set(overrides or {}) - set(spec))
+    # what the class takes now: a checkpoint older than a setting lacks it in its spec and runs its default
+    known = set(spec) | (set(inspect.signature(cls.__init__).parameters) - {"self"})
+    unknown = sorted(set(overrides or {}) - known)
     if unknown:
-        raise CheckpointError(f"{ckpt.path}: {ckpt.algorithm} policy has no setting {unknown}; its settings: {sorted(spec)}")
+        raise CheckpointError(f"{ckpt.path}: {ckpt.algorithm} policy has no setting {unknown}; its settings: {sorted(known)}")
     spec.update(overrides or {})
     for k in ("actor_hidden",):
         if k in spec:

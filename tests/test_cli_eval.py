@@ -6,6 +6,7 @@ import json
 
 import pytest
 import structlog
+import torch
 from serving_helpers import make_checkpoint
 from typer.testing import CliRunner
 
@@ -125,6 +126,10 @@ def test_policy_set_changes_an_acting_setting_and_refuses_what_it_cannot(tmp_pat
     assert "policy_set" not in plain and fine["policy_set"] == {"refine": 2}
     assert fine["mean_return"] != pytest.approx(plain["mean_return"], abs=1e-6)
     assert run_json(*args, "--policy-set", "refine=1")["mean_return"] == pytest.approx(plain["mean_return"])
+    raw = torch.load(ck, weights_only=True)
+    del raw["policy_spec"]["refine"]  # a checkpoint from before the setting existed takes it too
+    torch.save(raw, ck)
+    assert run_json(*args, "--policy-set", "refine=2")["mean_return"] == pytest.approx(fine["mean_return"])
     for bad, message in (
         ("refine", "--policy-set expects KEY=VALUE"),
         ("refin=2", "no setting ['refin']"),
