@@ -56,10 +56,10 @@ _HEADS = _reply_heads()
 _T_KEY, _SESSION_KEY = P.pack("t"), P.pack("session")
 
 
-def hello_info(ck: Checkpoint, policy: AgentPolicy) -> dict[str, Any]:
-    """The static part of the `hello` reply."""
+def hello_info(ck: Checkpoint, policy: AgentPolicy, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The static part of the `hello` reply; `overrides`: the policy settings served other than stored."""
     env_cfg = ck.config.get("env") if isinstance(ck.config, dict) else None
-    return {
+    info = {
         "protocol": P.PROTOCOL,
         "algorithm": ck.algorithm,
         "obs_dim": policy.obs_dim,
@@ -75,6 +75,9 @@ def hello_info(ck: Checkpoint, policy: AgentPolicy) -> dict[str, Any]:
         },
         "env": dict(env_cfg or {}),
     }
+    if overrides:
+        info["checkpoint"]["policy_set"] = dict(overrides)
+    return info
 
 
 class Stats:
@@ -143,7 +146,12 @@ class Server:
         self._poll_ms = int(max(1, min(100, idle_timeout * 250)))
         self._spin_s = max(0.0, float(spin_us)) * 1e-6
         self._next_evict = 0.0
-        self._meta = {"checkpoint_sha256": info["checkpoint"]["sha256"], "algorithm": info["algorithm"]}
+        # saved sessions fit only the same policy: checkpoint, and the settings it is served with (state shapes)
+        self._meta = {
+            "checkpoint_sha256": info["checkpoint"]["sha256"],
+            "algorithm": info["algorithm"],
+            "policy_set": info["checkpoint"].get("policy_set"),
+        }
         self.ctx = context or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 1000)
@@ -187,7 +195,7 @@ class Server:
         """Serve the checkpoint at `path`; `overrides` replace acting-time entries of its policy spec."""
         ck = load_checkpoint(path)
         policy = build_policy(ck, overrides)
-        return cls(policy, hello_info(ck, policy), **kwargs)
+        return cls(policy, hello_info(ck, policy, overrides), **kwargs)
 
     # -- loop -----------------------------------------------------------------------------------------
     def stop(self) -> None:

@@ -326,3 +326,21 @@ def test_refine_changes_acting_only_learning_stays_on_the_training_grid(tmp_path
     cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"refine": 2})})
     Trainer(cfg, tmp_path).train()
     assert build_policy(load_checkpoint(tmp_path / "policy.pt")).filter.k == 81  # the checkpoint keeps it
+
+
+def test_served_refined_says_so_and_keeps_its_saved_sessions_to_itself(tmp_path) -> None:
+    """`serve --policy-set refine=2`: hello reports it; sessions saved by it restore only with the same settings."""
+    from runtime.server import Server
+    from runtime.sessions import StateFileError
+
+    ckpt = make_checkpoint(tmp_path / "filter.pt", algorithm="filter", seed=2)
+    with running_server(ckpt, overrides={"refine": 2}, state_dir=tmp_path / "s") as srv, Client(srv.endpoint) as c:
+        assert c.hello()["checkpoint"]["policy_set"] == {"refine": 2}
+        sid = c.open([0.0, 0.0])["session"]
+        c.step(sid, [0.05, 0.0], -1.0, [0.05, 0.0])
+    with pytest.raises(StateFileError, match="policy_set"):
+        Server.from_checkpoint(ckpt, bind="tcp://127.0.0.1:*", state_dir=tmp_path / "s")
+    with running_server(ckpt, overrides={"refine": 2}, state_dir=tmp_path / "s") as srv, Client(srv.endpoint) as c:
+        assert c.stats()["sessions"] == 1
+    with running_server(ckpt) as srv, Client(srv.endpoint) as c:
+        assert "policy_set" not in c.hello()["checkpoint"]
