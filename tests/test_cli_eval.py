@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import structlog
 import torch
 from serving_helpers import make_checkpoint
 from typer.testing import CliRunner
@@ -24,13 +23,6 @@ ZERO_SHOT_KEYS = {
     "switches",
     "split",
 }
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="module")

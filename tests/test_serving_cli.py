@@ -6,20 +6,12 @@ import json
 import signal
 
 import pytest
-import structlog
 from serving_helpers import make_checkpoint, serve_process
 from typer.testing import CliRunner
 
 from runtime.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)  # the commands configured logging onto CliRunner's (now closed) stream
 
 
 @pytest.fixture(scope="module")
