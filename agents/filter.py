@@ -37,14 +37,6 @@ class GridFilter(Learner):
         # per buffer: (likelihood version, buffer.n_added) when its beliefs were last computed
         self._labelled: weakref.WeakKeyDictionary[EpisodeBuffer, tuple[int, int]] = weakref.WeakKeyDictionary()
 
-    def _filter(self, buffer: EpisodeBuffer, idx, offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """`sequence` over stored episodes `idx` on the training grid (shifted by `offset` [D]), on the
-        policy's device (the buffer stays on the CPU)."""
-        pol = self.policy
-        z = pol.filter.train_z if offset is None else pol.filter.train_z + offset.to(pol.filter.train_z)
-        s, a, r, s2 = (v.to(z.device) for v in (buffer.obs[idx], buffer.action[idx], buffer.reward[idx], buffer.next_obs[idx]))
-        return pol.filter.sequence(s, pol.normalize_action(a), r, s2, z)
-
     def likelihood_step(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         """One Adam step on -mean_t log p(r_t | steps < t) over `filter.batch_size` whole stored episodes."""
         idx = torch.as_tensor(rng.integers(len(buffer), size=self.cfg.filter.batch_size))
@@ -52,7 +44,8 @@ class GridFilter(Learner):
         if self.cfg.filter.jitter:
             h = self.policy.filter.spacing
             offset = torch.as_tensor(rng.uniform(-h / 2, h / 2, self.policy.filter.latent_dim), dtype=torch.float32)
-        pred, _ = self._filter(buffer, idx, offset)
+        z = self.policy.filter.train_z
+        pred, _ = filter_episodes(self.policy, buffer, idx, z if offset is None else z + offset.to(z))
         self._version += 1
         loss = -pred[buffer.mask[idx].to(pred.device)].mean()
         self.opt.zero_grad(set_to_none=True)
@@ -76,9 +69,7 @@ class GridFilter(Learner):
             rows = torch.arange(buffer.n_added - new, buffer.n_added) % buffer.capacity
         out, z = buffer.derived["belief"], pol.filter.train_z
         out[rows, 0] = pol.filter.belief(pol.filter.prior(1, len(z)), z).cpu()
-        for i in range(0, len(rows), RELABEL_CHUNK):
-            idx = rows[i : i + RELABEL_CHUNK]
-            out[idx, 1:] = pol.filter.belief(self._filter(buffer, idx)[1], z).cpu()
+        out[rows, 1:] = stored_beliefs(pol, buffer, rows, z)
         self._labelled[buffer] = (self._version, buffer.n_added)
 
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
@@ -101,3 +92,21 @@ class GridFilter(Learner):
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         self.opt.load_state_dict(sd["filter_opt"])
         self.sac.load_state_dict(sd["sac"])
+
+
+def filter_episodes(policy: FilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sequence` over stored episodes `idx` on the points z [K, D], on the policy's device (the buffer
+    stays on the CPU): log p(r_t | steps < t) [E, T] and log q_t [E, T, K]."""
+    s, a, r, s2 = (v.to(z.device) for v in (buffer.obs[idx], buffer.action[idx], buffer.reward[idx], buffer.next_obs[idx]))
+    return policy.filter.sequence(s, policy.normalize_action(a), r, s2, z)
+
+
+@torch.no_grad()
+def stored_beliefs(policy: FilterPolicy, buffer: EpisodeBuffer, rows: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The belief after each step of stored episodes `rows`, filtered on the points z [K, D] from the prior,
+    [len(rows), T, belief_dim] on the CPU; RELABEL_CHUNK episodes at a time."""
+    out = [
+        policy.filter.belief(filter_episodes(policy, buffer, rows[i : i + RELABEL_CHUNK], z)[1], z).cpu()
+        for i in range(0, len(rows), RELABEL_CHUNK)
+    ]
+    return torch.cat(out) if out else torch.zeros(0, buffer.horizon, policy.belief_dim)

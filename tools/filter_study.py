@@ -32,21 +32,10 @@ from torch import nn
 from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import RunConfig, load_config, parse_config
 from agents.evaluation import make_env
+from agents.filter import stored_beliefs
 from agents.trainer import build_agent
 
 REPORT_STEPS = (0, 1, 2, 3, 5, 10, 20)
-CHUNK = 64  # episodes filtered at once
-
-
-@torch.no_grad()
-def acting_beliefs(policy, buf) -> torch.Tensor:
-    """A filter policy's belief after each step of every stored episode, on its acting grid [E, T, belief_dim]."""
-    out = []
-    for i in range(0, len(buf), CHUNK):
-        rows = slice(i, min(i + CHUNK, len(buf)))
-        a = policy.normalize_action(buf.action[rows])
-        out.append(policy.filter.belief(policy.filter.sequence(buf.obs[rows], a, buf.reward[rows], buf.next_obs[rows])[1]))
-    return torch.cat(out)
 
 
 def error_by_step(probe: nn.Module, x: torch.Tensor, y: torch.Tensor, since: torch.Tensor, settle: int) -> dict:
@@ -118,7 +107,7 @@ def main() -> None:
             raise SystemExit(f"--refine reads a filter checkpoint's acting grid; {args.policy} is {ckpt.algorithm}")
         for refine in args.refine:
             pol = build_policy(ckpt, {"refine": refine})
-            b_tr, b_te = (acting_beliefs(pol, buf) for buf in (train_buf, test_buf))
+            b_tr, b_te = (stored_beliefs(pol, buf, torch.arange(len(buf)), pol.filter.z) for buf in (train_buf, test_buf))
             row = {"model": f"trained {args.policy}: belief on the acting grid, refine {refine}", **read(b_tr, train_buf, b_te, test_buf, args.settle)}
             print(json.dumps(row), flush=True)
             append_json(args.json, row)
