@@ -168,6 +168,27 @@ class FilterConfig(Strict):
     # acting (collection, evaluation, serving) filters on a grid with refine - 1 extra points between
     # neighbouring training-grid points, so unseen tasks are placed between them; learning stays on `grid`
     refine: int = Field(1, ge=1)
+    # coarse-to-fine learning: [[points per axis, until env step], ...] in order; the likelihood learns on
+    # the first coarser grid whose step is not yet reached, then on `grid`. A fine grid learned from the
+    # start can fold (neighbouring points placed on distant tasks) and stay folded; coarse grids cannot.
+    coarse: list[tuple[int, int]] = []
+    # a self-organising map's neighbourhood: while learning, each grid point's decoder input is moved by
+    # Gaussian noise of this std (z units), drawn per point and episode, shrinking linearly to 0 at
+    # `neighbourhood_until` env steps. A reward that a point explains then also trains the decoder around
+    # it, so neighbouring points stand for neighbouring tasks and the map unfolds in order instead of folding.
+    neighbourhood: float = Field(0.0, ge=0)
+    neighbourhood_until: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _coarse_grids_refine_in_order(self) -> FilterConfig:
+        sizes, steps = [g for g, _ in self.coarse], [u for _, u in self.coarse]
+        if any(g < 2 for g in sizes) or sizes != sorted(set(sizes)) or (sizes and sizes[-1] >= self.grid):
+            raise ValueError(f"filter.coarse: grids must increase from >= 2 to below grid={self.grid}, got {sizes}")
+        if any(u <= 0 for u in steps) or steps != sorted(set(steps)):
+            raise ValueError(f"filter.coarse: env steps must be positive and increase, got {steps}")
+        if self.neighbourhood > 0 and self.neighbourhood_until <= 0:
+            raise ValueError("filter.neighbourhood shrinks to 0 at filter.neighbourhood_until env steps: set that too")
+        return self
 
 
 class TrainConfig(Strict):

@@ -4,6 +4,9 @@ Each epoch, as in MoSS's loop (collect, then encoder updates, then SAC on the re
   1. `train.encoder_updates` likelihood steps: whole stored episodes are filtered from the uniform prior
      and the reward decoder and sigma follow the gradient of the predictive log-likelihood
      sum_t log p(r_t | steps < t) (agents/latent_filter.py); no task labels, no KL, no contrastive term;
+     a fine grid learned from the start can fold (neighbouring points placed on distant tasks) and stay
+     folded; `filter.neighbourhood` (a self-organising map's shrinking neighbourhood: noise on each point's
+     decoder input) and `filter.coarse` (coarser grids first) are the two remedies;
   2. every stored episode is re-filtered with the new likelihood, so the beliefs SAC reads are current
      (once `train.encoder_until` has frozen the likelihood, only the newly collected ones);
      learning and re-filtering run on the training grid, acting on the (possibly refined) acting grid;
@@ -21,6 +24,7 @@ import torch
 
 from agents.buffer import EpisodeBuffer
 from agents.config import RunConfig
+from agents.latent_filter import grid_points
 from agents.learner import Learner, sac_batch, sac_view
 from agents.policies.filter import FilterPolicy
 from agents.sac import SAC
@@ -34,24 +38,49 @@ class GridFilter(Learner):
         self.opt = torch.optim.Adam(policy.filter.parameters(), lr=cfg.filter.lr)
         self.sac = SAC(policy.actor, policy.obs_dim + policy.belief_dim, policy.action_dim, sac_view(cfg))
         self._version = 0  # likelihood steps taken: beliefs computed under an older version are stale
-        # per buffer: (likelihood version, buffer.n_added) when its beliefs were last computed
-        self._labelled: weakref.WeakKeyDictionary[EpisodeBuffer, tuple[int, int]] = weakref.WeakKeyDictionary()
+        # per buffer: (likelihood version, training grid, buffer.n_added) when its beliefs were last computed
+        self._labelled: weakref.WeakKeyDictionary[EpisodeBuffer, tuple[int, int, int]] = weakref.WeakKeyDictionary()
+
+    def training_grid(self, buffer: EpisodeBuffer) -> int:
+        """Points per axis the likelihood learns on now: the first `filter.coarse` grid whose env step the
+        buffer has not reached, else `filter.grid`."""
+        return next((g for g, until in self.cfg.filter.coarse if buffer.steps_added < until), self.cfg.filter.grid)
+
+    def training_points(self, buffer: EpisodeBuffer) -> torch.Tensor:
+        """The training grid's points [G^D, D] on the policy's device."""
+        f = self.policy.filter
+        g = self.training_grid(buffer)
+        return f.train_z if g == f.grid else grid_points(g, f.latent_dim).to(f.train_z)
+
+    def neighbourhood(self, buffer: EpisodeBuffer) -> float:
+        """Std of the latent noise of the learning step now (z units): `filter.neighbourhood` shrinking
+        linearly to 0 at `filter.neighbourhood_until` stored env steps."""
+        f = self.cfg.filter
+        if f.neighbourhood == 0:
+            return 0.0
+        return f.neighbourhood * max(0.0, 1.0 - buffer.steps_added / f.neighbourhood_until)
 
     def likelihood_step(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         """One Adam step on -mean_t log p(r_t | steps < t) over `filter.batch_size` whole stored episodes."""
         idx = torch.as_tensor(rng.integers(len(buffer), size=self.cfg.filter.batch_size))
         offset = None
         if self.cfg.filter.jitter:
-            h = self.policy.filter.spacing
+            h = 2.0 / (self.training_grid(buffer) - 1)
             offset = torch.as_tensor(rng.uniform(-h / 2, h / 2, self.policy.filter.latent_dim), dtype=torch.float32)
-        z = self.policy.filter.train_z
-        pred, _ = filter_episodes(self.policy, buffer, idx, z if offset is None else z + offset.to(z))
+        z = self.training_points(buffer)
+        if offset is not None:
+            z = z + offset.to(z)
+        width = self.neighbourhood(buffer)
+        if width > 0:
+            noise = rng.normal(0.0, width, (len(idx), *z.shape))
+            z = z + torch.as_tensor(noise, dtype=torch.float32).to(z)  # [E, K, D]
+        pred, _ = filter_episodes(self.policy, buffer, idx, z)
         self._version += 1
         loss = -pred[buffer.mask[idx].to(pred.device)].mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return {"filter_nll": loss.item(), "filter_sigma": self.policy.filter.sigma.item()}
+        return {"filter_nll": loss.item(), "filter_sigma": self.policy.filter.sigma.item(), "filter_neighbourhood": width}
 
     @torch.no_grad()
     def relabel(self, buffer: EpisodeBuffer) -> None:
@@ -61,16 +90,16 @@ class GridFilter(Learner):
         if "belief" not in buffer.derived:
             buffer.derived["belief"] = torch.zeros(buffer.capacity, buffer.horizon + 1, pol.belief_dim)
             self._labelled.pop(buffer, None)
-        version, upto = self._labelled.get(buffer, (-1, 0))
-        if version != self._version:
+        version, grid, upto = self._labelled.get(buffer, (-1, 0, 0))
+        if (version, grid) != (self._version, self.training_grid(buffer)):
             rows = torch.arange(n)
         else:
             new = min(buffer.n_added - upto, n)
             rows = torch.arange(buffer.n_added - new, buffer.n_added) % buffer.capacity
-        out, z = buffer.derived["belief"], pol.filter.train_z
+        out, z = buffer.derived["belief"], self.training_points(buffer)
         out[rows, 0] = pol.filter.belief(pol.filter.prior(1, len(z)), z).cpu()
         out[rows, 1:] = stored_beliefs(pol, buffer, rows, z)
-        self._labelled[buffer] = (self._version, buffer.n_added)
+        self._labelled[buffer] = (self._version, self.training_grid(buffer), buffer.n_added)
 
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -95,7 +124,7 @@ class GridFilter(Learner):
 
 
 def filter_episodes(policy: FilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`sequence` over stored episodes `idx` on the points z [K, D], on the policy's device (the buffer
+    """`sequence` over stored episodes `idx` on the points z [K, D] (or [E, K, D]: per episode), on the policy's device (the buffer
     stays on the CPU): log p(r_t | steps < t) [E, T] and log q_t [E, T, K]."""
     s, a, r, s2 = (v.to(z.device) for v in (buffer.obs[idx], buffer.action[idx], buffer.reward[idx], buffer.next_obs[idx]))
     return policy.filter.sequence(s, policy.normalize_action(a), r, s2, z)

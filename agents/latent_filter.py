@@ -73,12 +73,15 @@ class LatentGridFilter(nn.Module):
         self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor, z: torch.Tensor | None = None
     ) -> torch.Tensor:
         """log p(r | s, a, s', z_k) [..., K] for s, a, s2 [..., dim] and r [...] or [..., 1]; a in [-1, 1];
-        z [K, D]: the points (default: the acting grid)."""
+        z [K, D]: the points (default: the acting grid), or [E, K, D]: points per sequence for s [E, T, dim]."""
         if r.dim() == s.dim():
             r = r.squeeze(-1)
         r = r.to(s.dtype)
         z = self.z if z is None else z.to(self.z)
-        h = self.transition_in(torch.cat([s, a, s2], -1)).unsqueeze(-2) + self.latent_in(z)
+        lz = self.latent_in(z)
+        if z.dim() == 3:  # [E, K, D]: points per sequence, broadcast over its steps
+            lz = lz.unsqueeze(-3)
+        h = self.transition_in(torch.cat([s, a, s2], -1)).unsqueeze(-2) + lz
         pred = self.rest(torch.relu(h)).squeeze(-1)
         sigma = self.sigma
         z = (r.unsqueeze(-1) - pred) / sigma
@@ -109,7 +112,7 @@ class LatentGridFilter(nn.Module):
         self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor, z: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Over [E, T] sequences from the prior: log p(r_t | steps < t) [E, T] and log q_t after step t [E, T, K],
-        over the points z [K, D] (default: the acting grid; learning passes `train_z`)."""
+        over the points z [K, D] or [E, K, D] (default: the acting grid; learning passes the training grid)."""
         ll = self.log_likelihood(s, a, r, s2, z)
         logq = self.prior(s.shape[0], ll.shape[-1])
         pred, post = [], []

@@ -14,8 +14,8 @@ from agents.buffer import EpisodeBuffer
 from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import EnvConfig, parse_config
 from agents.evaluation import evaluation_episodes
-from agents.filter import GridFilter
-from agents.latent_filter import LatentGridFilter
+from agents.filter import GridFilter, stored_beliefs
+from agents.latent_filter import LatentGridFilter, grid_points
 from agents.policies import FilterPolicy
 from agents.trainer import Trainer
 from runtime.client import Client, drive, env_settings
@@ -245,6 +245,73 @@ def test_frozen_phase_spends_its_time_on_sac_and_bad_settings_are_refused(tmp_pa
         config(policy_updates_frozen=10)
     with pytest.raises(ValueError, match="encoder_until: algorithm 'oracle'"):
         parse_config({"algorithm": "oracle", "env": {"id": "PointRobot"}, "train": {"encoder_until": 10}})
+
+
+def test_coarse_schedule_learns_and_relabels_on_coarser_grids_first(tmp_path) -> None:
+    """filter.coarse [[2, 40], [3, 80]] on grid 5: likelihood steps and SAC's beliefs use the 2 x 2 grid
+    until 40 stored steps, 3 x 3 until 80, then 5 x 5; a change of grid re-filters every stored episode."""
+    cfg = config()
+    cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"coarse": [(2, 40), (3, 80)]})})
+    policy = filter_policy().train()
+    learner = GridFilter(policy, cfg)
+    _, buffer = point_robot_buffer(policy, 3)  # 60 stored steps
+    buffer.steps_added = 20
+    seen = []
+    seq = policy.filter.sequence
+    policy.filter.sequence = lambda *args: seen.append(args[4].shape[0]) or seq(*args)
+    for steps, points in ((20, 4), (60, 9), (80, 25)):
+        buffer.steps_added = steps
+        seen.clear()
+        learner.likelihood_step(buffer, np.random.default_rng(0))
+        assert seen == [points]
+    rows = torch.arange(3)
+    learner.relabel(buffer)
+    assert torch.equal(buffer.derived["belief"][:3, 1:], stored_beliefs(policy, buffer, rows, grid_points(5, 2)))
+    buffer.steps_added = 60  # as if back on the 3 x 3 grid: no likelihood step, yet every row is re-filtered
+    learner.relabel(buffer)
+    on3 = stored_beliefs(policy, buffer, rows, grid_points(3, 2))
+    assert torch.equal(buffer.derived["belief"][:3, 1:], on3)
+    assert not torch.allclose(on3, stored_beliefs(policy, buffer, rows, grid_points(5, 2)), atol=1e-3)
+    with pytest.raises(ValueError, match="grids must increase"):
+        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"grid": 5, "coarse": [[3, 10], [2, 20]]}})
+    with pytest.raises(ValueError, match="below grid=5"):
+        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"grid": 5, "coarse": [[5, 10]]}})
+    with pytest.raises(ValueError, match="env steps must be positive and increase"):
+        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"grid": 5, "coarse": [[2, 20], [3, 20]]}})
+
+
+def test_neighbourhood_moves_each_points_decoder_input_per_episode_and_shrinks_to_the_grid() -> None:
+    """filter.neighbourhood 0.4 until 100 steps: at 50 stored steps each (episode, point) decoder input is
+    the grid point plus its own noise of std 0.2; from 100 steps on, the grid itself."""
+    policy = filter_policy().train()
+    f = policy.filter
+    s, a, r, s2 = streams(3, 6)
+    a = policy.normalize_action(a)
+    per_seq = f.train_z + 0.1 * torch.randn(3, f.train_z.shape[0], 2)
+    joint = f.log_likelihood(s, a, r, s2, per_seq)
+    for e in range(3):
+        assert torch.allclose(joint[e], f.log_likelihood(s[e], a[e], r[e], s2[e], per_seq[e]), atol=1e-6)
+    cfg = config()
+    cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"neighbourhood": 0.4, "neighbourhood_until": 100})})
+    learner = GridFilter(policy, cfg)
+    _, buffer = point_robot_buffer(policy, 4)
+    seen = []
+    seq = f.sequence
+    f.sequence = lambda *args: seen.append(args[4]) or seq(*args)
+    buffer.steps_added = 50
+    assert learner.neighbourhood(buffer) == pytest.approx(0.2)
+    for i in range(10):
+        learner.likelihood_step(buffer, np.random.default_rng(i))
+    noise = torch.stack(seen) - f.train_z  # [10 steps, E, K, D]
+    assert noise.shape == (10, cfg.filter.batch_size, 25, 2)
+    assert noise.std().item() == pytest.approx(0.2, rel=0.05)
+    assert not torch.allclose(noise[0, 0], noise[0, 1])  # drawn per episode, not one shift for all
+    buffer.steps_added = 100
+    seen.clear()
+    learner.likelihood_step(buffer, np.random.default_rng(0))
+    assert learner.neighbourhood(buffer) == 0 and torch.equal(seen[0], f.train_z)
+    with pytest.raises(ValueError, match="neighbourhood_until"):
+        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"neighbourhood": 0.3}})
 
 
 def test_mode_belief_adds_the_most_likely_grid_point_and_survives_a_checkpoint(tmp_path) -> None:

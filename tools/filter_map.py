@@ -1,0 +1,107 @@
+"""Where a grid filter's latent points sit in task space, and whether the map has folded.
+
+For goal-reaching tasks whose observation is the position (the point robot: reward = minus the distance
+to the goal), the task a latent point z stands for can be read off the learned reward decoder: the
+position p that maximises r_hat(s = p, a = 0, s' = p, z), searched on a square lattice. Drawn for every
+point of the training grid, with lines joining grid neighbours, a well-learned map is an even, unfolded
+sheet over the task range; a folded one crosses itself, and a task under a fold is confused with a
+distant one (the posterior stays broad and the agent stops short: docs/results.md, section 1).
+
+Per checkpoint (one JSON line): `folded`, the share of grid cells whose image is turned over against
+the majority's orientation (0 for an unfolded sheet); `affine_r2`, how much of the implied tasks an
+affine function of the grid coordinates explains (1 for an evenly spread sheet); the implied tasks'
+extent per axis.
+
+    python tools/filter_map.py runs/filter_r2_s0/policy.pt runs/filter_r2_s3/policy.pt --plot map.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from agents.checkpoint import build_policy, load_checkpoint
+from agents.latent_filter import LatentGridFilter, grid_points
+
+
+@torch.no_grad()
+def implied_tasks(f: LatentGridFilter, lo: float, hi: float, lattice: int, grid: int | None = None) -> np.ndarray:
+    """[G, G, 2]: for each point of a G x G grid (default: the training grid), the position on a lattice^2
+    lattice of [lo, hi]^2 where the decoder predicts the highest reward for standing still."""
+    if f.latent_dim != 2 or f.transition_in.in_features != 3 * 2:
+        raise ValueError("the map needs a 2-D latent and a 2-D observation (a position) with a 2-D action")
+    xs = torch.linspace(lo, hi, lattice)
+    p = torch.stack(torch.meshgrid(xs, xs, indexing="ij"), -1).reshape(-1, 2)
+    grid = grid or f.grid
+    z = grid_points(grid, 2)
+    h = f.transition_in(torch.cat([p, torch.zeros_like(p), p], -1)).unsqueeze(-2) + f.latent_in(z)
+    pred = f.rest(torch.relu(h)).squeeze(-1)  # [P, K]
+    return p[pred.argmax(0)].numpy().reshape(grid, grid, 2)
+
+
+def map_stats(g: np.ndarray) -> dict[str, float]:
+    """Fold share, affine R^2 and extent of implied tasks g [G, G, 2] (see the module docstring)."""
+    e1, e2 = g[1:, :-1] - g[:-1, :-1], g[:-1, 1:] - g[:-1, :-1]
+    area = e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]
+    majority = np.sign(np.median(area)) or 1.0
+    n = g.shape[0]
+    coords = np.stack(np.meshgrid(np.arange(n), np.arange(n), indexing="ij"), -1).reshape(-1, 2)
+    x = np.c_[coords, np.ones(len(coords))]
+    y = g.reshape(-1, 2)
+    w, *_ = np.linalg.lstsq(x, y, rcond=None)
+    r2 = 1 - ((x @ w - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0).clip(1e-12)
+    return {
+        "folded": round(float((np.sign(area) != majority).mean()), 3),
+        "affine_r2": round(float(r2.mean()), 3),
+        "extent": [round(float(v), 2) for v in np.ptp(y, 0)],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoints", nargs="+", help="filter checkpoints (policy.pt or checkpoint.pt)")
+    ap.add_argument("--box", type=float, nargs=2, default=[-1.3, 1.3], help="position range searched, per axis")
+    ap.add_argument("--lattice", type=int, default=105, help="positions per axis searched")
+    ap.add_argument("--grid", type=int, help="points per axis read (default: each checkpoint's training grid)")
+    ap.add_argument("--plot", help="PNG: one panel per checkpoint")
+    ap.add_argument("--titles", nargs="+", help="panel titles (default: the checkpoint paths)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if args.titles and len(args.titles) != len(args.checkpoints):
+        ap.error(f"--titles: {len(args.titles)} given for {len(args.checkpoints)} checkpoints")
+    maps = []
+    for path in args.checkpoints:
+        ckpt = load_checkpoint(path)
+        if ckpt.algorithm != "filter":
+            ap.error(f"{path}: a {ckpt.algorithm!r} checkpoint; the map is read from a filter's reward decoder")
+        g = implied_tasks(build_policy(ckpt).filter, *args.box, args.lattice, args.grid)
+        maps.append(g)
+        print(json.dumps({"checkpoint": path, **map_stats(g)}), flush=True)
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        titles = args.titles or args.checkpoints
+        fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps), 3.4), squeeze=False)
+        for ax, g, title in zip(axes[0], maps, titles, strict=True):
+            for i in range(g.shape[0]):
+                ax.plot(g[i, :, 0], g[i, :, 1], "-", color="tab:blue", lw=0.7)
+                ax.plot(g[:, i, 0], g[:, i, 1], "-", color="tab:red", lw=0.7)
+            s = map_stats(g)
+            ax.set_title(f"{title}\nfolded {s['folded']:.2f}, affine R2 {s['affine_r2']:.2f}", fontsize=8)
+            ax.set_xlim(*args.box)
+            ax.set_ylim(*args.box)
+            ax.set_aspect("equal")
+            ax.tick_params(labelsize=7)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=100)
+        print(f"wrote {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
