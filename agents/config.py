@@ -172,10 +172,10 @@ class FilterConfig(Strict):
     # the first coarser grid whose step is not yet reached, then on `grid`. A fine grid learned from the
     # start can fold (neighbouring points placed on distant tasks) and stay folded; coarse grids cannot.
     coarse: list[tuple[int, int]] = []
-    # a self-organising map's neighbourhood: while learning, each grid point's decoder input is moved by
-    # Gaussian noise of this std (z units), drawn per point and episode, shrinking linearly to 0 at
-    # `neighbourhood_until` env steps. A reward that a point explains then also trains the decoder around
-    # it, so neighbouring points stand for neighbouring tasks and the map unfolds in order instead of folding.
+    # a self-organising map's neighbourhood: while learning, the posterior weight with which a grid point
+    # explains a reward is shared with its grid neighbours by a Gaussian of this std (z units), shrinking
+    # linearly to 0 at `neighbourhood_until` env steps; neighbouring points are then pulled towards the same
+    # tasks, so the map unfolds in order instead of folding
     neighbourhood: float = Field(0.0, ge=0)
     neighbourhood_until: int = Field(0, ge=0)
 

@@ -24,7 +24,7 @@ import torch
 
 from agents.buffer import EpisodeBuffer
 from agents.config import RunConfig
-from agents.latent_filter import grid_points
+from agents.latent_filter import grid_points, spread_over_grid
 from agents.learner import Learner, sac_batch, sac_view
 from agents.policies.filter import FilterPolicy
 from agents.sac import SAC
@@ -67,20 +67,24 @@ class GridFilter(Learner):
         if self.cfg.filter.jitter:
             h = 2.0 / (self.training_grid(buffer) - 1)
             offset = torch.as_tensor(rng.uniform(-h / 2, h / 2, self.policy.filter.latent_dim), dtype=torch.float32)
-        z = self.training_points(buffer)
-        if offset is not None:
-            z = z + offset.to(z)
+        f, z = self.policy.filter, self.training_points(buffer)
+        ll = episode_likelihoods(self.policy, buffer, idx, z if offset is None else z + offset.to(z))
+        mask = buffer.mask[idx].to(ll.device)
         width = self.neighbourhood(buffer)
-        if width > 0:
-            noise = rng.normal(0.0, width, (len(idx), *z.shape))
-            z = z + torch.as_tensor(noise, dtype=torch.float32).to(z)  # [E, K, D]
-        pred, _ = filter_episodes(self.policy, buffer, idx, z)
+        if width == 0:
+            loss = nll = -f.recursion(ll)[0][mask].mean()
+        else:
+            # d nll / d ll = -(each step's smoothed posterior over the grid) / steps: the exact gradient is
+            # that weighting of d ll / d theta; a self-organising map shares it out among grid neighbours
+            leaf = ll.detach().requires_grad_()
+            nll = -f.recursion(leaf)[0][mask].mean()
+            (weight,) = torch.autograd.grad(nll, leaf)
+            loss = (spread_over_grid(weight, self.training_grid(buffer), f.latent_dim, width) * ll).sum()
         self._version += 1
-        loss = -pred[buffer.mask[idx].to(pred.device)].mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return {"filter_nll": loss.item(), "filter_sigma": self.policy.filter.sigma.item(), "filter_neighbourhood": width}
+        return {"filter_nll": nll.item(), "filter_sigma": f.sigma.item(), "filter_neighbourhood": width}
 
     @torch.no_grad()
     def relabel(self, buffer: EpisodeBuffer) -> None:
@@ -123,11 +127,17 @@ class GridFilter(Learner):
         self.sac.load_state_dict(sd["sac"])
 
 
-def filter_episodes(policy: FilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`sequence` over stored episodes `idx` on the points z [K, D] (or [E, K, D]: per episode), on the policy's device (the buffer
-    stays on the CPU): log p(r_t | steps < t) [E, T] and log q_t [E, T, K]."""
+def episode_likelihoods(policy: FilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor) -> torch.Tensor:
+    """log p(r_t | s_t, a_t, s'_t, z_k) [E, T, K] of stored episodes `idx` on the points z [K, D], on the
+    policy's device (the buffer stays on the CPU)."""
     s, a, r, s2 = (v.to(z.device) for v in (buffer.obs[idx], buffer.action[idx], buffer.reward[idx], buffer.next_obs[idx]))
-    return policy.filter.sequence(s, policy.normalize_action(a), r, s2, z)
+    return policy.filter.log_likelihood(s, policy.normalize_action(a), r, s2, z)
+
+
+def filter_episodes(policy: FilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sequence` over stored episodes `idx` on the points z [K, D]: log p(r_t | steps < t) [E, T] and
+    log q_t [E, T, K]."""
+    return policy.filter.recursion(episode_likelihoods(policy, buffer, idx, z))
 
 
 @torch.no_grad()

@@ -73,15 +73,12 @@ class LatentGridFilter(nn.Module):
         self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor, z: torch.Tensor | None = None
     ) -> torch.Tensor:
         """log p(r | s, a, s', z_k) [..., K] for s, a, s2 [..., dim] and r [...] or [..., 1]; a in [-1, 1];
-        z [K, D]: the points (default: the acting grid), or [E, K, D]: points per sequence for s [E, T, dim]."""
+        z [K, D]: the points (default: the acting grid)."""
         if r.dim() == s.dim():
             r = r.squeeze(-1)
         r = r.to(s.dtype)
         z = self.z if z is None else z.to(self.z)
-        lz = self.latent_in(z)
-        if z.dim() == 3:  # [E, K, D]: points per sequence, broadcast over its steps
-            lz = lz.unsqueeze(-3)
-        h = self.transition_in(torch.cat([s, a, s2], -1)).unsqueeze(-2) + lz
+        h = self.transition_in(torch.cat([s, a, s2], -1)).unsqueeze(-2) + self.latent_in(z)
         pred = self.rest(torch.relu(h)).squeeze(-1)
         sigma = self.sigma
         z = (r.unsqueeze(-1) - pred) / sigma
@@ -112,11 +109,14 @@ class LatentGridFilter(nn.Module):
         self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor, z: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Over [E, T] sequences from the prior: log p(r_t | steps < t) [E, T] and log q_t after step t [E, T, K],
-        over the points z [K, D] or [E, K, D] (default: the acting grid; learning passes the training grid)."""
-        ll = self.log_likelihood(s, a, r, s2, z)
-        logq = self.prior(s.shape[0], ll.shape[-1])
+        over the points z [K, D] (default: the acting grid; learning passes the training grid)."""
+        return self.recursion(self.log_likelihood(s, a, r, s2, z))
+
+    def recursion(self, ll: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`sequence` from its log-likelihoods ll [E, T, K]."""
+        logq = self.prior(ll.shape[0], ll.shape[-1])
         pred, post = [], []
-        for t in range(s.shape[1]):
+        for t in range(ll.shape[1]):
             joint = self.predict(logq) + ll[:, t]
             pred.append(torch.logsumexp(joint, -1))
             logq = joint - pred[-1].unsqueeze(-1)
@@ -146,3 +146,16 @@ def grid_points(n: int, dim: int) -> torch.Tensor:
     """The n^dim points of a regular grid on [-1, 1]^dim [n^dim, dim], the last axis varying fastest."""
     axis = torch.linspace(-1, 1, n)
     return torch.stack(torch.meshgrid(*[axis] * dim, indexing="ij"), -1).reshape(-1, dim)
+
+
+def spread_over_grid(w: torch.Tensor, grid: int, dim: int, width: float) -> torch.Tensor:
+    """Weights w [..., grid^dim] on grid points, each point's weight shared out among its grid neighbours by
+    a Gaussian of std `width` (z units) along every axis, normalised per point so totals are kept."""
+    axis = torch.linspace(-1, 1, grid, device=w.device, dtype=w.dtype)
+    h = torch.exp(-0.5 * ((axis[:, None] - axis[None]) / width) ** 2)
+    h = h / h.sum(1, keepdim=True)  # row i: where point i's weight goes
+    lead = w.shape[:-1]
+    w = w.reshape(*lead, *[grid] * dim)
+    for d in range(len(lead), len(lead) + dim):
+        w = torch.movedim(torch.movedim(w, d, -1) @ h, -1, d)
+    return w.reshape(*lead, grid**dim)

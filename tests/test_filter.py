@@ -15,7 +15,7 @@ from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import EnvConfig, parse_config
 from agents.evaluation import evaluation_episodes
 from agents.filter import GridFilter, stored_beliefs
-from agents.latent_filter import LatentGridFilter, grid_points
+from agents.latent_filter import LatentGridFilter, grid_points, spread_over_grid
 from agents.policies import FilterPolicy
 from agents.trainer import Trainer
 from runtime.client import Client, drive, env_settings
@@ -206,13 +206,13 @@ def test_jittered_grid_shifts_within_one_cell_and_serving_uses_the_fixed_grid() 
     offsets = []
     cfg = config()
     learner = GridFilter(pol2, cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"jitter": True})}))
-    seq = pol2.filter.sequence
+    ll = pol2.filter.log_likelihood
 
     def spy(*args):
         offsets.append(args[4])
-        return seq(*args)
+        return ll(*args)
 
-    pol2.filter.sequence = spy
+    pol2.filter.log_likelihood = spy
     for _ in range(20):
         learner.likelihood_step(buffer, np.random.default_rng(len(offsets)))
     off = torch.stack([z - pol2.filter.train_z for z in offsets])
@@ -257,8 +257,8 @@ def test_coarse_schedule_learns_and_relabels_on_coarser_grids_first(tmp_path) ->
     _, buffer = point_robot_buffer(policy, 3)  # 60 stored steps
     buffer.steps_added = 20
     seen = []
-    seq = policy.filter.sequence
-    policy.filter.sequence = lambda *args: seen.append(args[4].shape[0]) or seq(*args)
+    ll = policy.filter.log_likelihood
+    policy.filter.log_likelihood = lambda *args: seen.append(args[4].shape[0]) or ll(*args)
     for steps, points in ((20, 4), (60, 9), (80, 25)):
         buffer.steps_added = steps
         seen.clear()
@@ -280,36 +280,42 @@ def test_coarse_schedule_learns_and_relabels_on_coarser_grids_first(tmp_path) ->
         parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"grid": 5, "coarse": [[2, 20], [3, 20]]}})
 
 
-def test_neighbourhood_moves_each_points_decoder_input_per_episode_and_shrinks_to_the_grid() -> None:
-    """filter.neighbourhood 0.4 until 100 steps: at 50 stored steps each (episode, point) decoder input is
-    the grid point plus its own noise of std 0.2; from 100 steps on, the grid itself."""
-    policy = filter_policy().train()
-    f = policy.filter
-    s, a, r, s2 = streams(3, 6)
-    a = policy.normalize_action(a)
-    per_seq = f.train_z + 0.1 * torch.randn(3, f.train_z.shape[0], 2)
-    joint = f.log_likelihood(s, a, r, s2, per_seq)
-    for e in range(3):
-        assert torch.allclose(joint[e], f.log_likelihood(s[e], a[e], r[e], s2[e], per_seq[e]), atol=1e-6)
+def test_spread_over_grid_keeps_totals_and_shares_with_neighbours_only_as_wide_as_asked() -> None:
+    w = torch.zeros(2, 25)
+    w[0, 12], w[1, 0] = 1.0, 0.5  # the centre of a 5 x 5 grid; a corner
+    narrow, wide = spread_over_grid(w, 5, 2, 0.01), spread_over_grid(w, 5, 2, 0.5)
+    assert torch.allclose(narrow, w, atol=1e-6)
+    assert torch.allclose(wide.sum(-1), w.sum(-1))
+    centre = wide[0].reshape(5, 5)
+    assert centre[2, 2] == centre.max() and centre[2, 3] == pytest.approx(float(centre[3, 2]))  # symmetric
+    assert centre[2, 3] > centre[2, 4] > 0  # falls off with grid distance
+    h = torch.exp(-0.5 * (torch.linspace(-1, 1, 5) / 0.5) ** 2)  # by hand along one axis from the centre
+    assert torch.allclose(centre[2], centre[2, 2] * h / h[2], atol=1e-6)
+
+
+def test_neighbourhood_shares_the_exact_gradient_out_among_grid_neighbours() -> None:
+    """filter.neighbourhood 0.4 until 100 steps: at 50 stored steps the likelihood step follows the exact
+    gradient with every step's posterior spread over the grid by a Gaussian of std 0.2; a vanishing width is
+    the exact gradient; from 100 steps on, the exact objective itself."""
     cfg = config()
-    cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"neighbourhood": 0.4, "neighbourhood_until": 100})})
-    learner = GridFilter(policy, cfg)
-    _, buffer = point_robot_buffer(policy, 4)
-    seen = []
-    seq = f.sequence
-    f.sequence = lambda *args: seen.append(args[4]) or seq(*args)
-    buffer.steps_added = 50
-    assert learner.neighbourhood(buffer) == pytest.approx(0.2)
-    for i in range(10):
-        learner.likelihood_step(buffer, np.random.default_rng(i))
-    noise = torch.stack(seen) - f.train_z  # [10 steps, E, K, D]
-    assert noise.shape == (10, cfg.filter.batch_size, 25, 2)
-    assert noise.std().item() == pytest.approx(0.2, rel=0.05)
-    assert not torch.allclose(noise[0, 0], noise[0, 1])  # drawn per episode, not one shift for all
-    buffer.steps_added = 100
-    seen.clear()
-    learner.likelihood_step(buffer, np.random.default_rng(0))
-    assert learner.neighbourhood(buffer) == 0 and torch.equal(seen[0], f.train_z)
+    _, buffer = point_robot_buffer(filter_policy(), 4)
+
+    def grads(width: float | None) -> tuple[list[torch.Tensor], float]:
+        policy = filter_policy().train()
+        f = dict(neighbourhood=width, neighbourhood_until=100) if width else {}
+        learner = GridFilter(policy, cfg.model_copy(update={"filter": cfg.filter.model_copy(update=f)}))
+        learner.opt.step = lambda: None  # keep the gradients, leave the weights
+        buffer.steps_added = 50
+        m = learner.likelihood_step(buffer, np.random.default_rng(0))
+        assert m["filter_neighbourhood"] == pytest.approx((width or 0) / 2)
+        return [p.grad.clone() for p in policy.filter.parameters()], m["filter_nll"]
+
+    exact, nll = grads(None)
+    tiny, nll_tiny = grads(1e-4)
+    spread, nll_spread = grads(0.4)
+    assert nll == pytest.approx(nll_tiny) == pytest.approx(nll_spread)  # the reported objective is the same
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(exact, tiny, strict=True))
+    assert not all(torch.allclose(a, b, atol=1e-3) for a, b in zip(exact, spread, strict=True))
     with pytest.raises(ValueError, match="neighbourhood_until"):
         parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"neighbourhood": 0.3}})
 

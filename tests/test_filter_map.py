@@ -61,3 +61,7 @@ def test_cli_prints_one_line_per_checkpoint_and_plots(tmp_path, monkeypatch, cap
     with pytest.raises(SystemExit):
         tool.main()
     assert "a 'oracle' checkpoint" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["filter_map.py", str(tmp_path / "missing.pt")])
+    with pytest.raises(SystemExit):
+        tool.main()
+    assert "checkpoint not found" in capsys.readouterr().err

@@ -23,7 +23,7 @@ import json
 import numpy as np
 import torch
 
-from agents.checkpoint import build_policy, load_checkpoint
+from agents.checkpoint import CheckpointError, build_policy, load_checkpoint
 from agents.latent_filter import LatentGridFilter, grid_points
 
 
@@ -74,7 +74,10 @@ def main() -> None:
         ap.error(f"--titles: {len(args.titles)} given for {len(args.checkpoints)} checkpoints")
     maps = []
     for path in args.checkpoints:
-        ckpt = load_checkpoint(path)
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError as e:
+            ap.error(str(e))
         if ckpt.algorithm != "filter":
             ap.error(f"{path}: a {ckpt.algorithm!r} checkpoint; the map is read from a filter's reward decoder")
         g = implied_tasks(build_policy(ckpt).filter, *args.box, args.lattice, args.grid)
