@@ -168,6 +168,9 @@ class FilterConfig(Strict):
     # acting (collection, evaluation, serving) filters on a grid with refine - 1 extra points between
     # neighbouring training-grid points, so unseen tasks are placed between them; learning stays on `grid`
     refine: int = Field(1, ge=1)
+    # the policy also sees the belief in reward space: mean and std of the predicted reward at this many
+    # transitions drawn from the first stored data (agents/latent_filter.py); meaningful where z is not
+    probes: int = Field(0, ge=0)
     # coarse-to-fine learning: [[points per axis, until env step], ...] in order; the likelihood learns on
     # the first coarser grid whose step is not yet reached, then on `grid`. A fine grid learned from the
     # start can fold (neighbouring points placed on distant tasks) and stay folded; coarse grids cannot.

@@ -105,8 +105,17 @@ class GridFilter(Learner):
         out[rows, 1:] = stored_beliefs(pol, buffer, rows, z)
         self._labelled[buffer] = (self._version, self.training_grid(buffer), buffer.n_added)
 
+    def pick_probes(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> None:
+        """Once, from the first stored data: the `filter.probes` transitions the reward belief is read at."""
+        f = self.policy.filter
+        if f.probes and not bool(f.probes_set):
+            e, t = buffer.sample_steps(f.probes, rng)
+            a = self.policy.normalize_action(buffer.action[e, t])
+            f.set_probes(torch.cat([buffer.obs[e, t], a, buffer.next_obs[e, t]], -1).to(f.probe_x))
+
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         metrics: dict[str, float] = {}
+        self.pick_probes(buffer, rng)
         t0 = time.perf_counter()
         for _ in range(self.encoder_updates(buffer)):
             metrics = self.likelihood_step(buffer, rng)

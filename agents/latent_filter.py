@@ -9,7 +9,12 @@ probability `hazard`, to any grid point):
 
 What the policy sees is the posterior mean and std of z, [.., 2D], and with `mode` also the most likely
 grid point [.., 3D]: a mean and std cannot tell a ring of hypotheses (what one standing reading allows)
-from a blob around its centre, the most likely point on the ring can. Only the likelihood is learned, by
+from a blob around its centre, the most likely point on the ring can. With `probes` M > 0 it also sees
+the belief in reward space, [.., + 2M]: the posterior mean and std of the predicted reward at M fixed
+transitions (drawn from the first stored data by the learner, `set_probes`). Latent coordinates mean
+something only where the learned map from z to tasks is unfolded; a folded map (distant points standing
+for one task, tools/filter_map.py) leaves the posterior with several modes and its mean between them,
+where the predicted rewards of every mode agree. Only the likelihood is learned, by
 maximising the exact predictive log-likelihood of each reward given the steps before it (an HMM's
 marginal likelihood, `sequence`). The grid is fixed rather than learned: learned points snap to the
 training tasks and place unseen test tasks worse (tools/filter_study.py, docs/results.md).
@@ -45,9 +50,10 @@ class LatentGridFilter(nn.Module):
         mode: bool = False,
         min_sigma: float = 0.0,
         refine: int = 1,
+        probes: int = 0,
     ) -> None:
         super().__init__()
-        self.mode, self.min_sigma = mode, float(min_sigma)
+        self.mode, self.min_sigma, self.probes = mode, float(min_sigma), probes
         if grid < 2 or not 0 < hazard < 1 or refine < 1:
             raise ValueError(f"need grid >= 2, 0 < hazard < 1 and refine >= 1, got grid={grid}, hazard={hazard}, refine={refine}")
         # both grids follow from (grid, refine), so checkpoints hold neither and refine can change at load
@@ -59,6 +65,10 @@ class LatentGridFilter(nn.Module):
         self.latent_in = nn.Linear(latent_dim, hidden, bias=False)
         self.rest = MLP(hidden, (hidden,), 1)
         self.log_sigma = nn.Parameter(torch.tensor(math.log(0.3)))
+        if probes:  # [s, a in [-1, 1], s'] per probe, and whether the learner has set them
+            self.register_buffer("probe_x", torch.zeros(probes, 2 * obs_dim + action_dim))
+            self.register_buffer("probes_set", torch.tensor(False))
+        self._features: tuple[tuple, torch.Tensor] | None = None  # (key, [K, M]) of the last grid read
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         state_dict.pop(prefix + "z", None)  # checkpoints before `refine` stored the grid
@@ -78,11 +88,31 @@ class LatentGridFilter(nn.Module):
             r = r.squeeze(-1)
         r = r.to(s.dtype)
         z = self.z if z is None else z.to(self.z)
-        h = self.transition_in(torch.cat([s, a, s2], -1)).unsqueeze(-2) + self.latent_in(z)
-        pred = self.rest(torch.relu(h)).squeeze(-1)
+        pred = self.mean_reward(torch.cat([s, a, s2], -1), z)
         sigma = self.sigma
         z = (r.unsqueeze(-1) - pred) / sigma
         return -0.5 * z**2 - sigma.log() - 0.5 * math.log(2 * math.pi)
+
+    def mean_reward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The decoder: r_hat [..., K] for transitions x = [s, a, s'] [..., 2 obs + act] at the points z [K, D]."""
+        h = self.transition_in(x).unsqueeze(-2) + self.latent_in(z)
+        return self.rest(torch.relu(h)).squeeze(-1)
+
+    def set_probes(self, x: torch.Tensor) -> None:
+        """Fix the transitions [probes, 2 obs + act] (a in [-1, 1]) at which the reward belief is read."""
+        with torch.no_grad():
+            self.probe_x.copy_(x)
+            self.probes_set.fill_(True)
+
+    def reward_features(self, z: torch.Tensor) -> torch.Tensor:
+        """r_hat at the probes for every point z [K, D]: [K, M]. Without gradients (acting, relabelling) the
+        last grid's are reused until a weight, the probes or the points change."""
+        if torch.is_grad_enabled():
+            return self.mean_reward(self.probe_x, z).T
+        key = (z.data_ptr(), tuple(z.shape), z._version, *(t._version for t in (*self.parameters(), self.probe_x)))
+        if self._features is None or self._features[0] != key:
+            self._features = (key, self.mean_reward(self.probe_x, z).T.contiguous())
+        return self._features[1]
 
     @property
     def sigma(self) -> torch.Tensor:
@@ -125,12 +155,12 @@ class LatentGridFilter(nn.Module):
 
     @property
     def belief_dim(self) -> int:
-        return (3 if self.mode else 2) * self.latent_dim
+        return (3 if self.mode else 2) * self.latent_dim + 2 * self.probes
 
     def belief(self, logq: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """Posterior mean and std of z [..., 2D] from log q [..., K] over the points z [K, D] (default: the
         acting grid); with `mode`, then the most likely point [..., 3D] (the first of equals, so the uniform
-        prior's is the grid's corner)."""
+        prior's is the grid's corner); with probes, then the mean and std of r_hat at each probe [..., + 2M]."""
         z = self.z if z is None else z
         q = logq.exp()
         mu = q @ z
@@ -139,6 +169,10 @@ class LatentGridFilter(nn.Module):
         parts = [mu, var.clamp_min(1e-12).sqrt()]
         if self.mode:
             parts.append(z[logq.argmax(-1)])
+        if self.probes:
+            phi = self.reward_features(z)
+            mean = q @ phi
+            parts += [mean, (q @ phi**2 - mean**2).clamp_min(1e-12).sqrt()]
         return torch.cat(parts, -1)
 
 

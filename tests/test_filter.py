@@ -320,6 +320,48 @@ def test_neighbourhood_shares_the_exact_gradient_out_among_grid_neighbours() -> 
         parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"neighbourhood": 0.3}})
 
 
+def test_reward_belief_is_the_posterior_mean_and_std_of_the_decoders_reward_at_the_probes(tmp_path) -> None:
+    policy = filter_policy(probes=3)
+    f = policy.filter
+    assert policy.belief_dim == 4 + 6 and not bool(f.probes_set)
+    x = torch.randn(3, 6)
+    f.set_probes(x)
+    s, a, r, s2 = streams(2, 7)
+    b, _ = run_contract(policy, s, a, r, s2)
+    b_plain, _ = run_contract(filter_policy(), s, a, r, s2)  # same seed, same weights, no probes
+    assert torch.allclose(b[..., :4], b_plain, atol=1e-6)
+    with torch.no_grad():
+        q = f.sequence(s, policy.normalize_action(a), r, s2)[1][:, -1].exp()  # [2, K]
+        phi = torch.stack([f.mean_reward(x[m], f.z) for m in range(3)], -1)  # [K, 3], one probe at a time
+    mean = q @ phi
+    std = (q.unsqueeze(-1) * (phi - mean.unsqueeze(1)) ** 2).sum(1).sqrt()
+    assert torch.allclose(b[:, -1, 4:7], mean, atol=1e-5) and torch.allclose(b[:, -1, 7:], std, atol=1e-3)
+    # the features are cached while acting, and recomputed once a weight moves
+    with torch.no_grad():
+        before = f.reward_features(f.z).clone()
+        assert f.reward_features(f.z) is f.reward_features(f.z)
+        f.rest[2].bias.add_(1.0)
+        assert torch.allclose(f.reward_features(f.z), before + 1.0, atol=1e-6)
+
+
+def test_learner_picks_probes_from_stored_steps_once_and_checkpoints_keep_them(tmp_path) -> None:
+    cfg = config(total_steps=80, episodes_per_epoch=2, initial_episodes=2, eval_every=400, eval_episodes=2, checkpoint_every=40)
+    cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"probes": 4})})
+    tr = Trainer(cfg, tmp_path)
+    tr.train()
+    f = tr.policy.filter
+    assert bool(f.probes_set)
+    picked = f.probe_x.clone()
+    buf = tr.buffer
+    stored = torch.cat([buf.obs, tr.policy.normalize_action(buf.action), buf.next_obs], -1)[buf.mask]
+    assert all((stored == row).all(-1).any() for row in picked)  # each probe is a stored transition
+    loaded = build_policy(load_checkpoint(tmp_path / "policy.pt"))
+    assert loaded.belief_dim == 4 + 8 and torch.equal(loaded.filter.probe_x, picked)
+    tr = Trainer(cfg.model_copy(update={"train": cfg.train.model_copy(update={"total_steps": 120})}), tmp_path, resume=True)
+    tr.train()
+    assert torch.equal(tr.policy.filter.probe_x, picked)  # not drawn again on resume
+
+
 def test_mode_belief_adds_the_most_likely_grid_point_and_survives_a_checkpoint(tmp_path) -> None:
     policy = filter_policy(mode=True)
     assert policy.belief_dim == 6

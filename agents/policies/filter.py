@@ -11,7 +11,8 @@ from agents.sac_nets import TanhGaussianActor
 
 
 class FilterPolicy(AgentPolicy):
-    """State = log q over the K grid points [n, K]; belief = (mean, std[, mode]) of z under q [n, 2 or 3 latent_dim]."""
+    """State = log q over the K grid points [n, K]; belief = (mean, std[, mode]) of z under q [n, 2 or 3 latent_dim]
+    [, mean and std of the predicted reward at each of `probes` transitions, + 2 probes]."""
 
     algorithm = "filter"
 
@@ -28,14 +29,15 @@ class FilterPolicy(AgentPolicy):
         mode: bool = False,
         min_sigma: float = 0.0,
         refine: int = 1,
+        probes: int = 0,
         actor_hidden: tuple[int, ...] = (256, 256),
     ) -> None:
         super().__init__(obs_dim, action_dim, action_low, action_high)
         self.cfg = dict(
             grid=grid, latent_dim=latent_dim, hidden=hidden, hazard=hazard, mode=mode, min_sigma=min_sigma,
-            refine=refine, actor_hidden=list(actor_hidden),
+            refine=refine, probes=probes, actor_hidden=list(actor_hidden),
         )  # fmt: skip
-        self.filter = LatentGridFilter(obs_dim, action_dim, grid, latent_dim, hidden, hazard, mode, min_sigma, refine)
+        self.filter = LatentGridFilter(obs_dim, action_dim, grid, latent_dim, hidden, hazard, mode, min_sigma, refine, probes)
         self.actor = TanhGaussianActor(obs_dim + self.filter.belief_dim, action_dim, actor_hidden)
 
     @property
