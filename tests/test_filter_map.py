@@ -51,10 +51,12 @@ def test_a_swapped_pair_of_points_is_a_fold() -> None:
 def test_cli_prints_one_line_per_checkpoint_and_plots(tmp_path, monkeypatch, capsys) -> None:
     ck = make_checkpoint(tmp_path / "filter.pt", algorithm="filter", seed=3)
     png = tmp_path / "map.png"
-    monkeypatch.setattr(sys, "argv", ["filter_map.py", str(ck), str(ck), "--lattice", "21", "--plot", str(png)])
+    argv = ["filter_map.py", str(ck), str(ck), "--lattice", "21", "--episodes", "3", "--plot", str(png)]
+    monkeypatch.setattr(sys, "argv", argv)
     tool.main()
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     assert len(lines) == 2 and lines[0] == lines[1] and 0 <= lines[0]["folded"] <= 1
+    assert 0 < lines[0]["end_error"] < 3 and lines[0]["final_std"] > 0
     assert png.stat().st_size > 1000
     oracle = make_checkpoint(tmp_path / "oracle.pt", algorithm="oracle", seed=4)
     monkeypatch.setattr(sys, "argv", ["filter_map.py", str(oracle)])

@@ -10,7 +10,9 @@ distant one (the posterior stays broad and the agent stops short: docs/results.m
 Per checkpoint (one JSON line): `folded`, the share of grid cells whose image is turned over against
 the majority's orientation (0 for an unfolded sheet); `affine_r2`, how much of the implied tasks an
 affine function of the grid coordinates explains (1 for an evenly spread sheet); the implied tasks'
-extent per axis.
+extent per axis. With `--episodes N`, what the map does to the agent: over N evaluation episodes without
+switches (training tasks, reset seeds 10000...), the median distance from the last position to the goal
+(`end_error`) and the median posterior std of z after the last step (`final_std`).
 
     python tools/filter_map.py runs/filter_r2_s0/policy.pt runs/filter_r2_s3/policy.pt --plot map.png
 """
@@ -24,6 +26,8 @@ import numpy as np
 import torch
 
 from agents.checkpoint import CheckpointError, build_policy, load_checkpoint
+from agents.config import RunConfig
+from agents.evaluation import evaluation_episodes
 from agents.latent_filter import LatentGridFilter, grid_points
 
 
@@ -60,12 +64,23 @@ def map_stats(g: np.ndarray) -> dict[str, float]:
     }
 
 
+def outcome(policy, ckpt, episodes: int) -> dict[str, float]:
+    """Median final distance to the goal and final posterior std of z over no-switch training-task episodes."""
+    cfg = RunConfig.model_validate(ckpt.config)
+    records = evaluation_episodes(policy, cfg.env, "train", episodes, nonstationary="none", record_beliefs=True)
+    d = policy.filter.latent_dim
+    end = [np.linalg.norm(r.episode.next_obs[-1] - r.episode.task_vector[-1]) for r in records]
+    std = [r.beliefs[-1, d : 2 * d].mean() for r in records]
+    return {"end_error": round(float(np.median(end)), 3), "final_std": round(float(np.median(std)), 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoints", nargs="+", help="filter checkpoints (policy.pt or checkpoint.pt)")
     ap.add_argument("--box", type=float, nargs=2, default=[-1.3, 1.3], help="position range searched, per axis")
     ap.add_argument("--lattice", type=int, default=105, help="positions per axis searched")
     ap.add_argument("--grid", type=int, help="points per axis read (default: each checkpoint's training grid)")
+    ap.add_argument("--episodes", type=int, default=0, help="also run this many no-switch episodes (see above)")
     ap.add_argument("--plot", help="PNG: one panel per checkpoint")
     ap.add_argument("--titles", nargs="+", help="panel titles (default: the checkpoint paths)")
     args = ap.parse_args()
@@ -80,9 +95,11 @@ def main() -> None:
             ap.error(str(e))
         if ckpt.algorithm != "filter":
             ap.error(f"{path}: a {ckpt.algorithm!r} checkpoint; the map is read from a filter's reward decoder")
-        g = implied_tasks(build_policy(ckpt).filter, *args.box, args.lattice, args.grid)
+        policy = build_policy(ckpt)
+        g = implied_tasks(policy.filter, *args.box, args.lattice, args.grid)
         maps.append(g)
-        print(json.dumps({"checkpoint": path, **map_stats(g)}), flush=True)
+        row = {"checkpoint": path, **map_stats(g), **(outcome(policy, ckpt, args.episodes) if args.episodes else {})}
+        print(json.dumps(row), flush=True)
     if args.plot:
         import matplotlib
 
