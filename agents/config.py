@@ -172,13 +172,13 @@ class FilterConfig(Strict):
     # transitions drawn from the first stored data (agents/latent_filter.py); meaningful where z is not
     probes: int = Field(0, ge=0)
     # coarse-to-fine learning: [[points per axis, until env step], ...] in order; the likelihood learns on
-    # the first coarser grid whose step is not yet reached, then on `grid`. A fine grid learned from the
-    # start can fold (neighbouring points placed on distant tasks) and stay folded; coarse grids cannot.
+    # the first coarser grid whose step is not yet reached, then on `grid` (meant against a folding map;
+    # on the point robot it did not prevent one: docs/results.md)
     coarse: list[tuple[int, int]] = []
     # a self-organising map's neighbourhood: while learning, the posterior weight with which a grid point
     # explains a reward is shared with its grid neighbours by a Gaussian of this std (z units), shrinking
     # linearly to 0 at `neighbourhood_until` env steps; neighbouring points are then pulled towards the same
-    # tasks, so the map unfolds in order instead of folding
+    # tasks (meant to make the map unfold in order; on the point robot it did not: docs/results.md)
     neighbourhood: float = Field(0.0, ge=0)
     neighbourhood_until: int = Field(0, ge=0)
 

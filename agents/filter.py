@@ -4,9 +4,10 @@ Each epoch, as in MoSS's loop (collect, then encoder updates, then SAC on the re
   1. `train.encoder_updates` likelihood steps: whole stored episodes are filtered from the uniform prior
      and the reward decoder and sigma follow the gradient of the predictive log-likelihood
      sum_t log p(r_t | steps < t) (agents/latent_filter.py); no task labels, no KL, no contrastive term;
-     a fine grid learned from the start can fold (neighbouring points placed on distant tasks) and stay
-     folded; `filter.neighbourhood` (a self-organising map's shrinking neighbourhood: noise on each point's
-     decoder input) and `filter.coarse` (coarser grids first) are the two remedies;
+     the learned map from grid points to tasks can fold (distant points standing for one task;
+     tools/filter_map.py); `filter.neighbourhood` (a self-organising map's shrinking neighbourhood: each
+     step's posterior weight shared among grid neighbours) and `filter.coarse` (coarser grids first) are
+     remedies we tried (docs/results.md: neither kept the point robot's seed 3 from folding);
   2. every stored episode is re-filtered with the new likelihood, so the beliefs SAC reads are current
      (once `train.encoder_until` has frozen the likelihood, only the newly collected ones);
      learning and re-filtering run on the training grid, acting on the (possibly refined) acting grid;
@@ -53,8 +54,8 @@ class GridFilter(Learner):
         return f.train_z if g == f.grid else grid_points(g, f.latent_dim).to(f.train_z)
 
     def neighbourhood(self, buffer: EpisodeBuffer) -> float:
-        """Std of the latent noise of the learning step now (z units): `filter.neighbourhood` shrinking
-        linearly to 0 at `filter.neighbourhood_until` stored env steps."""
+        """Width (std, z units) over which the learning step now shares posterior weight among grid
+        neighbours: `filter.neighbourhood` shrinking linearly to 0 at `filter.neighbourhood_until` stored env steps."""
         f = self.cfg.filter
         if f.neighbourhood == 0:
             return 0.0

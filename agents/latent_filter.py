@@ -68,7 +68,11 @@ class LatentGridFilter(nn.Module):
         if probes:  # [s, a in [-1, 1], s'] per probe, and whether the learner has set them
             self.register_buffer("probe_x", torch.zeros(probes, 2 * obs_dim + action_dim))
             self.register_buffer("probes_set", torch.tensor(False))
-        self._features: tuple[tuple, torch.Tensor] | None = None  # (key, [K, M]) of the last grid read
+        self._features: tuple[tuple, torch.Tensor, torch.Tensor] | None = None  # (versions, z, [K, M]) last read
+
+    def _apply(self, fn, *args, **kwargs):
+        self._features = None  # a move or cast makes new tensors whose versions restart
+        return super()._apply(fn, *args, **kwargs)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         state_dict.pop(prefix + "z", None)  # checkpoints before `refine` stored the grid
@@ -109,10 +113,11 @@ class LatentGridFilter(nn.Module):
         last grid's are reused until a weight, the probes or the points change."""
         if torch.is_grad_enabled():
             return self.mean_reward(self.probe_x, z).T
-        key = (z.data_ptr(), tuple(z.shape), z._version, *(t._version for t in (*self.parameters(), self.probe_x)))
-        if self._features is None or self._features[0] != key:
-            self._features = (key, self.mean_reward(self.probe_x, z).T.contiguous())
-        return self._features[1]
+        versions = tuple(t._version for t in (*self.parameters(), self.probe_x))  # bumped by every in-place write
+        c = self._features
+        if c is None or c[0] != versions or c[1].shape != z.shape or not torch.equal(c[1], z):
+            self._features = c = (versions, z.clone(), self.mean_reward(self.probe_x, z).T.contiguous())
+        return c[2]
 
     @property
     def sigma(self) -> torch.Tensor:
