@@ -35,17 +35,21 @@ def l1_decoder(grid: int, flip: float = 1.0) -> LatentGridFilter:
 def test_implied_tasks_of_a_hand_built_decoder_are_its_grid_and_unfolded() -> None:
     g = tool.implied_tasks(l1_decoder(5), -1.0, 1.0, 41)  # lattice step 0.05 holds every grid point
     assert np.allclose(g.reshape(-1, 2), grid_points(5, 2).numpy(), atol=1e-6)
-    assert tool.map_stats(g) == {"folded": 0.0, "affine_r2": 1.0, "extent": [2.0, 2.0]}
+    assert tool.map_stats(g) == {"folded": 0.0, "collapsed": 0.0, "affine_r2": 1.0, "extent": [2.0, 2.0]}
     mirrored = tool.implied_tasks(l1_decoder(5, flip=-1.0), -1.0, 1.0, 41)
     assert tool.map_stats(mirrored)["folded"] == 0.0  # a mirror image is not a fold
     assert tool.implied_tasks(l1_decoder(5), -1.0, 1.0, 41, grid=3).shape == (3, 3, 2)
 
 
-def test_a_swapped_pair_of_points_is_a_fold() -> None:
+def test_a_swapped_pair_of_points_is_a_fold_and_a_merged_column_is_collapsed() -> None:
     g = grid_points(6, 2).numpy().reshape(6, 6, 2)
     g[2, 2], g[3, 3] = g[3, 3].copy(), g[2, 2].copy()
     s = tool.map_stats(g)
     assert 0 < s["folded"] < 0.5 and s["affine_r2"] < 1.0
+    g = grid_points(6, 2).numpy().reshape(6, 6, 2)
+    g[:, 3] = g[:, 2]  # two grid columns standing for the same tasks: collapsed cells, not folds
+    s = tool.map_stats(g)
+    assert s["collapsed"] == pytest.approx(5 / 25) and s["folded"] == 0
 
 
 def test_cli_prints_one_line_per_checkpoint_and_plots(tmp_path, monkeypatch, capsys) -> None:

@@ -8,7 +8,9 @@ sheet over the task range; a folded one crosses itself, and a task under a fold 
 distant one (the posterior stays broad and the agent stops short: docs/results.md, section 1).
 
 Per checkpoint (one JSON line): `folded`, the share of grid cells whose image is turned over against
-the majority's orientation (0 for an unfolded sheet); `affine_r2`, how much of the implied tasks an
+the majority's orientation (0 for an unfolded sheet); `collapsed`, the share whose corners land on one
+line or point (positions are searched on a lattice, so neighbours closer than its step coincide);
+`affine_r2`, how much of the implied tasks an
 affine function of the grid coordinates explains (1 for an evenly spread sheet); the implied tasks'
 extent per axis. With `--episodes N`, what the map does to the agent: over N evaluation episodes without
 switches (training tasks, reset seeds 10000...), the median distance from the last position to the goal
@@ -49,8 +51,8 @@ def implied_tasks(f: LatentGridFilter, lo: float, hi: float, lattice: int, grid:
 def map_stats(g: np.ndarray) -> dict[str, float]:
     """Fold share, affine R^2 and extent of implied tasks g [G, G, 2] (see the module docstring)."""
     e1, e2 = g[1:, :-1] - g[:-1, :-1], g[:-1, 1:] - g[:-1, :-1]
-    area = e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]
-    majority = np.sign(np.median(area)) or 1.0
+    area = np.sign(e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0])  # 0: the cell's corners coincide or line up
+    majority = np.sign(area.sum()) or 1.0
     n = g.shape[0]
     coords = np.stack(np.meshgrid(np.arange(n), np.arange(n), indexing="ij"), -1).reshape(-1, 2)
     x = np.c_[coords, np.ones(len(coords))]
@@ -58,7 +60,8 @@ def map_stats(g: np.ndarray) -> dict[str, float]:
     w, *_ = np.linalg.lstsq(x, y, rcond=None)
     r2 = 1 - ((x @ w - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0).clip(1e-12)
     return {
-        "folded": round(float((np.sign(area) != majority).mean()), 3),
+        "folded": round(float((area == -majority).mean()), 3),
+        "collapsed": round(float((area == 0).mean()), 3),
         "affine_r2": round(float(r2.mean()), 3),
         "extent": [round(float(v), 2) for v in np.ptp(y, 0)],
     }
