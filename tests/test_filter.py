@@ -330,6 +330,8 @@ def test_reward_belief_is_the_posterior_mean_and_std_of_the_decoders_reward_at_t
     b, _ = run_contract(policy, s, a, r, s2)
     b_plain, _ = run_contract(filter_policy(), s, a, r, s2)  # same seed, same weights, no probes
     assert torch.allclose(b[..., :4], b_plain, atol=1e-6)
+    one, _ = run_contract(policy, s[1:], a[1:], r[1:], s2[1:])  # batched = per session
+    assert torch.allclose(b[1:], one, atol=1e-5)
     with torch.no_grad():
         q = f.sequence(s, policy.normalize_action(a), r, s2)[1][:, -1].exp()  # [2, K]
         phi = torch.stack([f.mean_reward(x[m], f.z) for m in range(3)], -1)  # [K, 3], one probe at a time
