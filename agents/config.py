@@ -183,7 +183,7 @@ class FilterConfig(Strict):
     neighbourhood_until: int = Field(0, ge=0)
 
     @model_validator(mode="after")
-    def _coarse_grids_refine_in_order(self) -> FilterConfig:
+    def _learning_schedules_are_consistent(self) -> FilterConfig:
         sizes, steps = [g for g, _ in self.coarse], [u for _, u in self.coarse]
         if any(g < 2 for g in sizes) or sizes != sorted(set(sizes)) or (sizes and sizes[-1] >= self.grid):
             raise ValueError(f"filter.coarse: grids must increase from >= 2 to below grid={self.grid}, got {sizes}")

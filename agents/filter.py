@@ -25,7 +25,7 @@ import torch
 
 from agents.buffer import EpisodeBuffer
 from agents.config import RunConfig
-from agents.latent_filter import grid_points, spread_over_grid
+from agents.latent_filter import grid_points, grid_spacing, spread_over_grid
 from agents.learner import Learner, sac_batch, sac_view
 from agents.policies.filter import FilterPolicy
 from agents.sac import SAC
@@ -66,7 +66,7 @@ class GridFilter(Learner):
         idx = torch.as_tensor(rng.integers(len(buffer), size=self.cfg.filter.batch_size))
         offset = None
         if self.cfg.filter.jitter:
-            h = 2.0 / (self.training_grid(buffer) - 1)
+            h = grid_spacing(self.training_grid(buffer))
             offset = torch.as_tensor(rng.uniform(-h / 2, h / 2, self.policy.filter.latent_dim), dtype=torch.float32)
         f, z = self.policy.filter, self.training_points(buffer)
         ll = episode_likelihoods(self.policy, buffer, idx, z if offset is None else z + offset.to(z))

@@ -81,7 +81,7 @@ class LatentGridFilter(nn.Module):
     @property
     def spacing(self) -> float:
         """Distance between neighbouring points of the training grid along an axis."""
-        return 2.0 / (self.grid - 1)
+        return grid_spacing(self.grid)
 
     def log_likelihood(
         self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor, z: torch.Tensor | None = None
@@ -179,6 +179,11 @@ class LatentGridFilter(nn.Module):
             mean = q @ phi
             parts += [mean, (q @ phi**2 - mean**2).clamp_min(1e-12).sqrt()]
         return torch.cat(parts, -1)
+
+
+def grid_spacing(n: int) -> float:
+    """Distance between neighbouring points of an n-point grid on [-1, 1] (`grid_points`)."""
+    return 2.0 / (n - 1)
 
 
 def grid_points(n: int, dim: int) -> torch.Tensor:

@@ -43,8 +43,7 @@ def implied_tasks(f: LatentGridFilter, lo: float, hi: float, lattice: int, grid:
     p = torch.stack(torch.meshgrid(xs, xs, indexing="ij"), -1).reshape(-1, 2)
     grid = grid or f.grid
     z = grid_points(grid, 2)
-    h = f.transition_in(torch.cat([p, torch.zeros_like(p), p], -1)).unsqueeze(-2) + f.latent_in(z)
-    pred = f.rest(torch.relu(h)).squeeze(-1)  # [P, K]
+    pred = f.mean_reward(torch.cat([p, torch.zeros_like(p), p], -1), z)  # [P, K]
     return p[pred.argmax(0)].numpy().reshape(grid, grid, 2)
 
 
