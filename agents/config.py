@@ -181,6 +181,11 @@ class FilterConfig(Strict):
     # tasks (meant to make the map unfold in order; on the point robot it did not: docs/results.md)
     neighbourhood: float = Field(0.0, ge=0)
     neighbourhood_until: int = Field(0, ge=0)
+    # a smoothness prior on the learned map (elastic net, GTM): this weight times the mean squared second
+    # difference of r_hat along the grid axes over the squared first, at `bend_points` transitions drawn
+    # per likelihood step from its episodes (agents/latent_filter.py `bending`); 0: off
+    bend: float = Field(0.0, ge=0)
+    bend_points: int = Field(64, ge=1)
 
     @model_validator(mode="after")
     def _learning_schedules_are_consistent(self) -> FilterConfig:

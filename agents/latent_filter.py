@@ -203,3 +203,16 @@ def spread_over_grid(w: torch.Tensor, grid: int, dim: int, width: float) -> torc
     for d in range(len(lead), len(lead) + dim):
         w = torch.movedim(torch.movedim(w, d, -1) @ h, -1, d)
     return w.reshape(*lead, grid**dim)
+
+
+def bending(r: torch.Tensor, grid: int, dim: int) -> torch.Tensor:
+    """How far the map from grid points to reward functions is from affine: the mean squared second
+    difference of r [M, grid^dim] (r_hat at M transitions on every grid point) along each grid axis, over
+    the mean squared first difference: unit-free and blind to the map's scale, so its gradient bends the map
+    straight and never shrinks it (a prior on the differences alone pulls every point together). A crease,
+    where a folded map turns back on itself, is a line of large second differences; a smooth unfolded map
+    has small ones. The elastic net's and GTM's smoothness prior."""
+    r = r.reshape(r.shape[0], *[grid] * dim)
+    second = [torch.diff(r, 2, dim=d).pow(2).mean() for d in range(1, dim + 1)]
+    first = [torch.diff(r, 1, dim=d).pow(2).mean() for d in range(1, dim + 1)]
+    return sum(second) / sum(first).clamp_min(1e-12)

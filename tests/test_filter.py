@@ -15,7 +15,7 @@ from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import EnvConfig, parse_config
 from agents.evaluation import evaluation_episodes
 from agents.filter import GridFilter, stored_beliefs
-from agents.latent_filter import LatentGridFilter, grid_points, spread_over_grid
+from agents.latent_filter import LatentGridFilter, bending, grid_points, spread_over_grid
 from agents.policies import FilterPolicy
 from agents.trainer import Trainer
 from runtime.client import Client, drive, env_settings
@@ -318,6 +318,50 @@ def test_neighbourhood_shares_the_exact_gradient_out_among_grid_neighbours() -> 
     assert not all(torch.allclose(a, b, atol=1e-3) for a, b in zip(exact, spread, strict=True))
     with pytest.raises(ValueError, match="neighbourhood_until"):
         parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"neighbourhood": 0.3}})
+
+
+def test_bending_is_zero_for_an_affine_map_and_large_at_a_crease() -> None:
+    z = grid_points(6, 2)
+    affine = torch.stack([2 * z[:, 0] + z[:, 1], z[:, 1] - z[:, 0], torch.full_like(z[:, 0], 3.0)])  # [M=3, K]
+    assert float(bending(affine, 6, 2)) == pytest.approx(0.0, abs=1e-9)
+    assert float(bending(3 * affine + 1, 6, 2)) == pytest.approx(0.0, abs=1e-9)
+    # by hand: r = |z1| on a 3-point axis (values 1, 0, 1 along axis 0, constant along axis 1): second
+    # difference 2 on each of the 3 columns, first differences +-1 on all 6 pairs of each axis-0 column
+    z3 = grid_points(3, 2)
+    folded = z3[:, 0].abs()[None]
+    expected = (4.0 * 3 / 3) / (1.0 * 6 / 6)  # mean second^2 along axis 0 (axis 1: 0) over mean first^2 (axis 1: 0)
+    assert float(bending(folded, 3, 2)) == pytest.approx(expected)
+    # blind to scale: the gradient has no component along the map itself (it neither shrinks nor inflates it)
+    x = (3 * folded + torch.randn(1, 9) * 0.1).requires_grad_()
+    bending(x, 3, 2).backward()
+    centred = x.detach() - x.detach().mean()
+    assert float((x.grad * centred).sum()) == pytest.approx(0.0, abs=1e-5) and float(x.grad.abs().sum()) > 0.1
+
+
+def test_bend_adds_the_smoothness_prior_to_the_likelihood_step() -> None:
+    """filter.bend: the reported nll is the same objective; the step's gradient now includes the prior,
+    and repeated steps with a large weight straighten the map."""
+    cfg = config()
+    _, buffer = point_robot_buffer(filter_policy(), 4)
+
+    def run(weight: float, steps: int) -> tuple[dict[str, float], list[torch.Tensor], LatentGridFilter]:
+        policy = filter_policy().train()
+        learner = GridFilter(policy, cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"bend": weight})}))
+        rng = np.random.default_rng(0)
+        m = learner.likelihood_step(buffer, rng)
+        g = [p.grad.clone() for p in policy.filter.parameters()]
+        for _ in range(steps - 1):
+            m = learner.likelihood_step(buffer, rng)
+        return m, g, policy.filter
+
+    plain, g0, _ = run(0.0, 1)
+    bent, g1, _ = run(1.0, 1)
+    assert "filter_bend" not in plain and bent["filter_bend"] > 0
+    assert bent["filter_nll"] == pytest.approx(plain["filter_nll"])
+    assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g0, g1, strict=True))
+    first, _, _ = run(100.0, 1)
+    last, _, _ = run(100.0, 30)
+    assert last["filter_bend"] < 0.5 * first["filter_bend"]
 
 
 def test_reward_belief_is_the_posterior_mean_and_std_of_the_decoders_reward_at_the_probes(tmp_path) -> None:
