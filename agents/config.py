@@ -155,8 +155,11 @@ class FilterConfig(Strict):
     """Grid filter (agents/filter.py, not in the papers): Bayes' rule over a fixed latent grid."""
 
     grid: int = Field(16, ge=2)  # points per latent axis: K = grid ** latent_dim
+    # reward decoder: "mlp" (any map from grid points to tasks) or "translation" (a task is a target point in
+    # a learned feature space of the transition: the map is affine and cannot fold; agents/latent_filter.py)
+    decoder: Literal["mlp", "translation"] = "mlp"
     latent_dim: int = Field(2, ge=1)
-    hidden: int = Field(32, ge=1)  # reward decoder width (two layers)
+    hidden: int = Field(32, ge=1)  # reward decoder width (mlp: two hidden layers; translation: one per part)
     hazard: float = Field(0.02, gt=0, lt=1)  # prior probability per step that the task switches
     lr: float = Field(3e-3, gt=0)
     batch_size: int = Field(32, ge=1)  # whole episodes per likelihood step
@@ -181,11 +184,6 @@ class FilterConfig(Strict):
     # tasks (meant to make the map unfold in order; on the point robot it did not: docs/results.md)
     neighbourhood: float = Field(0.0, ge=0)
     neighbourhood_until: int = Field(0, ge=0)
-    # a smoothness prior on the learned map (elastic net, GTM): this weight times the mean squared second
-    # difference of r_hat along the grid axes over the squared first, at `bend_points` transitions drawn
-    # per likelihood step from its episodes (agents/latent_filter.py `bending`); 0: off
-    bend: float = Field(0.0, ge=0)
-    bend_points: int = Field(64, ge=1)
 
     @model_validator(mode="after")
     def _learning_schedules_are_consistent(self) -> FilterConfig:

@@ -7,8 +7,7 @@ Each epoch, as in MoSS's loop (collect, then encoder updates, then SAC on the re
      the learned map from grid points to tasks can fold (distant points standing for one task;
      tools/filter_map.py); `filter.neighbourhood` (a self-organising map's shrinking neighbourhood: each
      step's posterior weight shared among grid neighbours) and `filter.coarse` (coarser grids first) are
-     remedies we tried (docs/results.md: neither kept the point robot's seed 3 from folding); `filter.bend`
-     adds a smoothness prior (the map's second differences over grid axes, `bending`);
+     remedies we tried (docs/results.md: neither kept the point robot's seed 3 from folding);
   2. every stored episode is re-filtered with the new likelihood, so the beliefs SAC reads are current
      (once `train.encoder_until` has frozen the likelihood, only the newly collected ones);
      learning and re-filtering run on the training grid, acting on the (possibly refined) acting grid;
@@ -26,7 +25,7 @@ import torch
 
 from agents.buffer import EpisodeBuffer
 from agents.config import RunConfig
-from agents.latent_filter import bending, grid_points, grid_spacing, spread_over_grid
+from agents.latent_filter import grid_points, grid_spacing, spread_over_grid
 from agents.learner import Learner, sac_batch, sac_view
 from agents.policies.filter import FilterPolicy
 from agents.sac import SAC
@@ -82,24 +81,11 @@ class GridFilter(Learner):
             nll = -f.recursion(leaf)[0][mask].mean()
             (weight,) = torch.autograd.grad(nll, leaf)
             loss = (spread_over_grid(weight, self.training_grid(buffer), f.latent_dim, width) * ll).sum()
-        metrics = {"filter_nll": nll.item(), "filter_sigma": f.sigma.item(), "filter_neighbourhood": width}
-        if self.cfg.filter.bend:
-            bend = bending(f.mean_reward(self.bend_transitions(buffer, idx, rng), z), self.training_grid(buffer), f.latent_dim)
-            loss = loss + self.cfg.filter.bend * bend
-            metrics["filter_bend"] = bend.item()
         self._version += 1
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return metrics
-
-    def bend_transitions(self, buffer: EpisodeBuffer, idx: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """`filter.bend_points` transitions [s, a in [-1, 1], s'] drawn from the batch's episodes' valid steps."""
-        n = self.cfg.filter.bend_points
-        e = idx[torch.as_tensor(rng.integers(len(idx), size=n))]
-        t = (torch.as_tensor(rng.random(n)) * buffer.length[e]).long()
-        a = self.policy.normalize_action(buffer.action[e, t])
-        return torch.cat([buffer.obs[e, t], a, buffer.next_obs[e, t]], -1).to(self.policy.filter.train_z)
+        return {"filter_nll": nll.item(), "filter_sigma": f.sigma.item(), "filter_neighbourhood": width}
 
     @torch.no_grad()
     def relabel(self, buffer: EpisodeBuffer) -> None:

@@ -35,6 +35,13 @@ from torch import nn
 
 from agents.nets import MLP
 
+# "mlp": r_hat = MLP([s, a, s'], z), any map from grid points to tasks, one that folds included (distant
+# points standing for one task, tools/filter_map.py). "translation": r_hat = f(phi([s, a, s']) - A z) +
+# b([s, a, s']): a task is a target point A z in a learned feature space of the transition (a goal, a
+# velocity), so grid points map to tasks by an affine map, which cannot fold; it cannot express tasks that
+# are not targets (a running direction that flips the reward's sign).
+DECODERS = ("mlp", "translation")
+
 
 class LatentGridFilter(nn.Module):
     """Bayes filter over `grid`^`latent_dim` fixed points; state = log q [n, K]."""
@@ -51,19 +58,30 @@ class LatentGridFilter(nn.Module):
         min_sigma: float = 0.0,
         refine: int = 1,
         probes: int = 0,
+        decoder: str = "mlp",
     ) -> None:
         super().__init__()
-        self.mode, self.min_sigma, self.probes = mode, float(min_sigma), probes
+        self.mode, self.min_sigma, self.probes, self.decoder = mode, float(min_sigma), probes, decoder
         if grid < 2 or not 0 < hazard < 1 or refine < 1:
             raise ValueError(f"need grid >= 2, 0 < hazard < 1 and refine >= 1, got grid={grid}, hazard={hazard}, refine={refine}")
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         # both grids follow from (grid, refine), so checkpoints hold neither and refine can change at load
         self.register_buffer("z", grid_points((grid - 1) * refine + 1, latent_dim), persistent=False)  # acting
         self.register_buffer("train_z", grid_points(grid, latent_dim), persistent=False)
         self.grid, self.refine, self.k, self.latent_dim, self.hazard = grid, refine, self.z.shape[0], latent_dim, float(hazard)
-        # the first layer split in two: W [s, a, s'] once per step plus W_z z once per grid point
-        self.transition_in = nn.Linear(2 * obs_dim + action_dim, hidden)
-        self.latent_in = nn.Linear(latent_dim, hidden, bias=False)
-        self.rest = MLP(hidden, (hidden,), 1)
+        self.x_dim = x_dim = 2 * obs_dim + action_dim  # a transition [s, a, s']
+        if decoder == "mlp":
+            # the first layer split in two: W [s, a, s'] once per step plus W_z z once per grid point
+            self.transition_in = nn.Linear(x_dim, hidden)
+            self.latent_in = nn.Linear(latent_dim, hidden, bias=False)
+            self.rest = MLP(hidden, (hidden,), 1)
+        else:  # translation: r_hat = f(phi(x) - A z) + b(x); phi, b once per step, f once per grid point
+            self.feature = MLP(x_dim, (hidden,), latent_dim)
+            self.latent_in = nn.Linear(latent_dim, latent_dim, bias=False)
+            nn.init.eye_(self.latent_in.weight)  # z starts in phi's units
+            self.rest = MLP(latent_dim, (hidden,), 1)
+            self.base = MLP(x_dim, (hidden,), 1)
         self.log_sigma = nn.Parameter(torch.tensor(math.log(0.3)))
         if probes:  # [s, a in [-1, 1], s'] per probe, and whether the learner has set them
             self.register_buffer("probe_x", torch.zeros(probes, 2 * obs_dim + action_dim))
@@ -99,6 +117,9 @@ class LatentGridFilter(nn.Module):
 
     def mean_reward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The decoder: r_hat [..., K] for transitions x = [s, a, s'] [..., 2 obs + act] at the points z [K, D]."""
+        if self.decoder == "translation":
+            u = self.feature(x).unsqueeze(-2) - self.latent_in(z)
+            return self.rest(u).squeeze(-1) + self.base(x)
         h = self.transition_in(x).unsqueeze(-2) + self.latent_in(z)
         return self.rest(torch.relu(h)).squeeze(-1)
 
@@ -204,15 +225,3 @@ def spread_over_grid(w: torch.Tensor, grid: int, dim: int, width: float) -> torc
         w = torch.movedim(torch.movedim(w, d, -1) @ h, -1, d)
     return w.reshape(*lead, grid**dim)
 
-
-def bending(r: torch.Tensor, grid: int, dim: int) -> torch.Tensor:
-    """How far the map from grid points to reward functions is from affine: the mean squared second
-    difference of r [M, grid^dim] (r_hat at M transitions on every grid point) along each grid axis, over
-    the mean squared first difference: unit-free and blind to the map's scale, so its gradient bends the map
-    straight and never shrinks it (a prior on the differences alone pulls every point together). A crease,
-    where a folded map turns back on itself, is a line of large second differences; a smooth unfolded map
-    has small ones. The elastic net's and GTM's smoothness prior."""
-    r = r.reshape(r.shape[0], *[grid] * dim)
-    second = [torch.diff(r, 2, dim=d).pow(2).mean() for d in range(1, dim + 1)]
-    first = [torch.diff(r, 1, dim=d).pow(2).mean() for d in range(1, dim + 1)]
-    return sum(second) / sum(first).clamp_min(1e-12)

@@ -15,7 +15,7 @@ from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import EnvConfig, parse_config
 from agents.evaluation import evaluation_episodes
 from agents.filter import GridFilter, stored_beliefs
-from agents.latent_filter import LatentGridFilter, bending, grid_points, spread_over_grid
+from agents.latent_filter import LatentGridFilter, grid_points, spread_over_grid
 from agents.policies import FilterPolicy
 from agents.trainer import Trainer
 from runtime.client import Client, drive, env_settings
@@ -320,50 +320,6 @@ def test_neighbourhood_shares_the_exact_gradient_out_among_grid_neighbours() -> 
         parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"neighbourhood": 0.3}})
 
 
-def test_bending_is_zero_for_an_affine_map_and_large_at_a_crease() -> None:
-    z = grid_points(6, 2)
-    affine = torch.stack([2 * z[:, 0] + z[:, 1], z[:, 1] - z[:, 0], torch.full_like(z[:, 0], 3.0)])  # [M=3, K]
-    assert float(bending(affine, 6, 2)) == pytest.approx(0.0, abs=1e-9)
-    assert float(bending(3 * affine + 1, 6, 2)) == pytest.approx(0.0, abs=1e-9)
-    # by hand: r = |z1| on a 3-point axis (values 1, 0, 1 along axis 0, constant along axis 1): second
-    # difference 2 on each of the 3 columns, first differences +-1 on all 6 pairs of each axis-0 column
-    z3 = grid_points(3, 2)
-    folded = z3[:, 0].abs()[None]
-    expected = (4.0 * 3 / 3) / (1.0 * 6 / 6)  # mean second^2 along axis 0 (axis 1: 0) over mean first^2 (axis 1: 0)
-    assert float(bending(folded, 3, 2)) == pytest.approx(expected)
-    # blind to scale: the gradient has no component along the map itself (it neither shrinks nor inflates it)
-    x = (3 * folded + torch.randn(1, 9) * 0.1).requires_grad_()
-    bending(x, 3, 2).backward()
-    centred = x.detach() - x.detach().mean()
-    assert float((x.grad * centred).sum()) == pytest.approx(0.0, abs=1e-5) and float(x.grad.abs().sum()) > 0.1
-
-
-def test_bend_adds_the_smoothness_prior_to_the_likelihood_step() -> None:
-    """filter.bend: the reported nll is the same objective; the step's gradient now includes the prior,
-    and repeated steps with a large weight straighten the map."""
-    cfg = config()
-    _, buffer = point_robot_buffer(filter_policy(), 4)
-
-    def run(weight: float, steps: int) -> tuple[dict[str, float], list[torch.Tensor], LatentGridFilter]:
-        policy = filter_policy().train()
-        learner = GridFilter(policy, cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"bend": weight})}))
-        rng = np.random.default_rng(0)
-        m = learner.likelihood_step(buffer, rng)
-        g = [p.grad.clone() for p in policy.filter.parameters()]
-        for _ in range(steps - 1):
-            m = learner.likelihood_step(buffer, rng)
-        return m, g, policy.filter
-
-    plain, g0, _ = run(0.0, 1)
-    bent, g1, _ = run(1.0, 1)
-    assert "filter_bend" not in plain and bent["filter_bend"] > 0
-    assert bent["filter_nll"] == pytest.approx(plain["filter_nll"])
-    assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g0, g1, strict=True))
-    first, _, _ = run(100.0, 1)
-    last, _, _ = run(100.0, 30)
-    assert last["filter_bend"] < 0.5 * first["filter_bend"]
-
-
 def test_reward_belief_is_the_posterior_mean_and_std_of_the_decoders_reward_at_the_probes(tmp_path) -> None:
     policy = filter_policy(probes=3)
     f = policy.filter
@@ -425,6 +381,36 @@ def test_mode_belief_adds_the_most_likely_grid_point_and_survives_a_checkpoint(t
     Trainer(cfg, tmp_path).train()
     loaded = build_policy(load_checkpoint(tmp_path / "policy.pt"))
     assert loaded.belief_dim == 6 and loaded.filter.mode
+
+
+def test_translation_decoder_is_a_target_shift_in_a_learned_feature_space(tmp_path) -> None:
+    """decoder=translation: r_hat(x, z) = f(phi(x) - A z) + b(x) by hand; moving every point z by d and
+    every feature phi(x) by A d leaves r_hat unchanged (a task is a target, so the grid maps to tasks by an
+    affine map); trains, checkpoints and loads with its spec."""
+    policy = filter_policy(decoder="translation")
+    f = policy.filter
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        f.latent_in.weight.copy_(torch.tensor([[1.0, 0.5], [-0.3, 2.0]]))
+        by_hand = torch.stack([f.rest(f.feature(xi) - f.latent_in(f.z)).squeeze(-1) + f.base(xi) for xi in x])
+        assert torch.allclose(f.mean_reward(x, f.z), by_hand, atol=1e-6) and by_hand.shape == (4, 25)
+        d = torch.tensor([0.2, -0.1])
+        shifted = f.rest(f.feature(x).unsqueeze(-2) + f.latent_in(d) - f.latent_in(f.z + d)).squeeze(-1) + f.base(x)
+        assert torch.allclose(shifted, by_hand, atol=1e-5)
+    assert not hasattr(f, "transition_in") and policy.cfg["decoder"] == "translation"
+    cfg = config(total_steps=40, episodes_per_epoch=2, initial_episodes=0, eval_every=400, eval_episodes=2, checkpoint_every=400)
+    cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"decoder": "translation"})})
+    Trainer(cfg, tmp_path).train()
+    loaded = build_policy(load_checkpoint(tmp_path / "policy.pt"))
+    assert loaded.filter.decoder == "translation"
+    s, a, r, s2 = streams(2, 6)
+    b_saved, _ = run_contract(loaded, s, a, r, s2)
+    again = build_policy(load_checkpoint(tmp_path / "policy.pt"))
+    assert torch.equal(run_contract(again, s, a, r, s2)[0], b_saved)
+    with pytest.raises(ValueError, match="decoder"):
+        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"decoder": "rbf"}})
+    with pytest.raises(ValueError, match="decoder"):
+        LatentGridFilter(obs_dim=2, action_dim=2, grid=3, latent_dim=2, hidden=4, hazard=0.1, decoder="rbf")
 
 
 @torch.no_grad()

@@ -37,7 +37,7 @@ from agents.latent_filter import LatentGridFilter, grid_points
 def implied_tasks(f: LatentGridFilter, lo: float, hi: float, lattice: int, grid: int | None = None) -> np.ndarray:
     """[G, G, 2]: for each point of a G x G grid (default: the training grid), the position on a lattice^2
     lattice of [lo, hi]^2 where the decoder predicts the highest reward for standing still."""
-    if f.latent_dim != 2 or f.transition_in.in_features != 3 * 2:
+    if f.latent_dim != 2 or f.x_dim != 3 * 2:
         raise ValueError("the map needs a 2-D latent and a 2-D observation (a position) with a 2-D action")
     xs = torch.linspace(lo, hi, lattice)
     p = torch.stack(torch.meshgrid(xs, xs, indexing="ij"), -1).reshape(-1, 2)
