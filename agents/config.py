@@ -184,6 +184,9 @@ class FilterConfig(Strict):
     # tasks (meant to make the map unfold in order; on the point robot it did not: docs/results.md)
     neighbourhood: float = Field(0.0, ge=0)
     neighbourhood_until: int = Field(0, ge=0)
+    # the likelihood step's gradient from this many grid points per step, drawn by their share of it (the
+    # smoothed posterior), instead of all K: an unbiased estimate at a fraction of the decoder's cost; 0: exact
+    grad_samples: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _learning_schedules_are_consistent(self) -> FilterConfig:

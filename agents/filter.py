@@ -69,10 +69,12 @@ class GridFilter(Learner):
             h = grid_spacing(self.training_grid(buffer))
             offset = torch.as_tensor(rng.uniform(-h / 2, h / 2, self.policy.filter.latent_dim), dtype=torch.float32)
         f, z = self.policy.filter, self.training_points(buffer)
-        ll = episode_likelihoods(self.policy, buffer, idx, z if offset is None else z + offset.to(z))
+        z = z if offset is None else z + offset.to(z)
+        samples, width = self.cfg.filter.grad_samples, self.neighbourhood(buffer)
+        with torch.set_grad_enabled(not samples):  # sampled: the full grid only to weigh the points
+            ll = episode_likelihoods(self.policy, buffer, idx, z)
         mask = buffer.mask[idx].to(ll.device)
-        width = self.neighbourhood(buffer)
-        if width == 0:
+        if width == 0 and not samples:
             loss = nll = -f.recursion(ll)[0][mask].mean()
         else:
             # d nll / d ll = -(each step's smoothed posterior over the grid) / steps: the exact gradient is
@@ -80,7 +82,9 @@ class GridFilter(Learner):
             leaf = ll.detach().requires_grad_()
             nll = -f.recursion(leaf)[0][mask].mean()
             (weight,) = torch.autograd.grad(nll, leaf)
-            loss = (spread_over_grid(weight, self.training_grid(buffer), f.latent_dim, width) * ll).sum()
+            if width:
+                weight = spread_over_grid(weight, self.training_grid(buffer), f.latent_dim, width)
+            loss = (weight * ll).sum() if not samples else sampled_surrogate(self.policy, buffer, idx, z, -weight, samples)
         self._version += 1
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -139,9 +143,24 @@ class GridFilter(Learner):
 
 def episode_likelihoods(policy: FilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor) -> torch.Tensor:
     """log p(r_t | s_t, a_t, s'_t, z_k) [E, T, K] of stored episodes `idx` on the points z [K, D], on the
-    policy's device (the buffer stays on the CPU)."""
+    policy's device (the buffer stays on the CPU); z [E, T, M, D]: M points per step, [E, T, M]."""
     s, a, r, s2 = (v.to(z.device) for v in (buffer.obs[idx], buffer.action[idx], buffer.reward[idx], buffer.next_obs[idx]))
     return policy.filter.log_likelihood(s, policy.normalize_action(a), r, s2, z)
+
+
+def sampled_surrogate(
+    policy: FilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor, w: torch.Tensor, samples: int
+) -> torch.Tensor:
+    """An unbiased estimate of sum_{e,t,k} w[e,t,k] log p(r_t | .., z_k) (w [E, T, K] >= 0, no gradient)
+    whose gradient costs `samples` decoder passes per step instead of K: per step, points drawn in proportion
+    to w, each standing for W / samples of the step's total weight W. The weights of a trained filter's
+    gradient (smoothed posteriors) sit on few grid points, so few draws carry it (`filter.grad_samples`)."""
+    total = w.sum(-1)  # [E, T]
+    live = total > 0  # masked steps carry no weight
+    k = torch.zeros(*total.shape, samples, dtype=torch.long, device=w.device)
+    k[live] = torch.multinomial(w[live], samples, replacement=True)
+    ll = episode_likelihoods(policy, buffer, idx, z[k])  # [E, T, samples]
+    return -(total.unsqueeze(-1) * ll).mean(-1).sum()
 
 
 def filter_episodes(policy: FilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -320,6 +320,30 @@ def test_neighbourhood_shares_the_exact_gradient_out_among_grid_neighbours() -> 
         parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"neighbourhood": 0.3}})
 
 
+def test_sampled_gradient_estimates_the_exact_likelihood_gradient() -> None:
+    """filter.grad_samples: the same reported objective; the step's gradient drawn from M points per step is
+    an unbiased estimate of the exact one (its mean over draws converges to it; one draw of 4 points does not
+    equal it)."""
+    cfg = config()
+    _, buffer = point_robot_buffer(filter_policy(), 4)
+
+    def grads(samples: int, seed: int = 0) -> tuple[torch.Tensor, float]:
+        policy = filter_policy().train()
+        torch.manual_seed(seed)
+        learner = GridFilter(policy, cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"grad_samples": samples})}))
+        learner.opt.step = lambda: None  # keep the gradients, leave the weights
+        m = learner.likelihood_step(buffer, np.random.default_rng(0))  # the same episodes every time
+        return torch.cat([p.grad.flatten() for p in policy.filter.parameters()]), m["filter_nll"]
+
+    exact, nll = grads(0)
+    one, nll_one = grads(4)
+    assert nll_one == pytest.approx(nll)
+    assert not torch.allclose(one, exact, rtol=0.05, atol=1e-4)
+    mean = torch.stack([grads(64, seed)[0] for seed in range(8)]).mean(0)  # 512 draws per step in all
+    assert float((mean - exact).norm() / exact.norm()) < 0.1
+    assert float((one - exact).norm() / exact.norm()) > float((mean - exact).norm() / exact.norm())
+
+
 def test_reward_belief_is_the_posterior_mean_and_std_of_the_decoders_reward_at_the_probes(tmp_path) -> None:
     policy = filter_policy(probes=3)
     f = policy.filter
