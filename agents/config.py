@@ -156,7 +156,7 @@ class FilterConfig(Strict):
 
     grid: int = Field(16, ge=2)  # points per latent axis: K = grid ** latent_dim
     # reward decoder: "mlp" (any map from grid points to tasks) or "translation" (a task is a target point in
-    # a learned feature space of the transition: the map is affine and cannot fold; agents/latent_filter.py)
+    # a learned linear feature of the transition: points map to targets affinely; agents/latent_filter.py)
     decoder: Literal["mlp", "translation"] = "mlp"
     latent_dim: int = Field(2, ge=1)
     hidden: int = Field(32, ge=1)  # reward decoder width (mlp: two hidden layers; translation: one per part)

@@ -33,13 +33,15 @@ import math
 import torch
 from torch import nn
 
-from agents.nets import MLP
+from agents.nets import MLP, ConcaveProfile
 
 # "mlp": r_hat = MLP([s, a, s'], z), any map from grid points to tasks, one that folds included (distant
-# points standing for one task, tools/filter_map.py). "translation": r_hat = f(phi([s, a, s']) - A z) +
-# b([s, a, s']): a task is a target point A z in a learned feature space of the transition (a goal, a
-# velocity), so grid points map to tasks by an affine map, which cannot fold; it cannot express tasks that
-# are not targets (a running direction that flips the reward's sign).
+# points standing for one task, tools/filter_map.py). "translation": r_hat = f(phi [s, a, s'] - A z) +
+# b([s, a, s']), phi and A linear, f concave (agents/nets.py ConcaveProfile), b an MLP: a task is a target
+# point A z in a learned linear feature of the transition (a position, a velocity), grid points map to
+# targets affinely and the reward has one peak per target, so distant points cannot stand for one task (a
+# linear phi, because a non-linear one can itself fold; a concave f, because a free one grew two peaks:
+# docs/results.md). It cannot express tasks that are not targets (a direction that flips the reward's sign).
 DECODERS = ("mlp", "translation")
 
 
@@ -76,11 +78,12 @@ class LatentGridFilter(nn.Module):
             self.transition_in = nn.Linear(x_dim, hidden)
             self.latent_in = nn.Linear(latent_dim, hidden, bias=False)
             self.rest = MLP(hidden, (hidden,), 1)
-        else:  # translation: r_hat = f(phi(x) - A z) + b(x); phi, b once per step, f once per grid point
-            self.feature = MLP(x_dim, (hidden,), latent_dim)
+        else:  # translation: r_hat = f(phi x - A z) + b(x); phi x, b once per step, f once per grid point
+            # phi linear: a non-linear phi can itself fold (distinct transitions onto one feature), and with it the map
+            self.feature = nn.Linear(x_dim, latent_dim)
             self.latent_in = nn.Linear(latent_dim, latent_dim, bias=False)
             nn.init.eye_(self.latent_in.weight)  # z starts in phi's units
-            self.rest = MLP(latent_dim, (hidden,), 1)
+            self.rest = ConcaveProfile(latent_dim, hidden)
             self.base = MLP(x_dim, (hidden,), 1)
         self.log_sigma = nn.Parameter(torch.tensor(math.log(0.3)))
         if probes:  # [s, a in [-1, 1], s'] per probe, and whether the learner has set them

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -47,6 +48,21 @@ class MLP(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return sequential_forward(self, x)
+
+
+class ConcaveProfile(nn.Module):
+    """A concave function of u [..., in_dim] -> [..., 1]: c - sum_i softplus(v_i) relu(w_i . u + b_i), a sum of
+    convex hinges with non-negative weights, negated (an input-convex net of one layer). Its maximisers form
+    one convex set, so a reward modelled as f(feature - target) has one peak per target."""
+
+    def __init__(self, in_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.hinges = nn.Linear(in_dim, hidden)
+        self.raw_weight = nn.Parameter(torch.full((hidden,), math.log(math.expm1(1.0 / hidden))))  # softplus = 1/hidden
+        self.offset = nn.Parameter(torch.zeros(1))
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.offset - torch.relu(self.hinges(u)) @ F.softplus(self.raw_weight).unsqueeze(-1)
 
 
 def transition_features(s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from agents.config import EnvConfig, parse_config
 from agents.evaluation import evaluation_episodes
 from agents.filter import GridFilter, stored_beliefs
 from agents.latent_filter import LatentGridFilter, grid_points, spread_over_grid
+from agents.nets import ConcaveProfile
 from agents.policies import FilterPolicy
 from agents.trainer import Trainer
 from runtime.client import Client, drive, env_settings
@@ -407,8 +408,29 @@ def test_mode_belief_adds_the_most_likely_grid_point_and_survives_a_checkpoint(t
     assert loaded.belief_dim == 6 and loaded.filter.mode
 
 
+def test_concave_profile_is_concave_whatever_its_weights_and_fits_a_distance_cone() -> None:
+    g = torch.Generator().manual_seed(0)
+    f = ConcaveProfile(2, 32)
+    a, b = torch.randn(500, 2, generator=g) * 2, torch.randn(500, 2, generator=g) * 2
+    for _ in range(3):
+        assert bool((f((a + b) / 2) >= (f(a) + f(b)) / 2 - 1e-5).all())  # midpoint concavity
+        with torch.no_grad():
+            for p in f.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 3)
+    f = ConcaveProfile(2, 32)
+    opt = torch.optim.Adam(f.parameters(), lr=0.03)
+    u = torch.rand(2000, 2, generator=g) * 4 - 2
+    target = -u.norm(dim=-1, keepdim=True)  # the point robot's reward as a function of position - goal
+    for _ in range(400):
+        opt.zero_grad()
+        loss = (f(u) - target).pow(2).mean()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.003 * float(target.var())
+
+
 def test_translation_decoder_is_a_target_shift_in_a_learned_feature_space(tmp_path) -> None:
-    """decoder=translation: r_hat(x, z) = f(phi(x) - A z) + b(x) by hand; moving every point z by d and
+    """decoder=translation: r_hat(x, z) = f(phi x - A z) + b(x) by hand (phi, A linear, f concave); moving every point z by d and
     every feature phi(x) by A d leaves r_hat unchanged (a task is a target, so the grid maps to tasks by an
     affine map); trains, checkpoints and loads with its spec."""
     policy = filter_policy(decoder="translation")
@@ -421,7 +443,7 @@ def test_translation_decoder_is_a_target_shift_in_a_learned_feature_space(tmp_pa
         d = torch.tensor([0.2, -0.1])
         shifted = f.rest(f.feature(x).unsqueeze(-2) + f.latent_in(d) - f.latent_in(f.z + d)).squeeze(-1) + f.base(x)
         assert torch.allclose(shifted, by_hand, atol=1e-5)
-    assert not hasattr(f, "transition_in") and policy.cfg["decoder"] == "translation"
+    assert not hasattr(f, "transition_in") and isinstance(f.rest, ConcaveProfile) and policy.cfg["decoder"] == "translation"
     cfg = config(total_steps=40, episodes_per_epoch=2, initial_episodes=0, eval_every=400, eval_episodes=2, checkpoint_every=400)
     cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"decoder": "translation"})})
     Trainer(cfg, tmp_path).train()
