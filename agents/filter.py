@@ -7,7 +7,9 @@ Each epoch, as in MoSS's loop (collect, then encoder updates, then SAC on the re
      the learned map from grid points to tasks can fold (distant points standing for one task;
      tools/filter_map.py); `filter.neighbourhood` (a self-organising map's shrinking neighbourhood: each
      step's posterior weight shared among grid neighbours) and `filter.coarse` (coarser grids first) are
-     remedies we tried (docs/results.md: neither kept the point robot's seed 3 from folding);
+     remedies we tried (docs/results.md: neither kept the point robot's seed 3 from folding); the
+     translation decoder (`filter.decoder`, agents/latent_filter.py) is built so that it cannot fold;
+     `filter.grad_samples` estimates the step's gradient from a few grid points per step (`sampled_surrogate`);
   2. every stored episode is re-filtered with the new likelihood, so the beliefs SAC reads are current
      (once `train.encoder_until` has frozen the likelihood, only the newly collected ones);
      learning and re-filtering run on the training grid, acting on the (possibly refined) acting grid;

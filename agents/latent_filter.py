@@ -87,7 +87,7 @@ class LatentGridFilter(nn.Module):
             self.base = MLP(x_dim, (hidden,), 1)
         self.log_sigma = nn.Parameter(torch.tensor(math.log(0.3)))
         if probes:  # [s, a in [-1, 1], s'] per probe, and whether the learner has set them
-            self.register_buffer("probe_x", torch.zeros(probes, 2 * obs_dim + action_dim))
+            self.register_buffer("probe_x", torch.zeros(probes, x_dim))
             self.register_buffer("probes_set", torch.tensor(False))
         self._features: tuple[tuple, torch.Tensor, torch.Tensor] | None = None  # (versions, z, [K, M]) last read
 
@@ -227,4 +227,3 @@ def spread_over_grid(w: torch.Tensor, grid: int, dim: int, width: float) -> torc
     for d in range(len(lead), len(lead) + dim):
         w = torch.movedim(torch.movedim(w, d, -1) @ h, -1, d)
     return w.reshape(*lead, grid**dim)
-
