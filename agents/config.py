@@ -158,6 +158,9 @@ class FilterConfig(Strict):
     # reward decoder: "mlp" (any map from grid points to tasks) or "translation" (a task is a target point in
     # a learned linear feature of the transition: points map to targets affinely; agents/latent_filter.py)
     decoder: Literal["mlp", "translation"] = "mlp"
+    # translation: start the concave profile as a round cone (hinge directions spread evenly over the circle,
+    # 2-D latents) instead of random directions, which can start it as a ridge flat along one direction
+    isotropic: bool = False
     latent_dim: int = Field(2, ge=1)
     hidden: int = Field(32, ge=1)  # reward decoder width (mlp: two hidden layers; translation: one per part)
     hazard: float = Field(0.02, gt=0, lt=1)  # prior probability per step that the task switches

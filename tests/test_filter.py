@@ -429,6 +429,22 @@ def test_concave_profile_is_concave_whatever_its_weights_and_fits_a_distance_con
     assert float(loss.detach()) < 0.003 * float(target.var())
 
 
+def test_isotropic_start_makes_the_concave_profile_a_round_cone() -> None:
+    cfg = config()
+    cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"decoder": "translation", "isotropic": True})})
+    policy = filter_policy(decoder="translation", hidden=32)
+    GridFilter(policy, cfg)
+    angle = torch.linspace(0, 2 * math.pi, 50)
+    ring = torch.stack([angle.cos(), angle.sin()], -1)
+    with torch.no_grad():
+        f = policy.filter.rest
+        on_ring, centre, outer = f(ring), f(torch.zeros(1, 2)), f(2 * ring)
+    assert float(on_ring.std()) < 0.01 * float(centre - on_ring.mean())  # the same height all round
+    assert float(centre) > float(on_ring.mean()) > float(outer.mean())  # falling off from the centre
+    with pytest.raises(ValueError, match="2-D latent"):
+        GridFilter(filter_policy(decoder="translation", latent_dim=1), cfg)
+
+
 def test_translation_decoder_is_a_target_shift_in_a_learned_feature_space(tmp_path) -> None:
     """decoder=translation: r_hat(x, z) = f(phi x - A z) + b(x) by hand (phi, A linear, f concave); moving every point z by d and
     every feature phi(x) by A d leaves r_hat unchanged (a task is a target, so the grid maps to tasks by an
