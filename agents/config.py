@@ -198,6 +198,8 @@ class FilterConfig(Strict):
             raise ValueError(f"filter.coarse: grids must increase from >= 2 to below grid={self.grid}, got {sizes}")
         if any(u <= 0 for u in steps) or steps != sorted(set(steps)):
             raise ValueError(f"filter.coarse: env steps must be positive and increase, got {steps}")
+        if self.isotropic and self.decoder != "translation":
+            raise ValueError("filter.isotropic starts the translation decoder's concave profile: set filter.decoder: translation")
         if self.neighbourhood > 0 and self.neighbourhood_until <= 0:
             raise ValueError("filter.neighbourhood shrinks to 0 at filter.neighbourhood_until env steps: set that too")
         return self

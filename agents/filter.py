@@ -40,8 +40,6 @@ class GridFilter(Learner):
         self.policy, self.cfg = policy, cfg
         self.opt = torch.optim.Adam(policy.filter.parameters(), lr=cfg.filter.lr)
         self.sac = SAC(policy.actor, policy.obs_dim + policy.belief_dim, policy.action_dim, sac_view(cfg))
-        if cfg.filter.isotropic:
-            isotropic_hinges(policy.filter.rest.hinges)
         self._version = 0  # likelihood steps taken: beliefs computed under an older version are stale
         # per buffer: (likelihood version, training grid, buffer.n_added) when its beliefs were last computed
         self._labelled: weakref.WeakKeyDictionary[EpisodeBuffer, tuple[int, int, int]] = weakref.WeakKeyDictionary()
@@ -143,17 +141,6 @@ class GridFilter(Learner):
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         self.opt.load_state_dict(sd["filter_opt"])
         self.sac.load_state_dict(sd["sac"])
-
-
-@torch.no_grad()
-def isotropic_hinges(hinges: torch.nn.Linear) -> None:
-    """Hinge directions [H, 2] evenly spread over the unit circle, offsets 0: the concave profile starts as a
-    round cone, -mean_i relu(theta_i . u) ~ -||u|| / pi."""
-    if hinges.in_features != 2:
-        raise ValueError(f"filter.isotropic needs a 2-D latent, got {hinges.in_features}")
-    angle = torch.arange(hinges.out_features, dtype=hinges.weight.dtype) * (2 * torch.pi / hinges.out_features)
-    hinges.weight.copy_(torch.stack([angle.cos(), angle.sin()], -1))
-    hinges.bias.zero_()
 
 
 def episode_likelihoods(policy: FilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor) -> torch.Tensor:

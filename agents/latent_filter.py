@@ -61,6 +61,7 @@ class LatentGridFilter(nn.Module):
         refine: int = 1,
         probes: int = 0,
         decoder: str = "mlp",
+        isotropic: bool = False,
     ) -> None:
         super().__init__()
         self.mode, self.min_sigma, self.probes, self.decoder = mode, float(min_sigma), probes, decoder
@@ -68,6 +69,8 @@ class LatentGridFilter(nn.Module):
             raise ValueError(f"need grid >= 2, 0 < hazard < 1 and refine >= 1, got grid={grid}, hazard={hazard}, refine={refine}")
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        if isotropic and decoder != "translation":
+            raise ValueError("isotropic starts the translation decoder's concave profile: set decoder='translation'")
         # both grids follow from (grid, refine), so checkpoints hold neither and refine can change at load
         self.register_buffer("z", grid_points((grid - 1) * refine + 1, latent_dim), persistent=False)  # acting
         self.register_buffer("train_z", grid_points(grid, latent_dim), persistent=False)
@@ -83,7 +86,7 @@ class LatentGridFilter(nn.Module):
             self.feature = nn.Linear(x_dim, latent_dim)
             self.latent_in = nn.Linear(latent_dim, latent_dim, bias=False)
             nn.init.eye_(self.latent_in.weight)  # z starts in phi's units
-            self.rest = ConcaveProfile(latent_dim, hidden)
+            self.rest = ConcaveProfile(latent_dim, hidden, isotropic)
             self.base = MLP(x_dim, (hidden,), 1)
         self.log_sigma = nn.Parameter(torch.tensor(math.log(0.3)))
         if probes:  # [s, a in [-1, 1], s'] per probe, and whether the learner has set them

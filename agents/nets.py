@@ -53,11 +53,20 @@ class MLP(nn.Sequential):
 class ConcaveProfile(nn.Module):
     """A concave function of u [..., in_dim] -> [..., 1]: c - sum_i softplus(v_i) relu(w_i . u + b_i), a sum of
     convex hinges with non-negative weights, negated (an input-convex net of one layer). Its maximisers form
-    one convex set, so a reward modelled as f(feature - target) has one peak per target."""
+    one convex set, so a reward modelled as f(feature - target) has one peak per target. `isotropic` (2-D u):
+    hinge directions start evenly spread over the unit circle with offsets 0, a round cone
+    -mean_i relu(theta_i . u) ~ -||u|| / pi, instead of random ones that can start it as a ridge."""
 
-    def __init__(self, in_dim: int, hidden: int) -> None:
+    def __init__(self, in_dim: int, hidden: int, isotropic: bool = False) -> None:
         super().__init__()
         self.hinges = nn.Linear(in_dim, hidden)
+        if isotropic:
+            if in_dim != 2:
+                raise ValueError(f"an isotropic start needs a 2-D latent, got {in_dim}")
+            angle = torch.arange(hidden, dtype=torch.float32) * (2 * math.pi / hidden)
+            with torch.no_grad():
+                self.hinges.weight.copy_(torch.stack([angle.cos(), angle.sin()], -1))
+                self.hinges.bias.zero_()
         self.raw_weight = nn.Parameter(torch.full((hidden,), math.log(math.expm1(1.0 / hidden))))  # softplus = 1/hidden
         self.offset = nn.Parameter(torch.zeros(1))
 

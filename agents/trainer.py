@@ -63,7 +63,7 @@ def build_agent(cfg: RunConfig, env) -> tuple[AgentPolicy, Learner]:
         f = cfg.filter
         policy = FilterPolicy(
             **spaces, grid=f.grid, latent_dim=f.latent_dim, hidden=f.hidden, hazard=f.hazard, mode=f.mode, min_sigma=f.min_sigma, refine=f.refine,
-            probes=f.probes, decoder=f.decoder, actor_hidden=tuple(cfg.sac.hidden),
+            probes=f.probes, decoder=f.decoder, isotropic=f.isotropic, actor_hidden=tuple(cfg.sac.hidden),
         )
         return policy, GridFilter(policy, cfg)
     if cfg.algorithm == "oracle":

@@ -430,10 +430,8 @@ def test_concave_profile_is_concave_whatever_its_weights_and_fits_a_distance_con
 
 
 def test_isotropic_start_makes_the_concave_profile_a_round_cone() -> None:
-    cfg = config()
-    cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"decoder": "translation", "isotropic": True})})
-    policy = filter_policy(decoder="translation", hidden=32)
-    GridFilter(policy, cfg)
+    policy = filter_policy(decoder="translation", isotropic=True, hidden=32)
+    assert policy.cfg["isotropic"]
     angle = torch.linspace(0, 2 * math.pi, 50)
     ring = torch.stack([angle.cos(), angle.sin()], -1)
     with torch.no_grad():
@@ -442,7 +440,9 @@ def test_isotropic_start_makes_the_concave_profile_a_round_cone() -> None:
     assert float(on_ring.std()) < 0.01 * float(centre - on_ring.mean())  # the same height all round
     assert float(centre) > float(on_ring.mean()) > float(outer.mean())  # falling off from the centre
     with pytest.raises(ValueError, match="2-D latent"):
-        GridFilter(filter_policy(decoder="translation", latent_dim=1), cfg)
+        filter_policy(decoder="translation", isotropic=True, latent_dim=1)
+    with pytest.raises(ValueError, match="filter.decoder: translation"):
+        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"isotropic": True}})
 
 
 def test_translation_decoder_is_a_target_shift_in_a_learned_feature_space(tmp_path) -> None:

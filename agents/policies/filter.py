@@ -31,15 +31,16 @@ class FilterPolicy(AgentPolicy):
         refine: int = 1,
         probes: int = 0,
         decoder: str = "mlp",
+        isotropic: bool = False,
         actor_hidden: tuple[int, ...] = (256, 256),
     ) -> None:
         super().__init__(obs_dim, action_dim, action_low, action_high)
         self.cfg = dict(
             grid=grid, latent_dim=latent_dim, hidden=hidden, hazard=hazard, mode=mode, min_sigma=min_sigma,
-            refine=refine, probes=probes, decoder=decoder, actor_hidden=list(actor_hidden),
+            refine=refine, probes=probes, decoder=decoder, isotropic=isotropic, actor_hidden=list(actor_hidden),
         )  # fmt: skip
         self.filter = LatentGridFilter(
-            obs_dim, action_dim, grid, latent_dim, hidden, hazard, mode, min_sigma, refine, probes, decoder
+            obs_dim, action_dim, grid, latent_dim, hidden, hazard, mode, min_sigma, refine, probes, decoder, isotropic
         )
         self.actor = TanhGaussianActor(obs_dim + self.filter.belief_dim, action_dim, actor_hidden)
 
