@@ -190,6 +190,9 @@ class FilterConfig(Strict):
     # the likelihood step's gradient from this many grid points per step, drawn by their share of it (the
     # smoothed posterior), instead of all K: an unbiased estimate at a fraction of the decoder's cost; 0: exact
     grad_samples: int = Field(0, ge=0)
+    # re-filter every stored episode with the moved likelihood only every this many epochs (new episodes
+    # every epoch): the beliefs SAC reads lag the likelihood by up to N - 1 epochs, for 1/N of the cost
+    relabel_every: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _learning_schedules_are_consistent(self) -> FilterConfig:

@@ -11,7 +11,8 @@ Each epoch, as in MoSS's loop (collect, then encoder updates, then SAC on the re
      translation decoder (`filter.decoder`, agents/latent_filter.py) is built so that it cannot fold;
      `filter.grad_samples` estimates the step's gradient from a few grid points per step (`sampled_surrogate`);
   2. every stored episode is re-filtered with the new likelihood, so the beliefs SAC reads are current
-     (once `train.encoder_until` has frozen the likelihood, only the newly collected ones);
+     (once `train.encoder_until` has frozen the likelihood, only the newly collected ones; with
+     `filter.relabel_every: N`, all of them every N epochs and the new ones in between);
      learning and re-filtering run on the training grid, acting on the (possibly refined) acting grid;
   3. `train.policy_updates` SAC steps on (s, belief) with the same SAC parts as MoSS and the oracle.
 """
@@ -41,8 +42,9 @@ class GridFilter(Learner):
         self.opt = torch.optim.Adam(policy.filter.parameters(), lr=cfg.filter.lr)
         self.sac = SAC(policy.actor, policy.obs_dim + policy.belief_dim, policy.action_dim, sac_view(cfg))
         self._version = 0  # likelihood steps taken: beliefs computed under an older version are stale
-        # per buffer: (likelihood version, training grid, buffer.n_added) when its beliefs were last computed
-        self._labelled: weakref.WeakKeyDictionary[EpisodeBuffer, tuple[int, int, int]] = weakref.WeakKeyDictionary()
+        # per buffer: (likelihood version, training grid) of its last full relabel, buffer.n_added at the last
+        # relabel, and the relabels since the full one that skipped a moved likelihood
+        self._labelled: weakref.WeakKeyDictionary[EpisodeBuffer, tuple[int, int, int, int]] = weakref.WeakKeyDictionary()
 
     def training_grid(self, buffer: EpisodeBuffer) -> int:
         """Points per axis the likelihood learns on now: the first `filter.coarse` grid whose env step the
@@ -96,21 +98,24 @@ class GridFilter(Learner):
     @torch.no_grad()
     def relabel(self, buffer: EpisodeBuffer) -> None:
         """derived['belief'] [E, T+1, 2D]: the belief before step t at index t (0: the prior's). Every stored
-        episode, or only those added since the last relabel when the likelihood has not changed since."""
+        episode, or only those added since the last relabel when the likelihood has not changed since (or has,
+        fewer than `filter.relabel_every` calls ago)."""
         pol, n = self.policy, len(buffer)
         if "belief" not in buffer.derived:
             buffer.derived["belief"] = torch.zeros(buffer.capacity, buffer.horizon + 1, pol.belief_dim)
             self._labelled.pop(buffer, None)
-        version, grid, upto = self._labelled.get(buffer, (-1, 0, 0))
-        if (version, grid) != (self._version, self.training_grid(buffer)):
-            rows = torch.arange(n)
-        else:
+        version, grid, upto, skipped = self._labelled.get(buffer, (-1, 0, 0, 0))
+        moved = version != self._version and (version < 0 or skipped + 1 >= self.cfg.filter.relabel_every)
+        if moved or grid != self.training_grid(buffer):
+            rows, version, skipped = torch.arange(n), self._version, 0
+        else:  # only the new episodes; a moved likelihood is caught up with every `filter.relabel_every` calls
             new = min(buffer.n_added - upto, n)
             rows = torch.arange(buffer.n_added - new, buffer.n_added) % buffer.capacity
+            skipped += version != self._version
         out, z = buffer.derived["belief"], self.training_points(buffer)
         out[rows, 0] = pol.filter.belief(pol.filter.prior(1, len(z)), z).cpu()
         out[rows, 1:] = stored_beliefs(pol, buffer, rows, z)
-        self._labelled[buffer] = (self._version, self.training_grid(buffer), buffer.n_added)
+        self._labelled[buffer] = (version, self.training_grid(buffer), buffer.n_added, skipped)
 
     def pick_probes(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> None:
         """Once, from the first stored data: the `filter.probes` transitions the reward belief is read at."""

@@ -194,6 +194,35 @@ def test_incremental_relabel_equals_a_full_one_until_the_likelihood_moves() -> N
     assert not torch.allclose(buffer.derived["belief"][2:], old[2:], atol=1e-4)  # all filtered again
 
 
+def test_relabel_every_n_catches_up_with_a_moved_likelihood_on_the_nth_call() -> None:
+    """filter.relabel_every: 3: after likelihood steps, the next two relabels filter only new episodes
+    (stored rows keep their stale beliefs), the third filters every episode with the current likelihood."""
+    policy = filter_policy().train()
+    recs, _ = point_robot_buffer(policy, 9, task_step=5)
+    buffer = EpisodeBuffer(9, 20, 2, 2, 2)
+    cfg = config()
+    cfg.filter.relabel_every = 3
+    learner, rng = GridFilter(policy, cfg), np.random.default_rng(0)
+    for rec in recs[:6]:
+        buffer.add(rec.episode)
+    learner.relabel(buffer)
+    stale = buffer.derived["belief"][:6].clone()
+    for call in (1, 2, 3):
+        learner.likelihood_step(buffer, rng)
+        buffer.add(recs[5 + call].episode)
+        learner.relabel(buffer)
+        labelled = buffer.derived["belief"][: 6 + call].clone()
+        GridFilter(policy, config()).relabel(buffer)  # every row under the current likelihood
+        current = buffer.derived["belief"][: 6 + call].clone()
+        buffer.derived["belief"][: 6 + call] = labelled
+        assert torch.allclose(labelled[5 + call], current[5 + call], atol=1e-6)  # the new episode: current
+        if call < 3:
+            assert torch.equal(labelled[:6], stale)  # the stored ones: left as they were
+        else:
+            assert torch.allclose(labelled, current, atol=1e-6)  # third call: everything caught up
+            assert not torch.allclose(labelled[:6], stale, atol=1e-4)
+
+
 def test_jittered_grid_shifts_within_one_cell_and_serving_uses_the_fixed_grid() -> None:
     policy = filter_policy()  # grid 5 on [-1, 1]: spacing 0.5
     f = policy.filter
