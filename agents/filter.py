@@ -108,7 +108,7 @@ class GridFilter(Learner):
         moved = version != self._version and (version < 0 or skipped + 1 >= self.cfg.filter.relabel_every)
         if moved or grid != self.training_grid(buffer):
             rows, version, skipped = torch.arange(n), self._version, 0
-        else:  # only the new episodes; a moved likelihood is caught up with every `filter.relabel_every` calls
+        else:  # only the new episodes; a moved likelihood is caught up on every `filter.relabel_every`-th call
             new = min(buffer.n_added - upto, n)
             rows = torch.arange(buffer.n_added - new, buffer.n_added) % buffer.capacity
             skipped += version != self._version

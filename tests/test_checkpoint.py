@@ -221,7 +221,7 @@ ASSETS = Path(__file__).parents[1] / "runtime" / "assets"
 
 @pytest.mark.parametrize("name, algorithm", [("moss_point_robot_ns.pt", "moss"), ("filter_point_robot_ns.pt", "filter")])
 def test_bundled_checkpoints_load_and_act(name: str, algorithm: str) -> None:
-    """The checkpoints tools/demo.sh serves (MoSS by default, the grid filter with CKPT=...) are policies for
+    """The checkpoints tools/demo.sh serves (MoSS, then the grid filter) are policies for
     the non-stationary point robot, without training state."""
     ck = load_checkpoint(ASSETS / name)
     assert ck.algorithm == algorithm and ck.env["id"] == "PointRobot"
