@@ -203,6 +203,8 @@ class FilterConfig(Strict):
             raise ValueError(f"filter.coarse: env steps must be positive and increase, got {steps}")
         if self.isotropic and self.decoder != "translation":
             raise ValueError("filter.isotropic starts the translation decoder's concave profile: set filter.decoder: translation")
+        if self.isotropic and self.latent_dim != 2:
+            raise ValueError(f"filter.isotropic spreads hinge directions over a circle: needs filter.latent_dim: 2, got {self.latent_dim}")
         if self.neighbourhood > 0 and self.neighbourhood_until <= 0:
             raise ValueError("filter.neighbourhood shrinks to 0 at filter.neighbourhood_until env steps: set that too")
         return self

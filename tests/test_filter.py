@@ -472,6 +472,8 @@ def test_isotropic_start_makes_the_concave_profile_a_round_cone() -> None:
         filter_policy(decoder="translation", isotropic=True, latent_dim=1)
     with pytest.raises(ValueError, match="filter.decoder: translation"):
         parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"isotropic": True}})
+    with pytest.raises(ValueError, match="filter.latent_dim: 2, got 3"):
+        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"isotropic": True, "decoder": "translation", "latent_dim": 3}})
 
 
 def test_translation_decoder_is_a_target_shift_in_a_learned_feature_space(tmp_path) -> None:
