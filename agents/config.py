@@ -69,6 +69,10 @@ class EncoderConfig(Strict):
     cell: Literal["gru", "additive"] = "gru"
     lr: float = Field(3e-4, gt=0)  # lr_encoder = lr_decoder
     decoder_hidden: tuple[int, ...] = (64, 64)
+    # not in the paper: the reward decoder "mlp" (any map) or "translation" (agents/nets.py TranslationReward:
+    # a task is a target point A z in a linear feature of the transition [s, a, s' - s]; width decoder_hidden[-1];
+    # its concave profile starts as a round cone when latent_dim is 2)
+    reward_decoder: Literal["mlp", "translation"] = "mlp"
     batch_size: int = Field(64, ge=2)  # sequences per update
     time_steps: int = Field(64, ge=1)  # sequence length
     decode: Literal["segment", "task", "next"] = "segment"  # what the belief must reconstruct (agents/moss.py)

@@ -33,11 +33,11 @@ import math
 import torch
 from torch import nn
 
-from agents.nets import MLP, ConcaveProfile
+from agents.nets import MLP, TranslationReward
 
 # "mlp": r_hat = MLP([s, a, s'], z), any map from grid points to tasks, one that folds included (distant
 # points standing for one task, tools/filter_map.py). "translation": r_hat = f(phi [s, a, s'] - A z) +
-# b([s, a, s']), phi and A linear, f concave (agents/nets.py ConcaveProfile), b an MLP: a task is a target
+# b([s, a, s']), phi and A linear, f concave, b an MLP (agents/nets.py TranslationReward): a task is a target
 # point A z in a learned linear feature of the transition (a position, a velocity), grid points map to
 # targets affinely and the reward has one peak per target, so distant points cannot stand for one task (a
 # linear phi, because a non-linear one can itself fold; a concave f, because a free one grew two peaks:
@@ -81,13 +81,8 @@ class LatentGridFilter(nn.Module):
             self.transition_in = nn.Linear(x_dim, hidden)
             self.latent_in = nn.Linear(latent_dim, hidden, bias=False)
             self.rest = MLP(hidden, (hidden,), 1)
-        else:  # translation: r_hat = f(phi x - A z) + b(x); phi x, b once per step, f once per grid point
-            # phi linear: a non-linear phi can itself fold (distinct transitions onto one feature), and with it the map
-            self.feature = nn.Linear(x_dim, latent_dim)
-            self.latent_in = nn.Linear(latent_dim, latent_dim, bias=False)
-            nn.init.eye_(self.latent_in.weight)  # z starts in phi's units
-            self.rest = ConcaveProfile(latent_dim, hidden, isotropic)
-            self.base = MLP(x_dim, (hidden,), 1)
+        else:  # translation: r_hat = f(phi x - A z) + b(x)
+            self.translation = TranslationReward(x_dim, latent_dim, hidden, isotropic)
         self.log_sigma = nn.Parameter(torch.tensor(math.log(0.3)))
         if probes:  # [s, a in [-1, 1], s'] per probe, and whether the learner has set them
             self.register_buffer("probe_x", torch.zeros(probes, x_dim))
@@ -100,6 +95,10 @@ class LatentGridFilter(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         state_dict.pop(prefix + "z", None)  # checkpoints before `refine` stored the grid
+        if self.decoder == "translation":  # checkpoints before TranslationReward held its parts here
+            for part in ("feature.", "latent_in.", "rest.", "base."):
+                for key in [k for k in state_dict if k.startswith(prefix + part)]:
+                    state_dict[prefix + "translation." + key[len(prefix) :]] = state_dict.pop(key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
@@ -124,8 +123,7 @@ class LatentGridFilter(nn.Module):
     def mean_reward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The decoder: r_hat [..., K] for transitions x = [s, a, s'] [..., 2 obs + act] at the points z [K, D]."""
         if self.decoder == "translation":
-            u = self.feature(x).unsqueeze(-2) - self.latent_in(z)
-            return self.rest(u).squeeze(-1) + self.base(x)
+            return self.translation(x, z)
         h = self.transition_in(x).unsqueeze(-2) + self.latent_in(z)
         return self.rest(torch.relu(h)).squeeze(-1)
 

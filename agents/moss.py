@@ -33,7 +33,7 @@ from agents.config import RunConfig
 from agents.contrastive import info_nce
 from agents.latent import component_disagreement, component_information, mixture_kl_terms, standard_prior
 from agents.learner import Learner, sac_batch, sac_view
-from agents.nets import MLP, transition_features
+from agents.nets import MLP, TranslationReward, transition_features
 from agents.policies import MoSSPolicy
 from agents.sac import SAC
 
@@ -47,7 +47,11 @@ class MoSS(Learner):
         enc = cfg.encoder
         o, a, d = policy.obs_dim, policy.action_dim, enc.latent_dim
         self.state_decoder = MLP(o + a + d, enc.decoder_hidden, o)
-        self.reward_decoder = MLP(o + a + d, enc.decoder_hidden, 1)
+        if enc.reward_decoder == "translation":
+            width = enc.decoder_hidden[-1] if enc.decoder_hidden else 64
+            self.reward_decoder = TranslationReward(2 * o + a, d, width, isotropic=d == 2)
+        else:
+            self.reward_decoder = MLP(o + a + d, enc.decoder_hidden, 1)
         # optional, off by default (not MoSS): regress the true task vector from the belief's mean, a
         # privileged-information probe of whether belief quality is what limits the policy
         self.task_head = torch.nn.Linear(d, task_dim) if enc.task_prediction_weight > 0 else None
@@ -174,7 +178,11 @@ class MoSS(Learner):
         K = z.shape[-2]
         sa = torch.cat([s, a], -1).unsqueeze(-2).expand(*s.shape[:-1], K, -1)  # [B, W, M, K, O+A]
         dec_in = torch.cat([sa, z.unsqueeze(2).expand(-1, -1, sa.shape[2], -1, -1)], -1)
-        err_k = enc.reward_weight * (self.reward_decoder(dec_in).squeeze(-1) - r.unsqueeze(-1)) ** 2  # [B, W, M, K]
+        if enc.reward_decoder == "translation":
+            r_hat = self.reward_decoder(torch.cat([s, a, ds], -1), z.unsqueeze(2))  # [B, W, M, K]
+        else:
+            r_hat = self.reward_decoder(dec_in).squeeze(-1)
+        err_k = enc.reward_weight * (r_hat - r.unsqueeze(-1)) ** 2  # [B, W, M, K]
         if enc.state_weight:  # 0 for families whose tasks differ in reward only: skip the state decoder
             err_k = err_k + enc.state_weight * ((self.state_decoder(dec_in) - ds.unsqueeze(-2)) ** 2).sum(-1)
         err = (q.probs.unsqueeze(2) * err_k).sum(-1)  # [B, W, M]

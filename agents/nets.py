@@ -74,6 +74,26 @@ class ConcaveProfile(nn.Module):
         return self.offset - torch.relu(self.hinges(u)) @ F.softplus(self.raw_weight).unsqueeze(-1)
 
 
+class TranslationReward(nn.Module):
+    """A reward decoder under which a task is a target point: r_hat = f(phi x - A z) + b(x) for a transition
+    x [..., X] and latents z broadcastable to [..., K, D], giving [..., K]. phi and A are linear (a non-linear
+    phi can fold distinct transitions onto one feature, and distant latents onto one task), f is a
+    ConcaveProfile (one peak per target), b an MLP of the transition alone. A starts as the identity, so z
+    starts in phi's units. It cannot express tasks that are not targets (a direction that flips the sign)."""
+
+    def __init__(self, x_dim: int, latent_dim: int, hidden: int, isotropic: bool = False) -> None:
+        super().__init__()
+        self.feature = nn.Linear(x_dim, latent_dim)
+        self.latent_in = nn.Linear(latent_dim, latent_dim, bias=False)
+        nn.init.eye_(self.latent_in.weight)
+        self.rest = ConcaveProfile(latent_dim, hidden, isotropic)
+        self.base = MLP(x_dim, (hidden,), 1)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        u = self.feature(x).unsqueeze(-2) - self.latent_in(z)
+        return self.rest(u).squeeze(-1) + self.base(x)
+
+
 def transition_features(s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
     """Concatenate a transition (s, a, r, s') along the last axis; r has shape [..., 1] or [...]."""
     if r.dim() == s.dim() - 1:

@@ -464,7 +464,7 @@ def test_isotropic_start_makes_the_concave_profile_a_round_cone() -> None:
     angle = torch.linspace(0, 2 * math.pi, 50)
     ring = torch.stack([angle.cos(), angle.sin()], -1)
     with torch.no_grad():
-        f = policy.filter.rest
+        f = policy.filter.translation.rest
         on_ring, centre, outer = f(ring), f(torch.zeros(1, 2)), f(2 * ring)
     assert float(on_ring.std()) < 0.01 * float(centre - on_ring.mean())  # the same height all round
     assert float(centre) > float(on_ring.mean()) > float(outer.mean())  # falling off from the centre
@@ -482,15 +482,23 @@ def test_translation_decoder_is_a_target_shift_in_a_learned_feature_space(tmp_pa
     affine map); trains, checkpoints and loads with its spec."""
     policy = filter_policy(decoder="translation")
     f = policy.filter
+    t = f.translation
     x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        f.latent_in.weight.copy_(torch.tensor([[1.0, 0.5], [-0.3, 2.0]]))
-        by_hand = torch.stack([f.rest(f.feature(xi) - f.latent_in(f.z)).squeeze(-1) + f.base(xi) for xi in x])
+        t.latent_in.weight.copy_(torch.tensor([[1.0, 0.5], [-0.3, 2.0]]))
+        by_hand = torch.stack([t.rest(t.feature(xi) - t.latent_in(f.z)).squeeze(-1) + t.base(xi) for xi in x])
         assert torch.allclose(f.mean_reward(x, f.z), by_hand, atol=1e-6) and by_hand.shape == (4, 25)
         d = torch.tensor([0.2, -0.1])
-        shifted = f.rest(f.feature(x).unsqueeze(-2) + f.latent_in(d) - f.latent_in(f.z + d)).squeeze(-1) + f.base(x)
+        shifted = t.rest(t.feature(x).unsqueeze(-2) + t.latent_in(d) - t.latent_in(f.z + d)).squeeze(-1) + t.base(x)
         assert torch.allclose(shifted, by_hand, atol=1e-5)
-    assert not hasattr(f, "transition_in") and isinstance(f.rest, ConcaveProfile) and policy.cfg["decoder"] == "translation"
+    assert not hasattr(f, "transition_in") and isinstance(t.rest, ConcaveProfile) and policy.cfg["decoder"] == "translation"
+    # weights saved before the decoder moved into TranslationReward (keys feature.*, rest.*, ...) still load
+    old = {k.replace("translation.", "", 1): v for k, v in f.state_dict().items()}
+    assert "feature.weight" in old and "translation.feature.weight" not in old
+    fresh = filter_policy(decoder="translation").filter
+    fresh.load_state_dict(old)
+    with torch.no_grad():
+        assert torch.equal(fresh.mean_reward(x, f.z), f.mean_reward(x, f.z))
     cfg = config(total_steps=40, episodes_per_epoch=2, initial_episodes=0, eval_every=400, eval_episodes=2, checkpoint_every=400)
     cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"decoder": "translation"})})
     Trainer(cfg, tmp_path).train()
