@@ -411,3 +411,38 @@ def test_task_decoding_draws_steps_of_each_window_steps_task(tmp_path: Path, mon
     labels, (e, t) = seen["labels"], seen["drawn"]
     assert len(labels.unique()) > 1 and (buf.task[e, t] == labels.unsqueeze(-1)).all() and buf.mask[e, t].all()
     assert len(e.unique()) > 1  # not only the window's own episode
+
+
+def test_translation_reward_decoder_reads_stored_transitions(tmp_path: Path, monkeypatch) -> None:
+    """encoder.reward_decoder=translation: the reward decoder is a TranslationReward over [s, a, s' - s]
+    (point robot: no normalisation, so those are the stored numbers), gets one latent per component for every
+    decoded step, and the encoder's gradient reaches the GRU through it."""
+    from agents.nets import TranslationReward
+
+    trainer = Trainer(tiny(encoder__reward_decoder="translation", encoder__n_components=2), tmp_path / "run")
+    learner, buf = trainer.learner, trainer.buffer
+    assert isinstance(learner.reward_decoder, TranslationReward) and learner.reward_decoder.feature.in_features == 6
+    trainer.collect(4, random=True)
+    learner.relabel(buf)
+    seen = {}
+    real = TranslationReward.forward
+
+    def spy(self, x, z):
+        seen["x"], seen["z"], seen["out"] = x, z, real(self, x, z)
+        return seen["out"]
+
+    monkeypatch.setattr(TranslationReward, "forward", spy)
+    loss, _ = learner.encoder_loss(buf, np.random.default_rng(0))
+    x, z, out = seen["x"], seen["z"], seen["out"]
+    B, W, M = x.shape[:3]
+    assert z.shape == (B, W, 1, 2, 2) and out.shape == (B, W, M, 2)
+    n = len(buf)
+    valid = torch.arange(buf.horizon) < buf.length[:n, None]
+    stored = torch.cat(
+        [buf.obs[:n][valid], learner.policy.normalize_action(buf.action[:n][valid]), (buf.next_obs - buf.obs)[:n][valid]], -1
+    )
+    rows = x.reshape(-1, 6)
+    gap = (rows.unsqueeze(1) - stored).abs().amax(-1).min(1).values  # to the nearest stored transition
+    assert float(gap.max()) < 1e-6
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in learner.policy.encoder.parameters() if p.requires_grad)
