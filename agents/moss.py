@@ -52,6 +52,8 @@ class MoSS(Learner):
             self.reward_decoder = TranslationReward(2 * o + a, d, width, isotropic=d == 2)
         else:
             self.reward_decoder = MLP(o + a + d, enc.decoder_hidden, 1)
+        # [s, a, z] per decoded step and component: what the MLP decoders read
+        self.mlp_decoder_input = enc.reward_decoder == "mlp" or enc.state_weight > 0
         # optional, off by default (not MoSS): regress the true task vector from the belief's mean, a
         # privileged-information probe of whether belief quality is what limits the policy
         self.task_head = torch.nn.Linear(d, task_dim) if enc.task_prediction_weight > 0 else None
@@ -175,9 +177,11 @@ class MoSS(Learner):
         a, r = pol.normalize_action(buffer.action[ee, j]), buffer.reward[ee, j]
         s, a, r, ds = self.decoder_terms(s, a, r, s2)
         z = q.mu + q.logstd.exp() * torch.randn_like(q.mu)  # [B, W, K, D]
-        K = z.shape[-2]
-        sa = torch.cat([s, a], -1).unsqueeze(-2).expand(*s.shape[:-1], K, -1)  # [B, W, M, K, O+A]
-        dec_in = torch.cat([sa, z.unsqueeze(2).expand(-1, -1, sa.shape[2], -1, -1)], -1)
+        dec_in = None
+        if self.mlp_decoder_input:  # [B, W, M, K, O+A+D]
+            K, M = z.shape[-2], s.shape[2]
+            sa = torch.cat([s, a], -1).unsqueeze(-2).expand(*s.shape[:-1], K, -1)
+            dec_in = torch.cat([sa, z.unsqueeze(2).expand(-1, -1, M, -1, -1)], -1)
         if enc.reward_decoder == "translation":
             r_hat = self.reward_decoder(torch.cat([s, a, ds], -1), z.unsqueeze(2))  # [B, W, M, K]
         else:
