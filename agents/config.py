@@ -93,6 +93,12 @@ class EncoderConfig(Strict):
     task_prediction_weight: float = Field(0.0, ge=0)  # not MoSS: > 0 adds a privileged task-vector regression
     max_grad_norm: float | None = 1.0  # max_grad_norm_vae
 
+    @model_validator(mode="after")
+    def _check(self) -> EncoderConfig:
+        if self.reward_decoder == "translation" and not self.decoder_hidden:
+            raise ValueError("encoder.reward_decoder: translation takes its width from encoder.decoder_hidden[-1]: give at least one width")
+        return self
+
 
 class PearlConfig(Strict):
     """PEARL, TCL-PEARL and CoCOA (one section; `algorithm` picks the auxiliary loss: pearl = none, tcl =

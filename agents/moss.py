@@ -48,8 +48,7 @@ class MoSS(Learner):
         o, a, d = policy.obs_dim, policy.action_dim, enc.latent_dim
         self.state_decoder = MLP(o + a + d, enc.decoder_hidden, o)
         if enc.reward_decoder == "translation":
-            width = enc.decoder_hidden[-1] if enc.decoder_hidden else 64
-            self.reward_decoder = TranslationReward(2 * o + a, d, width, isotropic=d == 2)
+            self.reward_decoder = TranslationReward(2 * o + a, d, enc.decoder_hidden[-1], isotropic=d == 2)
         else:
             self.reward_decoder = MLP(o + a + d, enc.decoder_hidden, 1)
         # [s, a, z] per decoded step and component: what the MLP decoders read

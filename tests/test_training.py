@@ -422,6 +422,8 @@ def test_translation_reward_decoder_reads_stored_transitions(tmp_path: Path, mon
     trainer = Trainer(tiny(encoder__reward_decoder="translation", encoder__n_components=2), tmp_path / "run")
     learner, buf = trainer.learner, trainer.buffer
     assert isinstance(learner.reward_decoder, TranslationReward) and learner.reward_decoder.feature.in_features == 6
+    with pytest.raises(ValueError, match="encoder.decoder_hidden"):
+        tiny(encoder__reward_decoder="translation", encoder__decoder_hidden=[])
     trainer.collect(4, random=True)
     learner.relabel(buf)
     seen = {}
