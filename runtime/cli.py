@@ -94,7 +94,7 @@ def train(
             cfg = load_config(config, **overrides)
     except ConfigError as e:
         fail(str(e))
-    from agents.trainer import Trainer
+    from agents.training.trainer import Trainer
 
     if not resume and (out / "checkpoint.pt").exists():
         fail(f"{out} already holds a run; pass --resume to continue it or --out for a new directory")
@@ -120,7 +120,7 @@ def collect(
     configure_logging()
     from agents.checkpoint import CheckpointError, build_policy, load_checkpoint
     from agents.config import CollectConfig, ConfigError, load_config
-    from agents.datasets import collect_dataset
+    from agents.training.datasets import collect_dataset
 
     try:
         cfg = load_config(config, model=CollectConfig)
@@ -226,7 +226,7 @@ def evaluate(
         if policy_overrides:
             out["policy_set"] = policy_overrides
         if protocol == "context":
-            from agents.datasets import DatasetError, OfflineDataset
+            from agents.training.datasets import DatasetError, OfflineDataset
 
             if not hasattr(policy, "absorb"):
                 fail(f"--protocol context needs a policy with a context posterior (focal, focalpp, pearl, tcl, cocoa), not {ck.algorithm!r}")

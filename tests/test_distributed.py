@@ -25,11 +25,11 @@ ray = pytest.importorskip("ray")
 
 from test_training import EPISODE, tiny  # noqa: E402
 
-from agents.buffer import EpisodeBuffer  # noqa: E402
 from agents.config import RunConfig  # noqa: E402
-from agents.distributed import slice_seed, slices  # noqa: E402
-from agents.rollout import EpisodeRecord  # noqa: E402
-from agents.trainer import Trainer  # noqa: E402
+from agents.evaluation.rollout import EpisodeRecord  # noqa: E402
+from agents.parts.buffer import EpisodeBuffer  # noqa: E402
+from agents.training.distributed import slice_seed, slices  # noqa: E402
+from agents.training.trainer import Trainer  # noqa: E402
 from runtime.cli import app  # noqa: E402
 
 torch.set_num_threads(1)
@@ -106,10 +106,10 @@ def test_in_process_training_never_imports_ray(tmp_path: Path) -> None:
     cfg = tiny(train__total_steps=2 * 4 * EPISODE)  # the initial episodes and one epoch
     code = f"""
 import sys, json
-import agents.trainer, runtime.cli
+import agents.training.trainer, runtime.cli
 from agents.config import parse_config
 assert "ray" not in sys.modules, "import"
-tr = agents.trainer.Trainer(parse_config(json.loads({cfg.model_dump_json()!r})), {str(tmp_path)!r})
+tr = agents.training.trainer.Trainer(parse_config(json.loads({cfg.model_dump_json()!r})), {str(tmp_path)!r})
 tr.train()
 assert tr.epoch == 1 and tr.step == {2 * 4 * EPISODE}
 assert not any(m == "ray" or m.startswith("ray.") for m in sys.modules), "train"
@@ -225,7 +225,7 @@ def test_cli_train_with_workers(ray_trainer: Trainer, tmp_path: Path) -> None:
         assert "ray rollout workers ready" in r.stderr
         assert ray.is_initialized()  # joined the session it found, and left it running
     finally:
-        from agents.distributed import RayCollector
+        from agents.training.distributed import RayCollector
 
         structlog.reset_defaults()
         ray_trainer.collector = RayCollector(ray_trainer.cfg.env, "moss", ray_trainer.policy.spec(), 2)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from agents.embedding_metrics import (
+from agents.evaluation.embedding import (
     cluster_purity,
     different_task_distances,
     effective_separation_rate,
@@ -75,7 +75,7 @@ def test_embedding_report_collects_everything() -> None:
 
 
 def test_standardised_esr_does_not_depend_on_the_scale() -> None:
-    from agents.embedding_metrics import embedding_report, standardised
+    from agents.evaluation.embedding import embedding_report, standardised
 
     rng = np.random.default_rng(0)
     z = rng.normal(size=(40, 3))

@@ -36,7 +36,7 @@ def test_probe_reports_components_by_base_consistent_with_purity() -> None:
 
     from agents.config import parse_config
     from agents.evaluation import make_env
-    from agents.trainer import build_agent
+    from agents.training.trainer import build_agent
 
     cfg = parse_config(
         {

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.buffer import Episode
-from agents.rollout import EpisodeRecord
+from agents.evaluation.rollout import EpisodeRecord
+from agents.parts.buffer import Episode
 
 SPEC = importlib.util.spec_from_file_location(
     "episode_trace", Path(__file__).resolve().parents[1] / "tools" / "episode_trace.py"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.buffer import Episode
 from agents.evaluation import adaptation_delays, make_env, normalised_score
-from agents.rollout import EpisodeRecord
+from agents.evaluation.rollout import EpisodeRecord
+from agents.parts.buffer import Episode
 
 
 def record(rewards: list[float], switches: list[int]) -> EpisodeRecord:

@@ -10,15 +10,15 @@ import torch
 from serving_helpers import ENV_CFG, make_checkpoint, quiet_logs, running_server  # noqa: F401 (autouse fixture)
 from test_policy import point_robot_buffer, run_contract, streams
 
-from agents.buffer import EpisodeBuffer
+from agents.algorithms.gridfilter import GridFilter, stored_beliefs
 from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import EnvConfig, parse_config
 from agents.evaluation import evaluation_episodes
-from agents.filter import GridFilter, stored_beliefs
-from agents.latent_filter import LatentGridFilter, grid_points, spread_over_grid
-from agents.nets import ConcaveProfile
+from agents.parts.buffer import EpisodeBuffer
+from agents.parts.grid_filter import LatentGridFilter, grid_points, spread_over_grid
+from agents.parts.nets import ConcaveProfile
 from agents.policies import FilterPolicy
-from agents.trainer import Trainer
+from agents.training.trainer import Trainer
 from runtime.client import Client, drive, env_settings
 
 torch.set_num_threads(1)

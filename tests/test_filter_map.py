@@ -10,7 +10,7 @@ import pytest
 import torch
 from serving_helpers import make_checkpoint
 
-from agents.latent_filter import LatentGridFilter, grid_points
+from agents.parts.grid_filter import LatentGridFilter, grid_points
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = importlib.util.spec_from_file_location("filter_map", ROOT / "tools" / "filter_map.py")

@@ -13,17 +13,17 @@ import torch
 from serving_helpers import make_checkpoint, quiet_logs, running_server  # noqa: F401 (autouse fixture)
 from typer.testing import CliRunner
 
-from agents.brac import BehaviourRegulariser
-from agents.buffer import Episode, EpisodeBuffer
+from agents.algorithms.focal import distance_metric_loss
 from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import EnvConfig, parse_config
-from agents.context_encoders import ATTENTIONS, ContextEncoder, pooled
-from agents.contrastive import info_nce
-from agents.datasets import DatasetError, OfflineDataset, collect_dataset
 from agents.evaluation import context_episodes, evaluation_episodes
-from agents.focal import distance_metric_loss
+from agents.parts.brac import BehaviourRegulariser
+from agents.parts.buffer import Episode, EpisodeBuffer
+from agents.parts.context_encoders import ATTENTIONS, ContextEncoder, pooled
+from agents.parts.contrastive import info_nce
 from agents.policies import POLICIES, FOCALPolicy
-from agents.trainer import Trainer
+from agents.training.datasets import DatasetError, OfflineDataset, collect_dataset
+from agents.training.trainer import Trainer
 from runtime.cli import app
 from runtime.client import Client, drive, env_settings
 

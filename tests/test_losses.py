@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from agents.contrastive import ema_update, euclidean, info_nce
-from agents.latent import (
+from agents.parts.contrastive import ema_update, euclidean, info_nce
+from agents.parts.latent import (
     Mixture,
     MixtureHead,
     belief_dim,

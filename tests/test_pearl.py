@@ -13,16 +13,16 @@ import structlog
 import torch
 from serving_helpers import make_checkpoint, quiet_logs, running_server  # noqa: F401 (autouse fixture)
 
-from agents.buffer import Episode, EpisodeBuffer, TaskSteps
+from agents.algorithms.pearl import PEARL
 from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import EnvConfig, RunConfig, parse_config
-from agents.contrastive import bhattacharyya, info_nce, wasserstein2
 from agents.evaluation import _HeldBelief, evaluation_episodes, make_env, pearl_protocol_episodes, summarize
-from agents.latent import Gaussian
-from agents.pearl import PEARL
+from agents.evaluation.rollout import run_episodes
+from agents.parts.buffer import Episode, EpisodeBuffer, TaskSteps
+from agents.parts.contrastive import bhattacharyya, info_nce, wasserstein2
+from agents.parts.latent import Gaussian
 from agents.policies import POLICIES, PEARLPolicy
-from agents.rollout import run_episodes
-from agents.trainer import Trainer
+from agents.training.trainer import Trainer
 from runtime.client import Client, drive, env_settings
 
 torch.set_num_threads(1)

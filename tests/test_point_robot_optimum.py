@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 import envs
-from agents.rollout import run_episodes
+from agents.evaluation.rollout import run_episodes
 
 SPEC = importlib.util.spec_from_file_location(
     "point_robot_optimum", Path(__file__).resolve().parents[1] / "tools" / "point_robot_optimum.py"

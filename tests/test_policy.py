@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import envs
-from agents.buffer import EpisodeBuffer
+from agents.algorithms.moss import MoSS
 from agents.config import parse_config
-from agents.moss import MoSS
-from agents.nets import GRUEncoder
+from agents.evaluation.rollout import run_episodes
+from agents.parts.buffer import EpisodeBuffer
+from agents.parts.nets import GRUEncoder
 from agents.policies import MoSSPolicy, OraclePolicy, cat_states, put_state, select_state
-from agents.rollout import run_episodes
 
 torch.set_num_threads(1)
 
@@ -260,9 +260,9 @@ def test_oracle_belief_is_the_task_vector() -> None:
 def test_fused_forwards_equal_the_module_forwards_in_values_and_gradients() -> None:
     from torch import nn
 
-    from agents.latent import belief_vector
-    from agents.nets import MLP
-    from agents.sac_nets import TanhGaussianActor
+    from agents.parts.latent import belief_vector
+    from agents.parts.nets import MLP
+    from agents.parts.sac_nets import TanhGaussianActor
 
     torch.manual_seed(0)
     mlp = MLP(5, (16, 16), 3)

@@ -15,8 +15,8 @@ from agents.evaluation import (
     protocol_episodes,
     trial_episodes,
 )
+from agents.evaluation.rollout import EpisodeRecord, run_episodes
 from agents.policies import OraclePolicy, PEARLPolicy
-from agents.rollout import EpisodeRecord, run_episodes
 
 torch.set_num_threads(1)
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from agents.checkpoint import load_checkpoint
 from agents.config import RunConfig, parse_config
 from agents.evaluation import evaluation_episodes, summarize
-from agents.trainer import Trainer
+from agents.training.trainer import Trainer
 from runtime.cli import app
 
 torch.set_num_threads(1)
@@ -390,7 +390,7 @@ def test_agreement_term_adds_the_same_task_pairs_disagreement(tmp_path: Path) ->
 def test_task_decoding_draws_steps_of_each_window_steps_task(tmp_path: Path, monkeypatch) -> None:
     """encoder.decode=task: the steps decoded for window step (e, t) are drawn for the task in force at
     (e, t), from every stored episode (non-stationary run: the labels change inside episodes)."""
-    from agents.buffer import TaskSteps
+    from agents.parts.buffer import TaskSteps
 
     cfg = tiny(encoder__decode="task", env__nonstationary="periodic", env__interval=5, env__p=1.0)
     trainer = Trainer(cfg, tmp_path / "run")
@@ -417,7 +417,7 @@ def test_translation_reward_decoder_reads_stored_transitions(tmp_path: Path, mon
     """encoder.reward_decoder=translation: the reward decoder is a TranslationReward over [s, a, s' - s]
     (point robot: no normalisation, so those are the stored numbers), gets one latent per component for every
     decoded step, and the encoder's gradient reaches the GRU through it."""
-    from agents.nets import TranslationReward
+    from agents.parts.nets import TranslationReward
 
     trainer = Trainer(tiny(encoder__reward_decoder="translation", encoder__n_components=2), tmp_path / "run")
     learner, buf = trainer.learner, trainer.buffer

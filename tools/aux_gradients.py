@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.buffer import TaskSteps
+from agents.algorithms.pearl import PEARL
 from agents.config import load_config
-from agents.pearl import PEARL
-from agents.trainer import Trainer
+from agents.parts.buffer import TaskSteps
+from agents.training.trainer import Trainer
 from runtime.logs import configure_logging
 
 COLUMNS = [

@@ -20,11 +20,11 @@ import numpy as np
 import ray
 import torch
 
-from agents.collect import InProcessCollector
 from agents.config import load_config
-from agents.distributed import RayCollector, connect, weights_of
 from agents.evaluation import make_env
-from agents.trainer import build_agent
+from agents.training.collect import InProcessCollector
+from agents.training.distributed import RayCollector, connect, weights_of
+from agents.training.trainer import build_agent
 
 CONFIGS = {"PointRobot": "configs/moss/point_robot.yaml", "CheetahVel": "configs/moss/cheetah_vel.yaml"}
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agents.algorithms.gridfilter import GridFilter
 from agents.config import load_config
-from agents.filter import GridFilter
-from agents.trainer import Trainer
+from agents.training.trainer import Trainer
 
 
 def main() -> None:

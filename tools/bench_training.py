@@ -17,7 +17,7 @@ import time
 import torch
 
 from agents.config import load_config
-from agents.trainer import Trainer
+from agents.training.trainer import Trainer
 
 
 def main() -> None:

@@ -27,14 +27,14 @@ import numpy as np
 import torch
 import yaml
 
-from agents.buffer import EpisodeBuffer
 from agents.checkpoint import build_policy, load_checkpoint
-from agents.collect import InProcessCollector, draw_reset_kwargs
 from agents.config import RunConfig, load_config
-from agents.embedding_metrics import cluster_purity, linear_probe_r2
 from agents.evaluation import make_env
-from agents.nets import MLP
-from agents.trainer import build_agent
+from agents.evaluation.embedding import cluster_purity, linear_probe_r2
+from agents.parts.buffer import EpisodeBuffer
+from agents.parts.nets import MLP
+from agents.training.collect import InProcessCollector, draw_reset_kwargs
+from agents.training.trainer import build_agent
 
 
 def variant_config(path: str, spec: str) -> RunConfig:

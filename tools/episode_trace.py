@@ -24,7 +24,7 @@ import torch
 from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import RunConfig
 from agents.evaluation import evaluation_episodes
-from agents.rollout import EpisodeRecord
+from agents.evaluation.rollout import EpisodeRecord
 
 
 def trace(record: EpisodeRecord, steps: list[int], action_bound: float, belief_std: slice | None) -> dict:

@@ -30,7 +30,7 @@ import torch
 from agents.checkpoint import CheckpointError, build_policy, load_checkpoint
 from agents.config import RunConfig
 from agents.evaluation import evaluation_episodes
-from agents.latent_filter import LatentGridFilter, grid_points
+from agents.parts.grid_filter import LatentGridFilter, grid_points
 
 
 @torch.no_grad()

@@ -29,11 +29,11 @@ import torch
 from encoder_study import append_json, collect, fit_mlp_probe, steps_since_switch
 from torch import nn
 
+from agents.algorithms.gridfilter import stored_beliefs
 from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import RunConfig, load_config, parse_config
 from agents.evaluation import make_env
-from agents.filter import stored_beliefs
-from agents.trainer import build_agent
+from agents.training.trainer import build_agent
 
 REPORT_STEPS = (0, 1, 2, 3, 5, 10, 20)
 

@@ -29,9 +29,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from agents.checkpoint import build_policy, load_checkpoint  # noqa: E402
 from agents.config import EnvConfig  # noqa: E402
-from agents.datasets import OfflineDataset  # noqa: E402
-from agents.embedding_metrics import embedding_report  # noqa: E402
 from agents.evaluation import context_episodes, evaluation_episodes, summarize  # noqa: E402
+from agents.evaluation.embedding import embedding_report  # noqa: E402
+from agents.training.datasets import OfflineDataset  # noqa: E402
 
 VARIANTS = ["focal", "contrastive", "batch", "sequence", "parallel", "series"]
 LABELS = {

@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from agents.checkpoint import build_policy, load_checkpoint  # noqa: E402
 from agents.config import EnvConfig  # noqa: E402
-from agents.embedding_metrics import cluster_purity, linear_probe_r2  # noqa: E402
 from agents.evaluation import evaluation_episodes  # noqa: E402
+from agents.evaluation.embedding import cluster_purity, linear_probe_r2  # noqa: E402
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ tasks:
     step, its latent-mean part: PEARL's posterior mean, MoSS's most likely component's mean; the oracle's
     "belief" is the true task vector, shown for reference only): a linear probe's R^2 to the true task
     vector (in-sample, mean over task dims), FOCAL's effective separation rate and RMS distance between
-    embeddings of different tasks (`agents.embedding_metrics`);
+    embeddings of different tasks (`agents.evaluation.embedding`);
 and caches the result in the run directory (`eval_summary.json`, keyed by these options and the sha256 of
 policy.pt), so re-running evaluates only new or changed runs.
 
@@ -52,10 +52,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from agents.checkpoint import CheckpointError, build_policy, load_checkpoint  # noqa: E402
 from agents.config import EnvConfig  # noqa: E402
-from agents.embedding_metrics import embedding_report  # noqa: E402
 from agents.evaluation import evaluation_episodes, protocol_episodes, summarize  # noqa: E402
+from agents.evaluation.embedding import embedding_report  # noqa: E402
+from agents.evaluation.rollout import EpisodeRecord  # noqa: E402
 from agents.policies import AgentPolicy  # noqa: E402
-from agents.rollout import EpisodeRecord  # noqa: E402
 
 ALGOS = ("oracle", "pearl", "tcl", "cocoa", "moss")
 LABELS = {"oracle": "oracle", "pearl": "PEARL", "tcl": "TCL-PEARL", "cocoa": "CoCOA", "moss": "MoSS"}

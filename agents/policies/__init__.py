@@ -1,8 +1,8 @@
 """Served policies, by algorithm name (what `runtime serve` and checkpoints rebuild)."""
 
 from agents.policies.base import AgentPolicy, State, cat_states, put_state, select_state
-from agents.policies.filter import FilterPolicy
 from agents.policies.focal import FOCALPolicy, FOCALPPPolicy
+from agents.policies.gridfilter import FilterPolicy
 from agents.policies.moss import MoSSPolicy
 from agents.policies.oracle import OraclePolicy
 from agents.policies.pearl import CoCOAPolicy, PEARLPolicy, TCLPolicy

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import torch
 
-from agents.context_encoders import ContextEncoder
-from agents.nets import transition_features
+from agents.parts.context_encoders import ContextEncoder
+from agents.parts.nets import transition_features
+from agents.parts.sac_nets import TanhGaussianActor
 from agents.policies.base import AgentPolicy, State
-from agents.sac_nets import TanhGaussianActor
 
 EMPTY = -1e9  # the running max score of an empty context (exp(EMPTY - s) underflows to 0)
 

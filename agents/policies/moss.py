@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from agents.latent import LOGSTD_MAX, LOGSTD_MIN, Mixture, MixtureHead, belief_dim, belief_vector
-from agents.nets import GRUEncoder, linear
+from agents.parts.latent import LOGSTD_MAX, LOGSTD_MIN, Mixture, MixtureHead, belief_dim, belief_vector
+from agents.parts.nets import GRUEncoder, linear
+from agents.parts.sac_nets import TanhGaussianActor
 from agents.policies.base import AgentPolicy, State
-from agents.sac_nets import TanhGaussianActor
 
 
 class MoSSPolicy(AgentPolicy):

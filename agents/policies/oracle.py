@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from agents.parts.sac_nets import TanhGaussianActor
 from agents.policies.base import AgentPolicy, State
-from agents.sac_nets import TanhGaussianActor
 
 
 class OraclePolicy(AgentPolicy):

@@ -27,10 +27,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from agents.latent import Gaussian, product_posterior, product_stats
-from agents.nets import MLP, transition_features
+from agents.parts.latent import Gaussian, product_posterior, product_stats
+from agents.parts.nets import MLP, transition_features
+from agents.parts.sac_nets import TanhGaussianActor
 from agents.policies.base import AgentPolicy, State
-from agents.sac_nets import TanhGaussianActor
 
 VAR_MIN = 1e-4  # floor of a factor's variance (bounds one transition's precision at 1e4)
 

@@ -5,8 +5,8 @@ collector, which returns one whole `EpisodeRecord` per entry, in the same order;
 buffer from them. Two collectors share that interface:
 
 - `InProcessCollector` (the default): the trainer's own envs, stepped in lockstep batches of `len(envs)`
-  with one policy call per step (`agents.rollout.run_episodes`). It imports no Ray.
-- `agents.distributed.RayCollector` (`runtime train --workers N`): N Ray actors, each with its own envs and
+  with one policy call per step (`agents.evaluation.rollout.run_episodes`). It imports no Ray.
+- `agents.training.distributed.RayCollector` (`runtime train --workers N`): N Ray actors, each with its own envs and
   a copy of the policy weights (broadcast once per round). Imported only when asked for.
 """
 
@@ -17,8 +17,8 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from agents.evaluation.rollout import EpisodeRecord, run_episodes
 from agents.policies import AgentPolicy
-from agents.rollout import EpisodeRecord, run_episodes
 
 ResetKwargs = dict[str, Any]  # {"seed": int, "options": {"task_index": int}}
 

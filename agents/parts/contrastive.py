@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.latent import Gaussian
+from agents.parts.latent import Gaussian
 
 Similarity = Callable[[Any, Any], torch.Tensor]
 

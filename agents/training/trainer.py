@@ -20,19 +20,19 @@ import structlog
 import torch
 import yaml
 
-from agents.buffer import EpisodeBuffer
+from agents.algorithms.focal import FOCAL
+from agents.algorithms.gridfilter import GridFilter
+from agents.algorithms.learner import Learner
+from agents.algorithms.moss import MoSS
+from agents.algorithms.oracle import Oracle
+from agents.algorithms.pearl import AUX_LOSSES, PEARL
 from agents.checkpoint import load_checkpoint, save_checkpoint
-from agents.collect import Collector, InProcessCollector, draw_reset_kwargs
 from agents.config import RunConfig
-from agents.datasets import DatasetError, OfflineDataset
 from agents.evaluation import context_episodes, evaluation_episodes, make_env, summarize
-from agents.filter import GridFilter
-from agents.focal import FOCAL
-from agents.learner import Learner
-from agents.moss import MoSS
-from agents.oracle import Oracle
-from agents.pearl import AUX_LOSSES, PEARL
+from agents.parts.buffer import EpisodeBuffer
 from agents.policies import POLICIES, AgentPolicy, FilterPolicy, MoSSPolicy, OraclePolicy
+from agents.training.collect import Collector, InProcessCollector, draw_reset_kwargs
+from agents.training.datasets import DatasetError, OfflineDataset
 
 log = structlog.get_logger("trainer")
 
@@ -157,7 +157,7 @@ class Trainer:
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         self.collector: Collector = InProcessCollector(self.envs)
         if workers:
-            from agents.distributed import RayCollector  # the only place Ray is imported
+            from agents.training.distributed import RayCollector  # the only place Ray is imported
 
             self.collector = RayCollector(
                 cfg.env, cfg.algorithm, self.policy.spec(), workers, address=ray_address, threads=cfg.train.threads

@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.buffer import EpisodeBuffer
+from agents.algorithms.learner import Learner, sac_batch, sac_view
 from agents.config import RunConfig
-from agents.latent_filter import grid_points, grid_spacing, spread_over_grid
-from agents.learner import Learner, sac_batch, sac_view
-from agents.policies.filter import FilterPolicy
-from agents.sac import SAC
+from agents.parts.buffer import EpisodeBuffer
+from agents.parts.grid_filter import grid_points, grid_spacing, spread_over_grid
+from agents.parts.sac import SAC
+from agents.policies.gridfilter import FilterPolicy
 
 RELABEL_CHUNK = 64  # episodes filtered at once when relabelling: [64, T, K, hidden] floats at a time
 

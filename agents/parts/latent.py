@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.nets import MLP, sequential_forward
+from agents.parts.nets import MLP, sequential_forward
 
 LOGSTD_MIN, LOGSTD_MAX = -6.0, 2.0
 

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.buffer import EpisodeBuffer
+from agents.algorithms.learner import Learner, sac_batch, sac_view
 from agents.config import RunConfig
-from agents.learner import Learner, sac_batch, sac_view
+from agents.parts.buffer import EpisodeBuffer
+from agents.parts.sac import SAC
 from agents.policies import OraclePolicy
-from agents.sac import SAC
 
 
 class Oracle(Learner):

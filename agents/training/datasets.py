@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.buffer import EpisodeBuffer
 from agents.config import EnvConfig
 from agents.evaluation import env_pool
+from agents.evaluation.rollout import EpisodeRecord, run_episodes, task_index_of
+from agents.parts.buffer import EpisodeBuffer
 from agents.policies import AgentPolicy, State
-from agents.rollout import EpisodeRecord, run_episodes, task_index_of
 
 FORMAT = "metarl-dataset"
 VERSION = 1

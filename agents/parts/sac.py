@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.contrastive import ema_update
-from agents.sac_nets import TanhGaussianActor, TwinQ
+from agents.parts.contrastive import ema_update
+from agents.parts.sac_nets import TanhGaussianActor, TwinQ
 
 
 @dataclass

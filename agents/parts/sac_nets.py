@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from agents.nets import MLP, sequential_forward
+from agents.parts.nets import MLP, sequential_forward
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 

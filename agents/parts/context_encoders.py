@@ -34,7 +34,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from agents.nets import MLP
+from agents.parts.nets import MLP
 
 Attention = Literal["none", "batch", "sequence", "series", "parallel"]
 ATTENTIONS: tuple[str, ...] = ("none", "batch", "sequence", "series", "parallel")

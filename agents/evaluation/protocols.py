@@ -1,4 +1,5 @@
-"""Zero-shot evaluation through the inference contract: returns per task, success, switches.
+"""Evaluation protocols through the inference contract: zero-shot episodes, trials, PEARL's protocol and
+offline contexts.
 
 Episode i of an evaluation runs task i mod n_tasks with reset seed `seed + i`, so two agents evaluated
 with the same arguments see the same tasks, start states and switch schedules (what the normalised score
@@ -8,7 +9,7 @@ and the adaptation delay compare).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -16,8 +17,8 @@ import torch
 
 import envs
 from agents.config import EnvConfig
+from agents.evaluation.rollout import EpisodeRecord, run_episodes
 from agents.policies import AgentPolicy, PEARLPolicy, State
-from agents.rollout import EpisodeRecord, run_episodes
 
 
 def make_env(env_cfg: EnvConfig, split: str, nonstationary: str | None = None, **overrides: Any):
@@ -52,6 +53,39 @@ def batches(total: int, size: int) -> Iterator[list[int]]:
         yield list(range(start, min(start + size, total)))
 
 
+def reset_kwargs(idx: list[int], n_tasks: int, seed: int) -> list[dict[str, Any]]:
+    """Episode i runs task i mod n_tasks, reset with seed `seed + i`."""
+    return [{"seed": seed + i, "options": {"task_index": i % n_tasks}} for i in idx]
+
+
+RunTrialEpisode = Callable[[int, list, list[dict[str, Any]], Any], tuple[list[EpisodeRecord], Any]]
+
+
+def run_trials(
+    env_cfg: EnvConfig,
+    split: str,
+    nonstationary: str | None,
+    episodes: int,
+    per_trial: int,
+    seed: int,
+    parallel: int,
+    run_episode: RunTrialEpisode,
+) -> list[list[EpisodeRecord]]:
+    """The loop every trial protocol shares: trial i runs task i mod n, its episode k reset with seed
+    `seed + k * episodes + i`; `run_episode(k, envs, reset_kwargs, carry)` runs episode k of a batch of
+    trials and returns its records and what episode k + 1 starts from (`carry`, None before episode 0).
+    Returns one list per trial episode k, each with one record per trial."""
+    with env_pool(env_cfg, split, nonstationary, min(parallel, episodes)) as (pool, n_tasks):
+        result: list[list[EpisodeRecord]] = [[] for _ in range(per_trial)]
+        for trials in batches(episodes, len(pool)):
+            carry = None
+            for k in range(per_trial):
+                kw = reset_kwargs(trials, n_tasks, seed + k * episodes)
+                recs, carry = run_episode(k, pool[: len(trials)], kw, carry)
+                result[k] += recs
+    return result
+
+
 def evaluation_episodes(
     policy: AgentPolicy | None,
     env_cfg: EnvConfig,
@@ -67,8 +101,7 @@ def evaluation_episodes(
     records: list[EpisodeRecord] = []
     with env_pool(env_cfg, split, nonstationary, min(parallel, episodes)) as (pool, n_tasks):
         for idx in batches(episodes, len(pool)):
-            kw = [{"seed": seed + i, "options": {"task_index": i % n_tasks}} for i in idx]
-            records += run_episodes(policy, pool[: len(idx)], kw, deterministic, record_beliefs)
+            records += run_episodes(policy, pool[: len(idx)], reset_kwargs(idx, n_tasks, seed), deterministic, record_beliefs)
     return records
 
 
@@ -139,24 +172,20 @@ def pearl_protocol_episodes(
     """
     if not hasattr(policy, "absorb"):
         raise TypeError(f"the PEARL protocol needs a product-of-Gaussians policy, not {policy.algorithm!r}")
-    with env_pool(env_cfg, split, "none", min(parallel, episodes)) as (pool, n_tasks):
-        gen = torch.Generator().manual_seed(seed)
-        D = policy.latent_dim
-        result: list[list[EpisodeRecord]] = [[] for _ in range(exploration + posterior)]
-        for trials in batches(episodes, len(pool)):
-            n = len(trials)
-            context = policy.init_state(n)  # the prior
-            for k in range(exploration + posterior):
-                g = policy.posterior(context)
-                mu, std = (torch.zeros(n, D), torch.ones(n, D)) if k < exploration else (g.mu, g.std)
-                if policy.sample_z:  # one z per episode, given to the policy as a point belief (z, 0)
-                    mu, std = mu + std * torch.randn(n, D, generator=gen), torch.zeros(n, D)
-                held = _HeldBelief(policy, torch.cat([mu, std], -1))
-                kw = [{"seed": seed + k * episodes + i, "options": {"task_index": i % n_tasks}} for i in trials]
-                recs = run_episodes(held, pool[:n], kw, deterministic)  # type: ignore[arg-type]
-                context = policy.absorb(context, *_padded(recs))
-                result[k] += recs
-    return result
+    gen = torch.Generator().manual_seed(seed)
+    D = policy.latent_dim
+
+    def run_episode(k: int, pool: list, kw: list[dict[str, Any]], context: State | None) -> tuple[list[EpisodeRecord], State]:
+        n = len(pool)
+        context = policy.init_state(n) if context is None else context  # the prior
+        g = policy.posterior(context)
+        mu, std = (torch.zeros(n, D), torch.ones(n, D)) if k < exploration else (g.mu, g.std)
+        if policy.sample_z:  # one z per episode, given to the policy as a point belief (z, 0)
+            mu, std = mu + std * torch.randn(n, D, generator=gen), torch.zeros(n, D)
+        recs = run_episodes(_HeldBelief(policy, torch.cat([mu, std], -1)), pool, kw, deterministic)  # type: ignore[arg-type]
+        return recs, policy.absorb(context, *_padded(recs))
+
+    return run_trials(env_cfg, split, "none", episodes, exploration + posterior, seed, parallel, run_episode)
 
 
 @torch.no_grad()
@@ -185,18 +214,11 @@ def trial_episodes(
 
     Returns one list per trial episode k, each with one record per trial (the last: `result[-1]`).
     """
-    with env_pool(env_cfg, split, nonstationary, min(parallel, episodes)) as (pool, n_tasks):
-        result: list[list[EpisodeRecord]] = [[] for _ in range(per_trial)]
-        for trials in batches(episodes, len(pool)):
-            n = len(trials)
-            state: State | None = None
-            for k in range(per_trial):
-                kw = [{"seed": seed + k * episodes + i, "options": {"task_index": i % n_tasks}} for i in trials]
-                recs, state = run_episodes(
-                    policy, pool[:n], kw, deterministic, record_beliefs, initial_state=state, return_state=True
-                )
-                result[k] += recs
-    return result
+
+    def run_episode(k: int, pool: list, kw: list[dict[str, Any]], state: State | None) -> tuple[list[EpisodeRecord], State | None]:
+        return run_episodes(policy, pool, kw, deterministic, record_beliefs, initial_state=state, return_state=True)
+
+    return run_trials(env_cfg, split, nonstationary, episodes, per_trial, seed, parallel, run_episode)
 
 
 def protocol_episodes(
@@ -245,91 +267,6 @@ def protocol_episodes(
     )
 
 
-def summarize(records: list[EpisodeRecord]) -> dict[str, Any]:
-    """mean/std return, per-task mean returns (by the task the episode began on), success rate, switches."""
-    rets = np.array([r.ret for r in records])
-    per_task: dict[str, list[float]] = {}
-    for r in records:
-        per_task.setdefault(r.task_ids[0], []).append(r.ret)
-    out: dict[str, Any] = {
-        "episodes": len(records),
-        "mean_return": float(rets.mean()),
-        "std_return": float(rets.std()),
-        "per_task_return": {k: float(np.mean(v)) for k, v in per_task.items()},
-        "switches": int(sum(len(r.switches) for r in records)),
-    }
-    succ = [r.success for r in records if r.success is not None]
-    if succ:
-        out["success_rate"] = float(np.mean(succ))
-    return out
-
-
-def per_base_return(per_task: dict[str, float], env_cfg: EnvConfig, split: str) -> dict[str, float] | None:
-    """Mean of the per-task returns of each base task of `split` (multi-task families; None when the
-    family has one base): which base tasks an agent has learned."""
-    env = make_env(env_cfg, split)
-    try:
-        base_of = {t.id: t.base for t in env.unwrapped.tasks(split)}
-    finally:
-        env.close()
-    if len(set(base_of.values())) < 2:
-        return None
-    by_base: dict[str, list[float]] = {}
-    for task_id, ret in per_task.items():
-        by_base.setdefault(base_of[task_id], []).append(ret)
-    return {b: float(np.mean(v)) for b, v in sorted(by_base.items())}
-
-
-def adaptation_delays(
-    agent: list[EpisodeRecord], oracle: list[EpisodeRecord], scale: float, tol: float = 0.1
-) -> list[int]:
-    """Per task switch: steps until the agent's per-step reward is back within `tol * scale` of the oracle's
-    and stays there until the next switch (or the episode's end).
-
-    `agent` and `oracle` are evaluations with the same seeds (same tasks, starts and switch times);
-    `scale` = |oracle - random| mean per-step reward, so 10% is measured in normalised-score units. Right
-    after a switch both agents stand where the old task left them and earn similar rewards, so a first
-    crossing would read as zero delay: the agent must *stay* within tolerance. A switch it never settles
-    after counts as the full segment.
-    """
-    delays: list[int] = []
-    for a, o in zip(agent, oracle, strict=True):
-        ra, ro = a.episode.reward, o.episode.reward
-        L = min(len(ra), len(ro))
-        times = [s["step"] for s in a.switches]
-        for j, s in enumerate(times):
-            end = min(times[j + 1] if j + 1 < len(times) else L, L)
-            bad = np.flatnonzero(ra[s:end] < ro[s:end] - tol * scale)
-            delays.append(int(bad[-1] + 1) if len(bad) else 0)
-    return delays
-
-
-def normalised_score(ret: float, random_ret: float, oracle_ret: float) -> float:
-    """(return - random) / (oracle - random)."""
-    return float((ret - random_ret) / (oracle_ret - random_ret))
-
-
-def compare_to_reference(
-    agent: list[EpisodeRecord], oracle: list[EpisodeRecord], random: list[EpisodeRecord]
-) -> dict[str, Any]:
-    """oracle_return, random_return, normalised_score and adaptation_delay (switches, median, mean) of
-    `agent` against the oracle's and the random policy's evaluations with the same seeds."""
-    ret = summarize(agent)["mean_return"]
-    o_ret, r_ret = summarize(oracle)["mean_return"], summarize(random)["mean_return"]
-    steps = sum(len(r.episode) for r in agent)
-    delays = adaptation_delays(agent, oracle, abs(o_ret - r_ret) * len(agent) / max(steps, 1))
-    return {
-        "oracle_return": o_ret,
-        "random_return": r_ret,
-        "normalised_score": normalised_score(ret, r_ret, o_ret),
-        "adaptation_delay": {
-            "switches": len(delays),
-            "median": float(np.median(delays)) if delays else None,
-            "mean": float(np.mean(delays)) if delays else None,
-        },
-    }
-
-
 @torch.no_grad()
 def context_episodes(
     policy: Any,
@@ -360,6 +297,5 @@ def context_episodes(
                 rows.append((e, (rng.random(context_size) * dataset.length[e]).astype(np.int64)))
             ctx = [torch.as_tensor(np.stack([getattr(dataset, k)[e, t] for e, t in rows])) for k in ("obs", "action", "reward", "next_obs")]
             belief = policy.belief(policy.absorb(policy.init_state(len(idx)), *ctx))
-            kw = [{"seed": seed + i, "options": {"task_index": i % n_tasks}} for i in idx]
-            records += run_episodes(_HeldBelief(policy, belief), pool[: len(idx)], kw, True)  # type: ignore[arg-type]
+            records += run_episodes(_HeldBelief(policy, belief), pool[: len(idx)], reset_kwargs(idx, n_tasks, seed), True)  # type: ignore[arg-type]
     return records

@@ -42,18 +42,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.buffer import EpisodeBuffer, TaskSteps
+from agents.algorithms.learner import Learner, sac_view
 from agents.config import RunConfig
-from agents.contrastive import ema_update, info_nce
-from agents.latent import Gaussian, kl_to_standard, product_posterior, product_stats
-from agents.learner import Learner, sac_view
+from agents.parts.buffer import EpisodeBuffer, TaskSteps
+from agents.parts.contrastive import ema_update, info_nce
+from agents.parts.latent import Gaussian, kl_to_standard, product_posterior, product_stats
+from agents.parts.sac import SAC
 from agents.policies import PEARLPolicy
-from agents.sac import SAC
 
 
 @dataclass(frozen=True)
 class AuxLoss:
-    similarity: str  # a key of agents.contrastive.SIMILARITIES
+    similarity: str  # a key of agents.parts.contrastive.SIMILARITIES
     kl_on_queries: bool  # CoCOA section 4.5
 
 

@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.buffer import Episode
+from agents.parts.buffer import Episode
 from agents.policies import AgentPolicy, State, put_state, select_state
 
 

@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.brac import BehaviourRegulariser
-from agents.buffer import EpisodeBuffer, TaskSteps
+from agents.algorithms.learner import Learner, sac_view
 from agents.config import RunConfig
-from agents.context_encoders import pooled
-from agents.contrastive import ema_update, info_nce
-from agents.learner import Learner, sac_view
+from agents.parts.brac import BehaviourRegulariser
+from agents.parts.buffer import EpisodeBuffer, TaskSteps
+from agents.parts.context_encoders import pooled
+from agents.parts.contrastive import ema_update, info_nce
+from agents.parts.sac import SAC
 from agents.policies import FOCALPolicy
-from agents.sac import SAC
 
 METRIC_SPLITS = 4  # sub-contexts per task for the distance metric loss
 

@@ -4,7 +4,7 @@ One learner in the driver, N `RolloutWorker` actors (`num_cpus=1` each, spread o
 Each actor owns its envs (`make_env(cfg.env, "train")`) and a policy rebuilt from `policy.spec()` through
 `agents.policies.POLICIES`; per collection round the driver puts the policy's weights in the object store
 once (a plain dict of numpy arrays) and passes that one reference to every actor, which loads it and runs
-its share of the round with `agents.rollout.run_episodes` (stochastic actions, online belief updates),
+its share of the round with `agents.evaluation.rollout.run_episodes` (stochastic actions, online belief updates),
 returning whole episodes. Nothing but dicts, lists, numbers, strings and numpy arrays crosses the wire.
 
 Assignment is deterministic: the trainer draws every episode's (seed, task index) from its RNG exactly as
@@ -32,11 +32,11 @@ import structlog
 import torch
 from ray.exceptions import RayActorError
 
-from agents.collect import ResetKwargs
 from agents.config import EnvConfig
 from agents.evaluation import make_env
+from agents.evaluation.rollout import EpisodeRecord, run_episodes
 from agents.policies import POLICIES, AgentPolicy
-from agents.rollout import EpisodeRecord, run_episodes
+from agents.training.collect import ResetKwargs
 
 log = structlog.get_logger("distributed")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from agents.nets import MLP
+from agents.parts.nets import MLP
 
 
 class KLDual(nn.Module):

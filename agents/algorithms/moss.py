@@ -28,14 +28,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.buffer import EpisodeBuffer
+from agents.algorithms.learner import Learner, sac_batch, sac_view
 from agents.config import RunConfig
-from agents.contrastive import info_nce
-from agents.latent import component_disagreement, component_information, mixture_kl_terms, standard_prior
-from agents.learner import Learner, sac_batch, sac_view
-from agents.nets import MLP, TranslationReward, transition_features
+from agents.parts.buffer import EpisodeBuffer
+from agents.parts.contrastive import info_nce
+from agents.parts.latent import (
+    component_disagreement,
+    component_information,
+    mixture_kl_terms,
+    standard_prior,
+)
+from agents.parts.nets import MLP, TranslationReward, transition_features
+from agents.parts.sac import SAC
 from agents.policies import MoSSPolicy
-from agents.sac import SAC
 
 RELABEL_CHUNK = 512
 NORMALIZER_MIN_STD = 1e-2  # features that barely vary are not blown up into noise

@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.buffer import EpisodeBuffer
 from agents.config import RunConfig
+from agents.parts.buffer import EpisodeBuffer
+from agents.parts.sac import SACConfigView
 from agents.policies import AgentPolicy
-from agents.sac import SACConfigView
 
 
 class Learner:

@@ -33,7 +33,7 @@ import math
 import torch
 from torch import nn
 
-from agents.nets import MLP, TranslationReward
+from agents.parts.nets import MLP, TranslationReward
 
 # "mlp": r_hat = MLP([s, a, s'], z), any map from grid points to tasks, one that folds included (distant
 # points standing for one task, tools/filter_map.py). "translation": r_hat = f(phi [s, a, s'] - A z) +

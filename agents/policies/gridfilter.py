@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from agents.latent_filter import LatentGridFilter
+from agents.parts.grid_filter import LatentGridFilter
+from agents.parts.sac_nets import TanhGaussianActor
 from agents.policies.base import AgentPolicy, State
-from agents.sac_nets import TanhGaussianActor
 
 
 class FilterPolicy(AgentPolicy):
