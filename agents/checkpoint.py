@@ -1,4 +1,4 @@
-"""Checkpoint files (DESIGN.md section 6).
+"""Checkpoint files (docs/design.md).
 
 One torch file holding plain containers and tensors only, loaded with `weights_only=True` (a checkpoint
 can never run code): a format tag and version, the algorithm, the resolved config, the env id and spaces,
@@ -20,10 +20,18 @@ from typing import Any
 
 import torch
 
+from agents.config import RENAMED_ALGORITHMS, ConfigError, migrate_stored_config
 from agents.policies import POLICIES, AgentPolicy
 
 FORMAT = "metarl-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: algorithm `filter` renamed `gridfilter`, configs hold their own algorithm's section only
+
+#: policy settings that no longer exist, with the value at which each did nothing: a version-1 spec that
+#: holds one at that value loads as before, any other value is refused
+REMOVED_POLICY_SETTINGS: dict[str, dict[str, Any]] = {
+    "moss": {"head_hidden": [], "acts_on": "belief", "embed_hidden": [], "normalize": False, "cell": "gru"},
+    "gridfilter": {"mode": False, "min_sigma": 0.0, "probes": 0},
+}
 
 
 class CheckpointError(ValueError):
@@ -130,15 +138,20 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     missing = [k for k in ("algorithm", "config", "env", "policy_spec", "policy") if k not in raw]
     if missing:
         raise CheckpointError(f"{path}: damaged checkpoint, missing {missing}")
-    if raw["algorithm"] not in POLICIES:
+    algorithm = RENAMED_ALGORITHMS.get(raw["algorithm"], raw["algorithm"])
+    if algorithm not in POLICIES:
         raise CheckpointError(f"{path}: unknown algorithm {raw['algorithm']!r} (known: {sorted(POLICIES)})")
+    try:
+        config = migrate_stored_config(raw["config"], str(path)) if isinstance(raw["config"], dict) else raw["config"]
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
     return Checkpoint(
         path=path,
-        algorithm=raw["algorithm"],
+        algorithm=algorithm,
         version=version,
-        config=raw["config"],
+        config=config,
         env=raw["env"],
-        policy_spec=raw["policy_spec"],
+        policy_spec=_current_spec(path, algorithm, raw["policy_spec"]),
         policy_state=raw["policy"],
         training=raw.get("training"),
         stats=raw.get("stats", {}),
@@ -147,24 +160,32 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     )
 
 
+def _current_spec(path: Path, algorithm: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` without the settings that no longer exist (see REMOVED_POLICY_SETTINGS)."""
+    spec = dict(spec)
+    for key, off in REMOVED_POLICY_SETTINGS.get(algorithm, {}).items():
+        if key in spec:
+            value = spec.pop(key)
+            if value != off and not (isinstance(off, list) and value in ([], ())):
+                raise CheckpointError(f"{path}: {algorithm} policy setting {key!r} was removed; this checkpoint sets it to {value!r}, which this version cannot serve")
+    return spec
+
+
 def build_policy(ckpt: Checkpoint, overrides: dict[str, Any] | None = None) -> AgentPolicy:
     """The checkpoint's policy in eval mode, weights loaded. `overrides` replace entries of its policy spec
-    (acting-time settings such as the filter's `refine` or `min_sigma`); one that changes a weight's shape
-    is refused like a damaged checkpoint."""
+    (acting-time settings such as the grid filter's `refine`); one that changes a weight's shape is refused
+    like a damaged checkpoint."""
     cls = POLICIES[ckpt.algorithm]
     spec = dict(ckpt.policy_spec)
     # what the class takes now: a checkpoint older than a setting lacks it in its spec and runs its default
-    known = set(spec) | (set(inspect.signature(cls.__init__).parameters) - {"self"})
+    known = set(spec) | (set(inspect.signature(cls.__init__).parameters) - {"self", "spaces"})
     unknown = sorted(set(overrides or {}) - known)
     if unknown:
         raise CheckpointError(f"{ckpt.path}: {ckpt.algorithm} policy has no setting {unknown}; its settings: {sorted(known)}")
     spec.update(overrides or {})
-    for k in ("actor_hidden",):
-        if k in spec:
-            spec[k] = tuple(spec[k])
     try:
-        policy = cls(**spec)
-    except (TypeError, ValueError) as e:
+        policy = cls.from_spec(spec)
+    except (TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{ckpt.path}: cannot build the {ckpt.algorithm} policy from its spec {spec}: {e}") from None
     try:
         policy.load_state_dict(ckpt.policy_state)

@@ -4,10 +4,10 @@ with a message naming them; the resolved config is stored in every checkpoint.""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -18,7 +18,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
-M = TypeVar("M", bound=Strict)
+M = TypeVar("M", bound=BaseModel)
 
 
 class EnvConfig(Strict):
@@ -56,48 +56,20 @@ class EncoderConfig(Strict):
     embed_dim: int = Field(32, ge=1)
     hidden_dim: int = Field(64, ge=1)
     include_probs: bool = False
-    # what the policy reads: the belief (MoSS) or, as an ablation, the GRU state the belief is computed from
-    policy_input: Literal["belief", "hidden"] = "belief"
-    # Linear+ReLU widths between the GRU state and the latent (none: mu and logstd are linear in it)
-    head_hidden: tuple[int, ...] = ()
-    # Linear+ReLU widths before the embed_dim layer that feeds the GRU (none: the paper's single layer)
-    embed_hidden: tuple[int, ...] = ()
-    # not in the paper: standardise the encoder's transition features, and the decoders' inputs and
-    # targets, by their mean and std over the buffer (recomputed each epoch, saved with the policy)
-    normalize: bool = False
-    # the recurrent cell: the paper's GRU, or (not in the paper) a gated running mean (agents/nets.py)
-    cell: Literal["gru", "additive"] = "gru"
     lr: float = Field(3e-4, gt=0)  # lr_encoder = lr_decoder
     decoder_hidden: tuple[int, ...] = (64, 64)
-    # not in the paper: the reward decoder "mlp" (any map) or "translation" (agents/nets.py TranslationReward:
-    # a task is a target point A z in a linear feature of the transition [s, a, s' - s]; width decoder_hidden[-1];
-    # its concave profile starts as a round cone when latent_dim is 2)
-    reward_decoder: Literal["mlp", "translation"] = "mlp"
     batch_size: int = Field(64, ge=2)  # sequences per update
     time_steps: int = Field(64, ge=1)  # sequence length
-    decode: Literal["segment", "task", "next"] = "segment"  # what the belief must reconstruct (agents/moss.py)
-    decode_samples: int = Field(8, ge=1)  # transitions decoded per step (decode=segment or task)
+    # what the belief must reconstruct: transitions of its own task segment, or only the next one (the paper)
+    decode: Literal["segment", "next"] = "segment"
+    decode_samples: int = Field(8, ge=1)  # transitions decoded per step (decode=segment)
     alpha_z: float = 1.0
     alpha_y: float = 1.0
     state_weight: float = 1.0
     reward_weight: float = 1.0
     contrastive_weight: float = 1.0
     contrastive: bool = True  # the paper skips it on non-stationary training data
-    # not in the paper: > 0 subtracts cluster_weight * I(y; x) over each batch (agents/latent.py
-    # component_information), so q(y) splits the data instead of collapsing onto one component
-    cluster_weight: float = Field(0.0, ge=0)
-    # not in the paper: > 0 adds agreement_weight * -log sum_k q_a(k) q_b(k) for each contrastive pair of
-    # same-task windows (agents/latent.py component_disagreement), so a task keeps its component across
-    # episodes and steps; with cluster_weight it asks for a partition of the *tasks*, not of the steps
-    agreement_weight: float = Field(0.0, ge=0)
-    task_prediction_weight: float = Field(0.0, ge=0)  # not MoSS: > 0 adds a privileged task-vector regression
     max_grad_norm: float | None = 1.0  # max_grad_norm_vae
-
-    @model_validator(mode="after")
-    def _check(self) -> EncoderConfig:
-        if self.reward_decoder == "translation" and not self.decoder_hidden:
-            raise ValueError("encoder.reward_decoder: translation takes its width from encoder.decoder_hidden[-1]: give at least one width")
-        return self
 
 
 class PearlConfig(Strict):
@@ -117,9 +89,6 @@ class PearlConfig(Strict):
         False  # actor/critic on z ~ q(z|c) (PEARL) instead of the belief (mu, std) (Bayes-adaptive)
     )
     window: int = Field(64, ge=1)  # tcl/cocoa: crop length of the contrastive queries and keys
-    # tcl/cocoa: the RL loss's context is pearl's (`context_size` steps drawn from the task's data) or the
-    # query crop (measured worse: docs/results.md, issue 5)
-    rl_context: Literal["task", "crop"] = "task"
     aux_batch: int | None = Field(None, ge=2)  # tcl/cocoa: queries per update (default meta_batch); extra
     #                                            trajectories beyond the meta-batch serve as queries/negatives only
     momentum: float = Field(
@@ -130,7 +99,7 @@ class PearlConfig(Strict):
 
 
 class FocalConfig(Strict):
-    """FOCAL and FOCAL++ (paper 003; Table D.2 names in comments). See agents/focal.py."""
+    """FOCAL and FOCAL++ (the FOCAL++ paper; Table D.2 names in comments). See agents/focal.py."""
 
     latent_dim: int = Field(5, ge=1)  # latent space dimension
     encoder_hidden: tuple[int, ...] = (200, 200, 200)
@@ -161,12 +130,12 @@ class OfflineConfig(Strict):
     context_size: int = Field(64, ge=1)  # transitions per evaluation context
 
 
-class FilterConfig(Strict):
-    """Grid filter (agents/filter.py, not in the papers): Bayes' rule over a fixed latent grid."""
+class GridFilterConfig(Strict):
+    """The grid filter (agents/algorithms/gridfilter.py, ours): Bayes' rule over a fixed latent grid."""
 
     grid: int = Field(16, ge=2)  # points per latent axis: K = grid ** latent_dim
     # reward decoder: "mlp" (any map from grid points to tasks) or "translation" (a task is a target point in
-    # a learned linear feature of the transition: points map to targets affinely; agents/latent_filter.py)
+    # a learned linear feature of the transition: points map to targets affinely; agents/parts/grid_filter.py)
     decoder: Literal["mlp", "translation"] = "mlp"
     # translation: start the concave profile as a round cone (hinge directions spread evenly over the circle,
     # 2-D latents) instead of random directions, which can start it as a ridge flat along one direction
@@ -176,27 +145,9 @@ class FilterConfig(Strict):
     hazard: float = Field(0.02, gt=0, lt=1)  # prior probability per step that the task switches
     lr: float = Field(3e-3, gt=0)
     batch_size: int = Field(32, ge=1)  # whole episodes per likelihood step
-    # shift the grid by a random offset within one cell at each likelihood step (serving uses the fixed
-    # grid): the decoder must be smooth between grid points and sigma learns what the grid cannot place
-    jitter: bool = False
-    mode: bool = False  # the policy also sees the posterior's most likely grid point (agents/latent_filter.py)
-    min_sigma: float = Field(0.0, ge=0)  # floor on the likelihood's learned noise scale (reward units)
     # acting (collection, evaluation, serving) filters on a grid with refine - 1 extra points between
     # neighbouring training-grid points, so unseen tasks are placed between them; learning stays on `grid`
     refine: int = Field(1, ge=1)
-    # the policy also sees the belief in reward space: mean and std of the predicted reward at this many
-    # transitions drawn from the first stored data (agents/latent_filter.py); meaningful where z is not
-    probes: int = Field(0, ge=0)
-    # coarse-to-fine learning: [[points per axis, until env step], ...] in order; the likelihood learns on
-    # the first coarser grid whose step is not yet reached, then on `grid` (meant against a folding map;
-    # on the point robot it did not prevent one: docs/results.md)
-    coarse: list[tuple[int, int]] = []
-    # a self-organising map's neighbourhood: while learning, the posterior weight with which a grid point
-    # explains a reward is shared with its grid neighbours by a Gaussian of this std (z units), shrinking
-    # linearly to 0 at `neighbourhood_until` env steps; neighbouring points are then pulled towards the same
-    # tasks (meant to make the map unfold in order; on the point robot it did not: docs/results.md)
-    neighbourhood: float = Field(0.0, ge=0)
-    neighbourhood_until: int = Field(0, ge=0)
     # the likelihood step's gradient from this many grid points per step, drawn by their share of it (the
     # smoothed posterior), instead of all K: an unbiased estimate at a fraction of the decoder's cost; 0: exact
     grad_samples: int = Field(0, ge=0)
@@ -205,29 +156,20 @@ class FilterConfig(Strict):
     relabel_every: int = Field(1, ge=1)
 
     @model_validator(mode="after")
-    def _learning_schedules_are_consistent(self) -> FilterConfig:
-        sizes, steps = [g for g, _ in self.coarse], [u for _, u in self.coarse]
-        if any(g < 2 for g in sizes) or sizes != sorted(set(sizes)) or (sizes and sizes[-1] >= self.grid):
-            raise ValueError(f"filter.coarse: grids must increase from >= 2 to below grid={self.grid}, got {sizes}")
-        if any(u <= 0 for u in steps) or steps != sorted(set(steps)):
-            raise ValueError(f"filter.coarse: env steps must be positive and increase, got {steps}")
+    def _isotropic_needs_a_circle(self) -> GridFilterConfig:
         if self.isotropic and self.decoder != "translation":
-            raise ValueError("filter.isotropic starts the translation decoder's concave profile: set filter.decoder: translation")
+            raise ValueError("gridfilter.isotropic starts the translation decoder's concave profile: set gridfilter.decoder: translation")
         if self.isotropic and self.latent_dim != 2:
-            raise ValueError(f"filter.isotropic spreads hinge directions over a circle: needs filter.latent_dim: 2, got {self.latent_dim}")
-        if self.neighbourhood > 0 and self.neighbourhood_until <= 0:
-            raise ValueError("filter.neighbourhood shrinks to 0 at filter.neighbourhood_until env steps: set that too")
+            raise ValueError(f"gridfilter.isotropic spreads hinge directions over a circle: needs gridfilter.latent_dim: 2, got {self.latent_dim}")
         return self
 
 
 class TrainConfig(Strict):
-    total_steps: int = Field(100_000, ge=1)
+    total_steps: int = Field(100_000, ge=1)  # env steps (offline algorithms: gradient steps)
     episodes_per_epoch: int = Field(16, ge=1)  # collected in parallel with batched inference
     initial_episodes: int = Field(32, ge=0)  # random-action episodes before training
-    encoder_updates: int = Field(64, ge=0)  # num_training_steps_reconstruction per epoch
-    encoder_until: int | None = Field(None, ge=0)  # env steps; from then on no encoder updates (moss, filter)
-    policy_updates_frozen: int | None = Field(None, ge=0)  # SAC steps per epoch after encoder_until (default: policy_updates)
-    policy_updates: int = Field(256, ge=0)  # num_training_steps_policy per epoch
+    encoder_updates: int = Field(64, ge=0)  # encoder (likelihood) steps per epoch: moss, gridfilter
+    policy_updates: int = Field(256, ge=0)  # SAC steps per epoch (pearl family and focal: encoder steps too)
     buffer_episodes: int = Field(4000, ge=1)
     eval_every: int = Field(10_000, ge=1)  # env steps
     eval_episodes: int = Field(20, ge=1)
@@ -235,36 +177,121 @@ class TrainConfig(Strict):
     threads: int = Field(1, ge=1)
 
 
-class RunConfig(Strict):
-    algorithm: Literal["moss", "oracle", "pearl", "tcl", "cocoa", "focal", "focalpp", "filter"]
+class RunBase(Strict):
+    """What every run config holds; each algorithm's model adds its own section (`RunConfig`)."""
+
+    algorithm: str
     env: EnvConfig
     seed: int = 0
-    encoder: EncoderConfig = EncoderConfig()
-    pearl: PearlConfig = PearlConfig()
-    focal: FocalConfig = FocalConfig()
-    filter: FilterConfig = FilterConfig()
-    offline: OfflineConfig | None = None  # required by focal / focalpp: they learn from datasets only
     sac: SACConfig = SACConfig()
     train: TrainConfig = TrainConfig()
 
-    @model_validator(mode="after")
-    def _offline_needs_data(self) -> RunConfig:
-        if self.algorithm in ("focal", "focalpp") and self.offline is None:
-            raise ValueError(
-                f"algorithm {self.algorithm!r} learns offline: add an `offline:` section with a dataset"
-            )
-        return self
 
-    @model_validator(mode="after")
-    def _freezing_needs_an_encoder_phase(self) -> RunConfig:
-        t = self.train
-        if t.encoder_until is not None and self.algorithm not in ("moss", "filter"):
-            raise ValueError(
-                f"train.encoder_until: algorithm {self.algorithm!r} has no separate encoder updates (moss, filter do)"
-            )
-        if t.policy_updates_frozen is not None and t.encoder_until is None:
-            raise ValueError("train.policy_updates_frozen applies after train.encoder_until: set that too")
-        return self
+class MoSSRun(RunBase):
+    algorithm: Literal["moss"]
+    encoder: EncoderConfig = EncoderConfig()
+
+
+class OracleRun(RunBase):
+    algorithm: Literal["oracle"]
+
+
+class PearlRun(RunBase):
+    algorithm: Literal["pearl", "tcl", "cocoa"]
+    pearl: PearlConfig = PearlConfig()
+
+
+class FocalRun(RunBase):
+    algorithm: Literal["focal", "focalpp"]
+    focal: FocalConfig = FocalConfig()
+    offline: OfflineConfig  # they learn from datasets only
+
+
+class GridFilterRun(RunBase):
+    algorithm: Literal["gridfilter"]
+    gridfilter: GridFilterConfig = GridFilterConfig()
+
+
+#: a run config: one model per algorithm, picked by `algorithm`
+RunConfig = Annotated[MoSSRun | OracleRun | PearlRun | FocalRun | GridFilterRun, Field(discriminator="algorithm")]
+RUN_MODELS: tuple[type[RunBase], ...] = (MoSSRun, OracleRun, PearlRun, FocalRun, GridFilterRun)
+_RUN_ADAPTER: TypeAdapter[RunBase] = TypeAdapter(RunConfig)
+
+#: each algorithm's own section, by algorithm name
+SECTIONS: dict[str, str | None] = {}
+for _m in RUN_MODELS:
+    _own = [f for f in _m.model_fields if f not in RunBase.model_fields and f != "offline"]
+    for _name in get_args(_m.model_fields["algorithm"].annotation):
+        SECTIONS[_name] = _own[0] if _own else None
+
+#: options that no longer exist, by dotted key, with the value at which each did nothing (a checkpoint's
+#: stored config or policy spec that holds one at that value still loads; any other value is refused)
+REMOVED: dict[str, Any] = {
+    "encoder.policy_input": "belief",
+    "encoder.head_hidden": [],
+    "encoder.embed_hidden": [],
+    "encoder.normalize": False,
+    "encoder.cell": "gru",
+    "encoder.reward_decoder": "mlp",
+    "encoder.cluster_weight": 0.0,
+    "encoder.agreement_weight": 0.0,
+    "encoder.task_prediction_weight": 0.0,
+    "gridfilter.jitter": False,
+    "gridfilter.mode": False,
+    "gridfilter.min_sigma": 0.0,
+    "gridfilter.probes": 0,
+    "gridfilter.coarse": [],
+    "gridfilter.neighbourhood": 0.0,
+    "gridfilter.neighbourhood_until": 0,
+    "train.encoder_until": None,
+    "train.policy_updates_frozen": None,
+    "pearl.rl_context": "task",
+}
+RENAMED_ALGORITHMS = {"filter": "gridfilter"}
+
+
+def migrate_stored_config(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """A config stored by an older version (in a checkpoint or a run's config.yaml) in today's form: the
+    old algorithm name `filter` and its section renamed, the sections of other algorithms (once stored
+    in every config) dropped, and removed options dropped where they sit at the value at which they did
+    nothing. One set to anything else is refused: the run used a feature that no longer exists."""
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    old = raw.get("algorithm")
+    if old in RENAMED_ALGORITHMS:
+        raw["algorithm"] = RENAMED_ALGORITHMS[old]
+        if "filter" in raw:
+            raw["gridfilter"] = raw.pop("filter")
+    own = SECTIONS.get(raw.get("algorithm"))  # type: ignore[arg-type]
+    for section in {s for s in SECTIONS.values() if s} - {own}:
+        raw.pop(section, None)
+    if raw.get("algorithm") not in ("focal", "focalpp") and raw.get("offline") is None:
+        raw.pop("offline", None)
+    for dotted, off in REMOVED.items():
+        section, key = dotted.split(".")
+        node = raw.get(section)
+        if isinstance(node, dict) and key in node:
+            value = node.pop(key)
+            if value != off and not (isinstance(off, list) and value in ([], ())):
+                raise ConfigError(f"{source}: {dotted}: option removed; this run set it to {value!r}, which this version cannot reproduce")
+    return raw
+
+
+def check_removed(raw: dict[str, Any], source: str) -> None:
+    """Refuse a config file that names a removed option, a renamed algorithm or another algorithm's section."""
+    algorithm = raw.get("algorithm")
+    if algorithm in RENAMED_ALGORITHMS:
+        new = RENAMED_ALGORITHMS[algorithm]
+        raise ConfigError(f"{source}: algorithm {algorithm!r} is now {new!r} (and its section `{algorithm}:` is `{new}:`)")
+    for dotted in REMOVED:
+        section, key = dotted.split(".")
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raise ConfigError(f"{source}: {dotted}: option removed")
+    own = SECTIONS.get(algorithm)  # type: ignore[arg-type]
+    others = {s for s in SECTIONS.values() if s} | {"offline"}
+    for section in sorted(others - {own} - ({"offline"} if algorithm in ("focal", "focalpp") else set())):
+        if section in raw:
+            users = sorted(a for a, s in SECTIONS.items() if s == section) or ["focal", "focalpp"]
+            raise ConfigError(f"{source}: {section}: a section of {', '.join(users)}, not of algorithm {algorithm!r}")
 
 
 class LevelConfig(Strict):
@@ -285,9 +312,9 @@ class CollectConfig(Strict):
     levels: dict[str, LevelConfig]
 
 
-def load_config(path: str | Path, model: type[M] = RunConfig, **overrides: Any) -> M:  # type: ignore[assignment]
-    """Read and validate a YAML config (a run config unless `model` says otherwise); `overrides` are
-    dotted keys ("train.total_steps": 1000)."""
+def load_config(path: str | Path, model: type[M] | None = None, **overrides: Any) -> Any:
+    """Read and validate a YAML config (a run config, `RunConfig`, unless `model` says otherwise);
+    `overrides` are dotted keys ("train.total_steps": 1000)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
@@ -306,11 +333,28 @@ def load_config(path: str | Path, model: type[M] = RunConfig, **overrides: Any) 
     return parse_config(raw, source=str(p), model=model)
 
 
-def parse_config(raw: dict[str, Any], source: str = "<config>", model: type[M] = RunConfig) -> M:  # type: ignore[assignment]
+def parse_config(raw: dict[str, Any], source: str = "<config>", model: type[M] | None = None, stored: bool = False) -> Any:
+    """Validate a mapping as `model` (default: a run config, its model picked by `algorithm`). `stored`: the
+    config comes from a checkpoint or a run directory and is first brought to today's form
+    (`migrate_stored_config`); a config a user writes that names a removed option is refused."""
+    if model is not None:
+        validate: Any = model.model_validate
+    else:
+        if stored:
+            raw = migrate_stored_config(raw, source)
+        else:
+            check_removed(raw, source)
+        if raw.get("algorithm") not in SECTIONS:
+            raise ConfigError(f"{source}: algorithm: must be one of {', '.join(SECTIONS)}, got {raw.get('algorithm')!r}")
+        validate = _RUN_ADAPTER.validate_python
     try:
-        return model.model_validate(raw)
+        return validate(raw)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in err['loc']) or '<root>'}: {err['msg']}" for err in e.errors()
-        )
+        tag = raw.get("algorithm") if model is None else None
+
+        def where(loc: tuple) -> str:
+            loc = loc[1:] if loc and loc[0] == tag else loc  # the union's branch name is not a key
+            return ".".join(str(x) for x in loc) or "<root>"
+
+        problems = "; ".join(f"{where(err['loc'])}: {err['msg']}" for err in e.errors())
         raise ConfigError(f"{source}: {problems}") from None

@@ -1,4 +1,4 @@
-"""Wire protocol v1 (DESIGN.md section 5, docs/serving.md): the one codec of server, client and tests.
+"""Wire protocol v1 (docs/serving.md): the one codec of server, client and tests.
 
 One ZeroMQ message body = one msgpack map. A request has `op` and may carry `id` (echoed in the reply) and
 `protocol` (must be 1). Vectors are msgpack arrays of numbers or `bin` of little-endian float32; a reply

@@ -12,8 +12,8 @@ import structlog
 import torch
 
 from agents.checkpoint import save_checkpoint
-from agents.config import RunConfig
-from agents.policies import POLICIES, MoSSPolicy, OraclePolicy
+from agents.config import parse_config
+from agents.policies import POLICIES, MoSSPolicy, OraclePolicy, Spaces
 from runtime.server import Server, serve_in_thread
 
 ENV_CFG: dict[str, Any] = {
@@ -32,17 +32,17 @@ SPACES = {"obs_dim": 2, "action_dim": 2, "action_low": [-0.1, -0.1], "action_hig
 def make_checkpoint(
     path: Path, algorithm: str = "moss", seed: int = 0, env: dict[str, Any] | None = None
 ) -> Path:
-    """A randomly initialised (seeded) PointRobot checkpoint whose config validates as RunConfig."""
+    """A randomly initialised (seeded) PointRobot checkpoint whose config validates as a run config."""
     env_cfg = {**ENV_CFG, **(env or {})}
     torch.manual_seed(seed)
     if algorithm == "moss":
-        policy = MoSSPolicy(**SPACES, latent_dim=3, hidden_dim=32, actor_hidden=(64, 64))
+        policy = MoSSPolicy(Spaces(**SPACES), latent_dim=3, hidden_dim=32, actor_hidden=(64, 64))
     elif algorithm in ("pearl", "tcl", "cocoa"):
-        policy = POLICIES[algorithm](**SPACES, latent_dim=3, encoder_hidden=(32,), actor_hidden=(64, 64))
+        policy = POLICIES[algorithm](Spaces(**SPACES), latent_dim=3, encoder_hidden=(32,), actor_hidden=(64, 64))
     elif algorithm in ("focal", "focalpp"):
         attention = "series" if algorithm == "focalpp" else "none"
         policy = POLICIES[algorithm](
-            **SPACES,
+            Spaces(**SPACES),
             latent_dim=3,
             encoder_hidden=(32, 32),
             attention=attention,
@@ -50,16 +50,16 @@ def make_checkpoint(
             attention_heads=2,
             actor_hidden=(64, 64),
         )
-    elif algorithm == "filter":
-        policy = POLICIES[algorithm](**SPACES, grid=5, latent_dim=2, hidden=16, actor_hidden=(64, 64))
+    elif algorithm == "gridfilter":
+        policy = POLICIES[algorithm](Spaces(**SPACES), grid=5, latent_dim=2, hidden=16, actor_hidden=(64, 64))
     else:
-        policy = OraclePolicy(**SPACES, task_dim=2, actor_hidden=(64, 64))
+        policy = OraclePolicy(Spaces(**SPACES), task_dim=2, actor_hidden=(64, 64))
     raw: dict[str, Any] = {"algorithm": algorithm, "env": env_cfg, "seed": seed}
     if algorithm in ("focal", "focalpp"):
         raw["offline"] = {"dataset": "datasets/point_robot/train.npz"}
-    if algorithm == "filter":  # the config a training run would have stored with this spec
-        raw.update(filter={"grid": 5, "latent_dim": 2, "hidden": 16}, sac={"hidden": [64, 64]})
-    config = RunConfig.model_validate(raw).model_dump(mode="json")
+    if algorithm == "gridfilter":  # the config a training run would have stored with this spec
+        raw.update(gridfilter={"grid": 5, "latent_dim": 2, "hidden": 16}, sac={"hidden": [64, 64]})
+    config = parse_config(raw).model_dump(mode="json")
     env_rec = {
         "id": env_cfg["id"],
         **SPACES,

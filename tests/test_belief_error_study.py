@@ -1,12 +1,17 @@
-"""tools/belief_error_study.py: the imperfect oracle shows the prior, then the noisy segment target, on time."""
+"""tools/studies/belief_error_study.py: the imperfect oracle shows the prior, then the noisy segment target, on time."""
 
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
+from agents.policies import Spaces
+
+pytestmark = pytest.mark.slow  # a study of tools/studies/: not in the default tier
+
 SPEC = importlib.util.spec_from_file_location(
-    "belief_error_study", Path(__file__).resolve().parents[1] / "tools" / "belief_error_study.py"
+    "belief_error_study", Path(__file__).resolve().parents[1] / "tools" / "studies" / "belief_error_study.py"
 )
 study = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(study)
@@ -23,7 +28,7 @@ def shown(policy, vectors: list[list[float]]) -> list[torch.Tensor]:
 def test_imperfect_oracle_is_late_by_delay_steps_and_holds_its_noise_per_segment() -> None:
     torch.manual_seed(0)
     prior = torch.tensor([0.1, -0.2])
-    late = study.ImperfectOracle(2, 2, [-0.1, -0.1], [0.1, 0.1], task_dim=2, sigma=0.3, delay=2, prior=prior)
+    late = study.ImperfectOracle(Spaces(2, 2, [-0.1, -0.1], [0.1, 0.1]), task_dim=2, sigma=0.3, delay=2, prior=prior)
     g1, g2 = [0.5, 0.5], [-0.7, 0.2]
     seen = shown(late, [g1] * 4 + [g2] * 4)
     assert torch.equal(seen[0], prior) and torch.equal(seen[1], prior)  # the episode's start: the prior mean
@@ -32,5 +37,5 @@ def test_imperfect_oracle_is_late_by_delay_steps_and_holds_its_noise_per_segment
     assert torch.equal(seen[3], first)  # the noise is drawn once per segment
     assert torch.equal(seen[4], first) and torch.equal(seen[5], first)  # 2 steps late after the switch
     assert not torch.equal(seen[6], first) and torch.equal(seen[7], seen[6])
-    exact = study.ImperfectOracle(2, 2, [-0.1, -0.1], [0.1, 0.1], task_dim=2)
+    exact = study.ImperfectOracle(Spaces(2, 2, [-0.1, -0.1], [0.1, 0.1]), task_dim=2)
     assert all(torch.equal(s, torch.tensor(v)) for s, v in zip(shown(exact, [g1, g1, g2]), [g1, g1, g2], strict=True))

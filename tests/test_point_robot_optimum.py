@@ -1,15 +1,18 @@
-"""tools/point_robot_optimum.py's Trilaterator: exact goal inference from PointRobot's distance rewards."""
+"""tools/studies/point_robot_optimum.py's Trilaterator: exact goal inference from PointRobot's distance rewards."""
 
 import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import envs
 from agents.evaluation.rollout import run_episodes
 
+pytestmark = pytest.mark.slow  # a study of tools/studies/: not in the default tier
+
 SPEC = importlib.util.spec_from_file_location(
-    "point_robot_optimum", Path(__file__).resolve().parents[1] / "tools" / "point_robot_optimum.py"
+    "point_robot_optimum", Path(__file__).resolve().parents[1] / "tools" / "studies" / "point_robot_optimum.py"
 )
 tool = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(tool)

@@ -55,12 +55,12 @@ def build_checkpoint(path: Path) -> Path:
     import torch
 
     from agents.checkpoint import save_checkpoint
-    from agents.config import RunConfig
-    from agents.policies import MoSSPolicy
+    from agents.config import parse_config
+    from agents.policies import MoSSPolicy, Spaces
 
     torch.manual_seed(0)
     spaces = {"obs_dim": 2, "action_dim": 2, "action_low": [-0.1, -0.1], "action_high": [0.1, 0.1]}
-    policy = MoSSPolicy(**spaces)
+    policy = MoSSPolicy(Spaces(**spaces))
     env = {
         "id": "PointRobot",
         "max_episode_steps": 100,
@@ -68,7 +68,7 @@ def build_checkpoint(path: Path) -> Path:
         "interval": 25,
         "p": 0.5,
     }
-    cfg = RunConfig.model_validate({"algorithm": "moss", "env": env}).model_dump(mode="json")
+    cfg = parse_config({"algorithm": "moss", "env": env}).model_dump(mode="json")
     return save_checkpoint(path, policy, cfg, {"id": "PointRobot", **spaces, "task_dim": 2}, {"env_steps": 0})
 
 

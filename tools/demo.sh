@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup_venv.sh
-CKPTS=${CKPT:-"runtime/assets/moss_point_robot_ns.pt runtime/assets/filter_point_robot_ns.pt"}
+CKPTS=${CKPT:-"runtime/assets/moss_point_robot_ns.pt runtime/assets/gridfilter_point_robot_ns.pt"}
 OUT=${OUT:-runs/demo}
 EPISODES=${EPISODES:-4}
 SERVER=

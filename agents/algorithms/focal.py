@@ -1,4 +1,4 @@
-"""FOCAL (Li et al. 2020) and FOCAL++ (paper 003): offline meta-RL on fixed per-task datasets.
+"""FOCAL (Li et al. 2020) and FOCAL++ (the FOCAL++ paper): offline meta-RL on fixed per-task datasets.
 
 Each update, on a meta-batch of `meta_batch` training tasks T_i drawn from the dataset:
   1. context c_i: `context_size` transitions of task i; z_i = E(c_i), the softmax(score)-weighted mean of
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.algorithms.learner import Learner, sac_view
-from agents.config import RunConfig
+from agents.algorithms.learner import Learner
+from agents.config import FocalRun
 from agents.parts.brac import BehaviourRegulariser
 from agents.parts.buffer import EpisodeBuffer, TaskSteps
 from agents.parts.context_encoders import pooled
@@ -55,12 +55,12 @@ def distance_metric_loss(
 
 
 class FOCAL(Learner):
-    def __init__(self, policy: FOCALPolicy, cfg: RunConfig) -> None:
+    def __init__(self, policy: FOCALPolicy, cfg: FocalRun) -> None:
         self.policy, self.cfg = policy, cfg
         f = cfg.focal
         self.encoder_opt = torch.optim.Adam(policy.encoder.parameters(), lr=f.encoder_lr)
         in_dim = policy.obs_dim + policy.latent_dim
-        self.sac = SAC(policy.actor, in_dim, policy.action_dim, sac_view(cfg))
+        self.sac = SAC(policy.actor, in_dim, policy.action_dim, cfg.sac)
         self.key_encoder = copy.deepcopy(policy.encoder).requires_grad_(False) if f.contrastive_weight > 0 else None
         self.brac = (
             BehaviourRegulariser(in_dim, policy.action_dim, f.brac_strength, f.dual_lr, tuple(cfg.sac.hidden))
@@ -142,18 +142,13 @@ class FOCAL(Learner):
         metrics.update(time_encoder_s=t_enc, time_sac_s=t_rl)
         return metrics
 
-    def state_dict(self) -> dict[str, Any]:
-        sd: dict[str, Any] = {"sac": self.sac.state_dict(), "encoder_opt": self.encoder_opt.state_dict()}
+    def state_parts(self) -> dict[str, Any]:
+        parts: dict[str, Any] = {"sac": self.sac, "encoder_opt": self.encoder_opt}
         if self.key_encoder is not None:
-            sd["key_encoder"] = self.key_encoder.state_dict()
+            parts["key_encoder"] = self.key_encoder
         if self.brac is not None:
-            sd["brac"] = self.brac.state_dict()
-        return sd
+            parts["brac"] = self.brac
+        return parts
 
-    def load_state_dict(self, sd: dict[str, Any]) -> None:
-        self.sac.load_state_dict(sd["sac"])
-        self.encoder_opt.load_state_dict(sd["encoder_opt"])
-        if self.key_encoder is not None:
-            self.key_encoder.load_state_dict(sd["key_encoder"])
-        if self.brac is not None:
-            self.brac.load_state_dict(sd["brac"])
+    def epoch_updates(self, buffer: EpisodeBuffer) -> dict[str, int]:
+        return {"encoder": self.cfg.train.policy_updates, "sac": self.cfg.train.policy_updates}  # one encoder step per SAC step

@@ -1,18 +1,14 @@
-"""Grid filter: SAC on a belief computed by exact Bayes filtering over a latent grid (not in the papers).
+"""Grid filter: SAC on a belief computed by exact Bayes filtering over a latent grid (ours, not in the papers).
 
 Each epoch, as in MoSS's loop (collect, then encoder updates, then SAC on the relabelled belief):
   1. `train.encoder_updates` likelihood steps: whole stored episodes are filtered from the uniform prior
      and the reward decoder and sigma follow the gradient of the predictive log-likelihood
-     sum_t log p(r_t | steps < t) (agents/latent_filter.py); no task labels, no KL, no contrastive term;
-     the learned map from grid points to tasks can fold (distant points standing for one task;
-     tools/filter_map.py); `filter.neighbourhood` (a self-organising map's shrinking neighbourhood: each
-     step's posterior weight shared among grid neighbours) and `filter.coarse` (coarser grids first) are
-     remedies we tried (docs/results.md: neither kept the point robot's seed 3 from folding); the
-     translation decoder (`filter.decoder`, agents/latent_filter.py) is built so that it cannot fold;
-     `filter.grad_samples` estimates the step's gradient from a few grid points per step (`sampled_surrogate`);
+     sum_t log p(r_t | steps < t) (agents/parts/grid_filter.py); no task labels, no KL, no contrastive
+     term. With the mlp decoder the learned map from grid points to tasks can fold (distant points standing
+     for one task); the translation decoder (`gridfilter.decoder`) is built so that it cannot.
+     `gridfilter.grad_samples` estimates the step's gradient from a few grid points per step (`sampled_surrogate`);
   2. every stored episode is re-filtered with the new likelihood, so the beliefs SAC reads are current
-     (once `train.encoder_until` has frozen the likelihood, only the newly collected ones; with
-     `filter.relabel_every: N`, all of them every N epochs and the new ones in between);
+     (with `gridfilter.relabel_every: N`, all of them every N epochs and the new ones in between);
      learning and re-filtering run on the training grid, acting on the (possibly refined) acting grid;
   3. `train.policy_updates` SAC steps on (s, belief) with the same SAC parts as MoSS and the oracle.
 """
@@ -26,129 +22,89 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.algorithms.learner import Learner, sac_batch, sac_view
-from agents.config import RunConfig
+from agents.algorithms.learner import Learner, sac_batch
+from agents.config import GridFilterRun
 from agents.parts.buffer import EpisodeBuffer
-from agents.parts.grid_filter import grid_points, grid_spacing, spread_over_grid
 from agents.parts.sac import SAC
-from agents.policies.gridfilter import FilterPolicy
+from agents.policies.gridfilter import GridFilterPolicy
 
 RELABEL_CHUNK = 64  # episodes filtered at once when relabelling: [64, T, K, hidden] floats at a time
 
 
 class GridFilter(Learner):
-    def __init__(self, policy: FilterPolicy, cfg: RunConfig) -> None:
+    def __init__(self, policy: GridFilterPolicy, cfg: GridFilterRun) -> None:
         self.policy, self.cfg = policy, cfg
-        self.opt = torch.optim.Adam(policy.filter.parameters(), lr=cfg.filter.lr)
-        self.sac = SAC(policy.actor, policy.obs_dim + policy.belief_dim, policy.action_dim, sac_view(cfg))
+        self.opt = torch.optim.Adam(policy.filter.parameters(), lr=cfg.gridfilter.lr)
+        self.sac = SAC(policy.actor, policy.obs_dim + policy.belief_dim, policy.action_dim, cfg.sac)
         self._version = 0  # likelihood steps taken: beliefs computed under an older version are stale
-        # per buffer: (likelihood version, training grid) of its last full relabel, buffer.n_added at the last
-        # relabel, and the relabels since the full one that skipped a moved likelihood
-        self._labelled: weakref.WeakKeyDictionary[EpisodeBuffer, tuple[int, int, int, int]] = weakref.WeakKeyDictionary()
+        # per buffer: the likelihood version of its last full relabel, buffer.n_added at the last relabel,
+        # and the relabels since the full one that skipped a moved likelihood
+        self._labelled: weakref.WeakKeyDictionary[EpisodeBuffer, tuple[int, int, int]] = weakref.WeakKeyDictionary()
 
-    def training_grid(self, buffer: EpisodeBuffer) -> int:
-        """Points per axis the likelihood learns on now: the first `filter.coarse` grid whose env step the
-        buffer has not reached, else `filter.grid`."""
-        return next((g for g, until in self.cfg.filter.coarse if buffer.steps_added < until), self.cfg.filter.grid)
-
-    def training_points(self, buffer: EpisodeBuffer) -> torch.Tensor:
-        """The training grid's points [G^D, D] on the policy's device."""
-        f = self.policy.filter
-        g = self.training_grid(buffer)
-        return f.train_z if g == f.grid else grid_points(g, f.latent_dim).to(f.train_z)
-
-    def neighbourhood(self, buffer: EpisodeBuffer) -> float:
-        """Width (std, z units) over which the learning step now shares posterior weight among grid
-        neighbours: `filter.neighbourhood` shrinking linearly to 0 at `filter.neighbourhood_until` stored env steps."""
-        f = self.cfg.filter
-        if f.neighbourhood == 0:
-            return 0.0
-        return f.neighbourhood * max(0.0, 1.0 - buffer.steps_added / f.neighbourhood_until)
+    def state_parts(self) -> dict[str, Any]:
+        return {"filter_opt": self.opt, "sac": self.sac}
 
     def likelihood_step(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
-        """One Adam step on -mean_t log p(r_t | steps < t) over `filter.batch_size` whole stored episodes."""
-        idx = torch.as_tensor(rng.integers(len(buffer), size=self.cfg.filter.batch_size))
-        offset = None
-        if self.cfg.filter.jitter:
-            h = grid_spacing(self.training_grid(buffer))
-            offset = torch.as_tensor(rng.uniform(-h / 2, h / 2, self.policy.filter.latent_dim), dtype=torch.float32)
-        f, z = self.policy.filter, self.training_points(buffer)
-        z = z if offset is None else z + offset.to(z)
-        samples, width = self.cfg.filter.grad_samples, self.neighbourhood(buffer)
+        """One Adam step on -mean_t log p(r_t | steps < t) over `gridfilter.batch_size` whole stored episodes."""
+        idx = torch.as_tensor(rng.integers(len(buffer), size=self.cfg.gridfilter.batch_size))
+        f, z = self.policy.filter, self.policy.filter.train_z
+        samples = self.cfg.gridfilter.grad_samples
         with torch.set_grad_enabled(not samples):  # sampled: the full grid only to weigh the points
             ll = episode_likelihoods(self.policy, buffer, idx, z)
         mask = buffer.mask[idx].to(ll.device)
-        if width == 0 and not samples:
+        if not samples:
             loss = nll = -f.recursion(ll)[0][mask].mean()
         else:
             # d nll / d ll = -(each step's smoothed posterior over the grid) / steps: the exact gradient is
-            # that weighting of d ll / d theta; a self-organising map shares it out among grid neighbours
+            # that weighting of d ll / d theta, estimated from `samples` points per step drawn by it
             leaf = ll.detach().requires_grad_()
             nll = -f.recursion(leaf)[0][mask].mean()
             (weight,) = torch.autograd.grad(nll, leaf)
-            if width:
-                weight = spread_over_grid(weight, self.training_grid(buffer), f.latent_dim, width)
-            loss = (weight * ll).sum() if not samples else sampled_surrogate(self.policy, buffer, idx, z, -weight, samples)
+            loss = sampled_surrogate(self.policy, buffer, idx, z, -weight, samples)
         self._version += 1
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return {"filter_nll": nll.item(), "filter_sigma": f.sigma.item(), "filter_neighbourhood": width}
+        return {"filter_nll": nll.item(), "filter_sigma": f.sigma.item()}
 
     @torch.no_grad()
     def relabel(self, buffer: EpisodeBuffer) -> None:
         """derived['belief'] [E, T+1, 2D]: the belief before step t at index t (0: the prior's). Every stored
         episode, or only those added since the last relabel when the likelihood has not changed since (or has,
-        fewer than `filter.relabel_every` calls ago)."""
+        fewer than `gridfilter.relabel_every` calls ago)."""
         pol, n = self.policy, len(buffer)
         if "belief" not in buffer.derived:
             buffer.derived["belief"] = torch.zeros(buffer.capacity, buffer.horizon + 1, pol.belief_dim)
             self._labelled.pop(buffer, None)
-        version, grid, upto, skipped = self._labelled.get(buffer, (-1, 0, 0, 0))
-        moved = version != self._version and (version < 0 or skipped + 1 >= self.cfg.filter.relabel_every)
-        if moved or grid != self.training_grid(buffer):
+        version, upto, skipped = self._labelled.get(buffer, (-1, 0, 0))
+        moved = version != self._version and (version < 0 or skipped + 1 >= self.cfg.gridfilter.relabel_every)
+        if moved:
             rows, version, skipped = torch.arange(n), self._version, 0
-        else:  # only the new episodes; a moved likelihood is caught up on every `filter.relabel_every`-th call
+        else:  # only the new episodes; a moved likelihood is caught up on every `relabel_every`-th call
             new = min(buffer.n_added - upto, n)
             rows = torch.arange(buffer.n_added - new, buffer.n_added) % buffer.capacity
             skipped += version != self._version
-        out, z = buffer.derived["belief"], self.training_points(buffer)
+        out, z = buffer.derived["belief"], pol.filter.train_z
         out[rows, 0] = pol.filter.belief(pol.filter.prior(1, len(z)), z).cpu()
         out[rows, 1:] = stored_beliefs(pol, buffer, rows, z)
-        self._labelled[buffer] = (version, self.training_grid(buffer), buffer.n_added, skipped)
-
-    def pick_probes(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> None:
-        """Once, from the first stored data: the `filter.probes` transitions the reward belief is read at."""
-        f = self.policy.filter
-        if f.probes and not bool(f.probes_set):
-            e, t = buffer.sample_steps(f.probes, rng)
-            a = self.policy.normalize_action(buffer.action[e, t])
-            f.set_probes(torch.cat([buffer.obs[e, t], a, buffer.next_obs[e, t]], -1).to(f.probe_x))
+        self._labelled[buffer] = (version, buffer.n_added, skipped)
 
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         metrics: dict[str, float] = {}
-        self.pick_probes(buffer, rng)
         t0 = time.perf_counter()
-        for _ in range(self.encoder_updates(buffer)):
+        for _ in range(self.cfg.train.encoder_updates):
             metrics = self.likelihood_step(buffer, rng)
         t1 = time.perf_counter()
         self.relabel(buffer)  # new episodes have no belief yet, and the likelihood may have changed
         t2 = time.perf_counter()
         belief = buffer.derived["belief"]
-        for _ in range(self.policy_updates(buffer)):
+        for _ in range(self.cfg.train.policy_updates):
             metrics.update(self.sac.update(*sac_batch(buffer, self.policy, belief, self.cfg.sac.batch_size, rng)))
         metrics.update(time_encoder_s=t1 - t0, time_relabel_s=t2 - t1, time_sac_s=time.perf_counter() - t2)
         return metrics
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"filter_opt": self.opt.state_dict(), "sac": self.sac.state_dict()}
 
-    def load_state_dict(self, sd: dict[str, Any]) -> None:
-        self.opt.load_state_dict(sd["filter_opt"])
-        self.sac.load_state_dict(sd["sac"])
-
-
-def episode_likelihoods(policy: FilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor) -> torch.Tensor:
+def episode_likelihoods(policy: GridFilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor) -> torch.Tensor:
     """log p(r_t | s_t, a_t, s'_t, z_k) [E, T, K] of stored episodes `idx` on the points z [K, D], on the
     policy's device (the buffer stays on the CPU); z [E, T, M, D]: M points per step, [E, T, M]."""
     s, a, r, s2 = (v.to(z.device) for v in (buffer.obs[idx], buffer.action[idx], buffer.reward[idx], buffer.next_obs[idx]))
@@ -156,12 +112,12 @@ def episode_likelihoods(policy: FilterPolicy, buffer: EpisodeBuffer, idx, z: tor
 
 
 def sampled_surrogate(
-    policy: FilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor, w: torch.Tensor, samples: int
+    policy: GridFilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor, w: torch.Tensor, samples: int
 ) -> torch.Tensor:
     """An unbiased estimate of sum_{e,t,k} w[e,t,k] log p(r_t | .., z_k) (w [E, T, K] >= 0, no gradient)
     whose gradient costs `samples` decoder passes per step instead of K: per step, points drawn in proportion
     to w, each standing for W / samples of the step's total weight W. The weights of a trained filter's
-    gradient (smoothed posteriors) sit on few grid points, so few draws carry it (`filter.grad_samples`)."""
+    gradient (smoothed posteriors) sit on few grid points, so few draws carry it (`gridfilter.grad_samples`)."""
     total = w.sum(-1)  # [E, T]
     live = total > 0  # masked steps carry no weight
     k = torch.zeros(*total.shape, samples, dtype=torch.long, device=w.device)
@@ -170,14 +126,14 @@ def sampled_surrogate(
     return -(total.unsqueeze(-1) * ll).mean(-1).sum()
 
 
-def filter_episodes(policy: FilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def filter_episodes(policy: GridFilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`sequence` over stored episodes `idx` on the points z [K, D]: log p(r_t | steps < t) [E, T] and
     log q_t [E, T, K]."""
     return policy.filter.recursion(episode_likelihoods(policy, buffer, idx, z))
 
 
 @torch.no_grad()
-def stored_beliefs(policy: FilterPolicy, buffer: EpisodeBuffer, rows: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def stored_beliefs(policy: GridFilterPolicy, buffer: EpisodeBuffer, rows: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """The belief after each step of stored episodes `rows`, filtered on the points z [K, D] from the prior,
     [len(rows), T, belief_dim] on the CPU; RELABEL_CHUNK episodes at a time."""
     out = [

@@ -1,4 +1,5 @@
-"""What every learner shares: the interface the trainer calls, and SAC batches from the episode buffer."""
+"""What every learner shares: the interface the trainer calls, generic saving of learner state, and SAC
+batches from the episode buffer."""
 
 from __future__ import annotations
 
@@ -7,57 +8,42 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.config import RunConfig
+from agents.config import RunBase
 from agents.parts.buffer import EpisodeBuffer
-from agents.parts.sac import SACConfigView
 from agents.policies import AgentPolicy
 
 
 class Learner:
-    """An algorithm's learning half. The trainer calls `train_epoch` after each collection round."""
+    """An algorithm's learning half: the trainer calls `train_epoch` after each collection round.
+
+    A learner lists what it must save to be resumed in `state_parts()` (name -> anything with
+    `state_dict` / `load_state_dict`: modules, optimisers, SAC); saving and restoring are generic. The
+    policy's own weights are saved with the policy, not here."""
 
     policy: AgentPolicy
-    cfg: RunConfig
+    cfg: RunBase
 
-    def encoder_frozen(self, buffer: EpisodeBuffer) -> bool:
-        """Whether `train.encoder_until` env steps are stored: no encoder steps from then on."""
-        until = self.cfg.train.encoder_until
-        return until is not None and buffer.steps_added >= until
-
-    def encoder_updates(self, buffer: EpisodeBuffer) -> int:
-        """Encoder steps this epoch: `train.encoder_updates`, or 0 once the encoder is frozen."""
-        return 0 if self.encoder_frozen(buffer) else self.cfg.train.encoder_updates
-
-    def policy_updates(self, buffer: EpisodeBuffer) -> int:
-        """SAC steps this epoch: `train.policy_updates`, or `train.policy_updates_frozen` once the encoder is
-        frozen (the time the encoder no longer takes, spent on the policy)."""
-        t = self.cfg.train
-        frozen = t.policy_updates_frozen is not None and self.encoder_frozen(buffer)
-        return t.policy_updates_frozen if frozen else t.policy_updates
+    def epoch_updates(self, buffer: EpisodeBuffer) -> dict[str, int]:
+        """Encoder and SAC steps one epoch takes (counted in the run's statistics): by default
+        `train.encoder_updates` and `train.policy_updates`."""
+        return {"encoder": self.cfg.train.encoder_updates, "sac": self.cfg.train.policy_updates}
 
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         raise NotImplementedError
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_parts(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: part.state_dict() for name, part in self.state_parts().items()}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-
-def sac_view(cfg: RunConfig) -> SACConfigView:
-    s = cfg.sac
-    return SACConfigView(
-        hidden=tuple(s.hidden),
-        lr=s.lr,
-        gamma=s.gamma,
-        tau=s.tau,
-        alpha=s.alpha,
-        auto_alpha=s.auto_alpha,
-        target_entropy=s.target_entropy,
-        reward_scale=s.reward_scale,
-        max_grad_norm=s.max_grad_norm,
-    )
+        parts = self.state_parts()
+        missing = sorted(set(parts) - set(sd))
+        if missing:
+            raise ValueError(f"learner state lacks {missing} (saved by another algorithm or configuration?)")
+        for name, part in parts.items():
+            part.load_state_dict(sd[name])
 
 
 def sac_batch(

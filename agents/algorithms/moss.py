@@ -1,4 +1,5 @@
-"""MoSS (paper 004): context-based meta-RL with a Gaussian-mixture VAE belief and a Bayes-adaptive SAC policy.
+"""MoSS ("Meta-Reinforcement Learning Based on Self-Supervised Task Representation Learning", AAAI 2023):
+context-based meta-RL with a Gaussian-mixture VAE belief and a Bayes-adaptive SAC policy.
 
 Each epoch, after the trainer has collected episodes on training tasks with online belief updates:
   1. `encoder_updates` steps on the encoder objective over sequences of `time_steps` transitions
@@ -8,10 +9,10 @@ Each epoch, after the trainer has collected episodes on training tasks with onli
   2. relabel: the current encoder recomputes the hidden state and belief of every stored step
      (one batched GRU pass from the episode start, exactly what online inference computes).
   3. `policy_updates` SAC steps on (s, sg(belief)).
-Design choices (ALGORITHMS.md leaves them open): the recurrent prior is detached (it is a target the
+Design choices the paper leaves open: the recurrent prior is detached (it is a target the
 posterior may not drag); windows start from the stored hidden state of their first step (the paper's
 retain_hidden), so training sees the same beliefs as inference; the decoder predicts s' - s.
-One deliberate departure, measured: ALGORITHMS.md's likelihood term decodes only c_t. On the point robot
+One deliberate departure, measured: the paper's likelihood term decodes only c_t. On the point robot
 that lets the belief get away with holding the last reward (r_t ~ r_{t-1} for small steps): decoding c_t
 from q(z | c_<=t) the encoder copied r_t (KL 6.7 nats/step, linear-probe R^2 of the goal < 0.1); decoding
 it from q(z | c_<t) it held r_{t-1} (reconstruction error 0.012, probe R^2 ~0.1). With decode="segment"
@@ -28,48 +29,39 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.algorithms.learner import Learner, sac_batch, sac_view
-from agents.config import RunConfig
+from agents.algorithms.learner import Learner, sac_batch
+from agents.config import MoSSRun
 from agents.parts.buffer import EpisodeBuffer
 from agents.parts.contrastive import info_nce
 from agents.parts.latent import (
-    component_disagreement,
-    component_information,
     mixture_kl_terms,
     standard_prior,
 )
-from agents.parts.nets import MLP, TranslationReward, transition_features
+from agents.parts.nets import MLP
 from agents.parts.sac import SAC
 from agents.policies import MoSSPolicy
 
 RELABEL_CHUNK = 512
-NORMALIZER_MIN_STD = 1e-2  # features that barely vary are not blown up into noise
 
 
 class MoSS(Learner):
-    def __init__(self, policy: MoSSPolicy, cfg: RunConfig, task_dim: int = 1) -> None:
+    def __init__(self, policy: MoSSPolicy, cfg: MoSSRun) -> None:
         self.policy, self.cfg = policy, cfg
         enc = cfg.encoder
         o, a, d = policy.obs_dim, policy.action_dim, enc.latent_dim
         self.state_decoder = MLP(o + a + d, enc.decoder_hidden, o)
-        if enc.reward_decoder == "translation":
-            self.reward_decoder = TranslationReward(2 * o + a, d, enc.decoder_hidden[-1], isotropic=d == 2)
-        else:
-            self.reward_decoder = MLP(o + a + d, enc.decoder_hidden, 1)
-        # [s, a, z] per decoded step and component: what the MLP decoders read
-        self.mlp_decoder_input = enc.reward_decoder == "mlp" or enc.state_weight > 0
-        # optional, off by default (not MoSS): regress the true task vector from the belief's mean, a
-        # privileged-information probe of whether belief quality is what limits the policy
-        self.task_head = torch.nn.Linear(d, task_dim) if enc.task_prediction_weight > 0 else None
+        self.reward_decoder = MLP(o + a + d, enc.decoder_hidden, 1)
         self.vae_params = [
             *policy.encoder.parameters(),
             *policy.head.parameters(),
             *self.state_decoder.parameters(),
             *self.reward_decoder.parameters(),
-            *(self.task_head.parameters() if self.task_head is not None else []),
         ]
         self.vae_opt = torch.optim.Adam(self.vae_params, lr=enc.lr)
-        self.sac = SAC(policy.actor, o + policy.belief_dim, a, sac_view(cfg))
+        self.sac = SAC(policy.actor, o + policy.belief_dim, a, cfg.sac)
+
+    def state_parts(self) -> dict[str, Any]:
+        return {"state_decoder": self.state_decoder, "reward_decoder": self.reward_decoder, "vae_opt": self.vae_opt, "sac": self.sac}
 
     # -- 1. encoder -------------------------------------------------------------------------------------
     def _windows(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -108,10 +100,6 @@ class MoSS(Learner):
         loss = rec_m + enc.alpha_z * kl_z_m + enc.alpha_y * kl_y_m
 
         metrics = {"rec": rec_m.item(), "kl_z": kl_z_m.item(), "kl_y": kl_y_m.item()}
-        if enc.cluster_weight > 0:
-            mi = component_information(post.probs[mask.bool()])
-            loss = loss - enc.cluster_weight * mi
-            metrics["cluster_mi"] = mi.item()
         if paired:
             # query: the last valid step of each window; key: a random valid step of its partner window.
             # Labels are the per-step task, so a pair split by a task switch is not a false positive.
@@ -126,18 +114,6 @@ class MoSS(Learner):
             con = info_nce(mu[rows, last], mu[partner, rand[partner]], "euclidean", q_label, k_label)
             loss = loss + enc.contrastive_weight * con
             metrics["contrastive"] = con.item()
-            same = q_label == k_label
-            if enc.agreement_weight > 0 and same.any():
-                probs = post.probs
-                dis = component_disagreement(probs[rows, last], probs[partner, rand[partner]])[same].mean()
-                loss = loss + enc.agreement_weight * dis
-                metrics["component_disagreement"] = dis.item()
-        if self.task_head is not None:
-            mu, _ = post.selected()
-            err = ((self.task_head(mu) - buffer.window("task_vector", e, t0, W)) ** 2).sum(-1)
-            task_m = (err * mask).sum() / denom
-            loss = loss + enc.task_prediction_weight * task_m
-            metrics["task_prediction"] = task_m.item()
         metrics["encoder_loss"] = loss.item()
         return loss, metrics
 
@@ -156,19 +132,12 @@ class MoSS(Learner):
 
         decode="segment": the belief at t must explain `decode_samples` transitions drawn from the same
         episode *under the same task as step t* (so it must hold the task, not the last reward, and a
-        switch starts a new segment). decode="task": drawn from every stored step of that task, in any
-        episode (places this episode never went: the belief must hold the task itself, not what this
-        segment's own path needs). decode="next": it predicts c_t only (q is then the belief before c_t).
+        switch starts a new segment). decode="next": it predicts c_t only (q is then the belief before c_t).
         """
         enc, pol = self.cfg.encoder, self.policy
         B, W = q.logits.shape[:2]
         t_abs = (t0.unsqueeze(1) + torch.arange(W)).clamp(max=buffer.horizon - 1)  # [B, W]
-        if enc.decode == "task":
-            labels = buffer.task[e.unsqueeze(1), t_abs]  # [B, W]; padded steps (-1) are masked out later
-            labels = torch.where(labels < 0, buffer.task[e, :1].expand(B, W), labels)
-            ee, j = buffer.task_steps().sample_like(labels, enc.decode_samples, rng)  # [B, W, M]
-            weight = torch.ones(j.shape)
-        elif enc.decode == "segment":
+        if enc.decode == "segment":
             M = enc.decode_samples
             L = buffer.length[e].view(B, 1, 1)
             j = torch.minimum((torch.as_tensor(rng.random((B, W, M))) * L).long(), L - 1)  # float rounding
@@ -179,42 +148,15 @@ class MoSS(Learner):
             weight = torch.ones(B, W, 1)
         s, s2 = buffer.obs[ee, j], buffer.next_obs[ee, j]  # [B, W, M, O]
         a, r = pol.normalize_action(buffer.action[ee, j]), buffer.reward[ee, j]
-        s, a, r, ds = self.decoder_terms(s, a, r, s2)
         z = q.mu + q.logstd.exp() * torch.randn_like(q.mu)  # [B, W, K, D]
-        dec_in = None
-        if self.mlp_decoder_input:  # [B, W, M, K, O+A+D]
-            K, M = z.shape[-2], s.shape[2]
-            sa = torch.cat([s, a], -1).unsqueeze(-2).expand(*s.shape[:-1], K, -1)
-            dec_in = torch.cat([sa, z.unsqueeze(2).expand(-1, -1, M, -1, -1)], -1)
-        if enc.reward_decoder == "translation":
-            r_hat = self.reward_decoder(torch.cat([s, a, ds], -1), z.unsqueeze(2))  # [B, W, M, K]
-        else:
-            r_hat = self.reward_decoder(dec_in).squeeze(-1)
-        err_k = enc.reward_weight * (r_hat - r.unsqueeze(-1)) ** 2  # [B, W, M, K]
+        K, M = z.shape[-2], s.shape[2]
+        sa = torch.cat([s, a], -1).unsqueeze(-2).expand(*s.shape[:-1], K, -1)
+        dec_in = torch.cat([sa, z.unsqueeze(2).expand(-1, -1, M, -1, -1)], -1)  # [B, W, M, K, O+A+D]
+        err_k = enc.reward_weight * (self.reward_decoder(dec_in).squeeze(-1) - r.unsqueeze(-1)) ** 2  # [B, W, M, K]
         if enc.state_weight:  # 0 for families whose tasks differ in reward only: skip the state decoder
-            err_k = err_k + enc.state_weight * ((self.state_decoder(dec_in) - ds.unsqueeze(-2)) ** 2).sum(-1)
+            err_k = err_k + enc.state_weight * ((self.state_decoder(dec_in) - (s2 - s).unsqueeze(-2)) ** 2).sum(-1)
         err = (q.probs.unsqueeze(2) * err_k).sum(-1)  # [B, W, M]
         return (err * weight).sum(-1) / weight.sum(-1).clamp(min=1)
-
-    def decoder_terms(self, s, a, r, s2) -> tuple[torch.Tensor, ...]:
-        """Decoder inputs (s, a) and targets (r, s' - s), read off the encoder's transition features: with
-        `encoder.normalize` each is standardised (every target counts in units of its own spread)."""
-        o, n_a = self.policy.obs_dim, self.policy.action_dim
-        s, a, r, ds = self.policy.encoder.features(s, a, r, s2).split([o, n_a, 1, o], -1)
-        return s, a, r.squeeze(-1), ds
-
-    @torch.no_grad()
-    def update_normalizer(self, buffer: EpisodeBuffer) -> None:
-        """Set the encoder's feature mean / std to those of every stored step (std floored at 1e-2)."""
-        n, pol = len(buffer), self.policy
-        valid = torch.arange(buffer.horizon) < buffer.length[:n, None]  # [n, T]
-        x = transition_features(
-            buffer.obs[:n][valid],
-            pol.normalize_action(buffer.action[:n][valid]),
-            buffer.reward[:n][valid],
-            buffer.next_obs[:n][valid],
-        )
-        pol.encoder.set_normalizer(x.mean(0), x.std(0).clamp(min=NORMALIZER_MIN_STD))
 
     # -- 2. relabel ---------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -237,9 +179,7 @@ class MoSS(Learner):
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         metrics: dict[str, float] = {}
         t0 = time.perf_counter()
-        n_encoder = self.encoder_updates(buffer)
-        if self.policy.encoder.normalize and n_encoder > 0:
-            self.update_normalizer(buffer)
+        n_encoder = self.cfg.train.encoder_updates
         if "hidden" not in buffer.derived or n_encoder > 0:
             self.relabel(buffer)  # windows start from up-to-date stored hidden states
         for _ in range(n_encoder):
@@ -247,25 +187,8 @@ class MoSS(Learner):
         t1 = time.perf_counter()
         self.relabel(buffer)
         t2 = time.perf_counter()
-        for _ in range(self.policy_updates(buffer)):
+        for _ in range(self.cfg.train.policy_updates):
             batch = sac_batch(buffer, self.policy, buffer.derived["belief"], self.cfg.sac.batch_size, rng)
             metrics.update(self.sac.update(*batch))
         metrics.update(time_encoder_s=t1 - t0, time_relabel_s=t2 - t1, time_sac_s=time.perf_counter() - t2)
         return metrics
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "state_decoder": self.state_decoder.state_dict(),
-            "reward_decoder": self.reward_decoder.state_dict(),
-            "vae_opt": self.vae_opt.state_dict(),
-            "sac": self.sac.state_dict(),
-            **({"task_head": self.task_head.state_dict()} if self.task_head is not None else {}),
-        }
-
-    def load_state_dict(self, sd: dict[str, Any]) -> None:
-        self.state_decoder.load_state_dict(sd["state_decoder"])
-        self.reward_decoder.load_state_dict(sd["reward_decoder"])
-        self.vae_opt.load_state_dict(sd["vae_opt"])
-        self.sac.load_state_dict(sd["sac"])
-        if self.task_head is not None:
-            self.task_head.load_state_dict(sd["task_head"])

@@ -8,17 +8,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.algorithms.learner import Learner, sac_batch, sac_view
-from agents.config import RunConfig
+from agents.algorithms.learner import Learner, sac_batch
+from agents.config import OracleRun
 from agents.parts.buffer import EpisodeBuffer
 from agents.parts.sac import SAC
 from agents.policies import OraclePolicy
 
 
 class Oracle(Learner):
-    def __init__(self, policy: OraclePolicy, cfg: RunConfig) -> None:
+    def __init__(self, policy: OraclePolicy, cfg: OracleRun) -> None:
         self.policy, self.cfg = policy, cfg
-        self.sac = SAC(policy.actor, policy.obs_dim + policy.task_dim, policy.action_dim, sac_view(cfg))
+        self.sac = SAC(policy.actor, policy.obs_dim + policy.task_dim, policy.action_dim, cfg.sac)
 
     def train_epoch(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         # belief before step t = the task vector in force at t; after the last step, the last one
@@ -33,8 +33,8 @@ class Oracle(Learner):
         metrics["time_sac_s"] = time.perf_counter() - t0
         return metrics
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"sac": self.sac.state_dict()}
+    def state_parts(self) -> dict[str, Any]:
+        return {"sac": self.sac}
 
-    def load_state_dict(self, sd: dict[str, Any]) -> None:
-        self.sac.load_state_dict(sd["sac"])
+    def epoch_updates(self, buffer: EpisodeBuffer) -> dict[str, int]:
+        return {"encoder": 0, "sac": self.cfg.train.policy_updates}

@@ -1,4 +1,4 @@
-"""PEARL (Rakelly et al. 2019), with a pluggable auxiliary contrastive loss: TCL (paper 001) or CoCOA (paper 002).
+"""PEARL (Rakelly et al. 2019), with a pluggable auxiliary contrastive loss: TCL (the TCL-PEARL paper) or CoCOA (the CoCOA paper).
 
 `algorithm` picks the auxiliary loss: pearl = none, tcl = trajectory contrastive loss (Wasserstein-2
 similarity), cocoa = CoCOA's (Bhattacharyya similarity + KL on the queries). Everything else is shared.
@@ -7,11 +7,10 @@ Each SAC step (`train.policy_updates` per epoch, after the trainer has collected
 belief updates), on a meta-batch of `meta_batch` training tasks T_i:
   1. context c_i of task i:
        pearl:     `context_size` transitions drawn from the stored steps of task i;
-       tcl/cocoa: the same (`rl_context: task`, the default: Algorithm 2's line 13 L_A computed as PEARL
-                  does), the crops of step 4 serving the contrastive loss only; or (`rl_context: crop`)
-                  the query crop of `window` steps of one trajectory of task i, shared with the RL loss.
-                  Measured on PointRobot, the crop context left TCL/CoCOA below PEARL (docs/results.md).
-     With `vary_context` each task keeps a uniform 0..all of its context (a prefix, for crops), so the
+       tcl/cocoa: the same (Algorithm 2's line 13 L_A computed as PEARL does), the crops of step 4 serving
+                  the contrastive loss only. Feeding the RL loss the query crop instead left TCL and CoCOA
+                  0.19 below PEARL under PEARL's protocol on PointRobot (docs/benchmarks.md).
+     With `vary_context` each task keeps a uniform 0..all of its context, so the
      policy also learns from the early, wide beliefs it meets online from the first step of an episode.
      q(z | c_i) = N(0, I) * prod_n N(mu(c_n), var(c_n)): the product of Gaussians that the served policy
      keeps as running sums (`PEARLPolicy.absorb`, the very same code).
@@ -20,10 +19,10 @@ belief updates), on a meta-batch of `meta_batch` training tasks T_i:
      x = (s, z_i), x2 = (s', sg(z_i)).
   3. L = L_critic(x) + beta * mean_i KL(q(z|c_i) || N(0, I))   [+ aux_weight * L_aux (+ cocoa's query KL)],
      back-propagated once: the critic and the encoder step together, the actor and temperature on sg(z)
-     (paper 002, eqs. 3.6-3.8). The shared `SAC.update` does this when given the encoder's loss and
+     (the CoCOA paper, eqs. 3.6-3.8). The shared `SAC.update` does this when given the encoder's loss and
      optimiser; there is no second SAC.
   4. aux: the keys are the EMA key encoder's posteriors of a second crop of each query's trajectory;
-     InfoNCE over the batch, every other trajectory's key a negative (paper 001, Algorithm 1; paper 002,
+     InfoNCE over the batch, every other trajectory's key a negative (the TCL-PEARL paper, Algorithm 1; the CoCOA paper,
      eq. 4.3); then key <- m * key + (1 - m) * query (Algorithm 2, line 16; eq. 4.4).
 Choices the papers leave open, stated: the KL is the mean over the meta-batch's tasks (PEARL sums over
 tasks: its kl_lambda 0.1 with 16 tasks is kl_beta 1.6 here); SAC is SAC v2 (twin Q, no V net); the
@@ -42,8 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.algorithms.learner import Learner, sac_view
-from agents.config import RunConfig
+from agents.algorithms.learner import Learner
+from agents.config import PearlRun
 from agents.parts.buffer import EpisodeBuffer, TaskSteps
 from agents.parts.contrastive import ema_update, info_nce
 from agents.parts.latent import Gaussian, kl_to_standard, product_posterior, product_stats
@@ -80,12 +79,12 @@ AUX_LOSSES: dict[str, AuxLoss | None] = {
 
 
 class PEARL(Learner):
-    def __init__(self, policy: PEARLPolicy, cfg: RunConfig) -> None:
+    def __init__(self, policy: PEARLPolicy, cfg: PearlRun) -> None:
         self.policy, self.cfg = policy, cfg
         self.aux = AUX_LOSSES[cfg.algorithm]
         self.encoder_opt = torch.optim.Adam(policy.encoder.parameters(), lr=cfg.pearl.encoder_lr)
         self.sac = SAC(
-            policy.actor, policy.obs_dim + policy.latent_input_dim, policy.action_dim, sac_view(cfg)
+            policy.actor, policy.obs_dim + policy.latent_input_dim, policy.action_dim, cfg.sac
         )
         # the key encoder of TCL/CoCOA: an EMA copy of the query encoder (= the policy's encoder)
         self.key_encoder = copy.deepcopy(policy.encoder).requires_grad_(False) if self.aux else None
@@ -154,11 +153,7 @@ class PEARL(Learner):
         (s, a, r, s2), mask_q = self._crop(buffer, e, t_q)
         mu, var = pol.factors(s, a, r, s2)  # the query encoder (the policy's own), [Q, W, D]
         queries = self._posterior(mu, var, mask_q)
-        T = len(tasks)
-        if p.rl_context == "crop":
-            q = self._posterior(mu[:T], var[:T], mask_q[:T] & self._keep(T, p.window, rng))
-        else:
-            q = self._task_context(buffer, steps, tasks, rng)
+        q = self._task_context(buffer, steps, tasks, rng)
         with torch.no_grad():
             (s, a, r, s2), mask_k = self._crop(buffer, e, t_k)
             keys_ = self._posterior(*pol.factors(s, a, r, s2, encoder=self.key_encoder), mask_k)
@@ -220,14 +215,11 @@ class PEARL(Learner):
         metrics["time_sac_s"] = time.perf_counter() - t0
         return metrics
 
-    def state_dict(self) -> dict[str, Any]:
-        sd: dict[str, Any] = {"sac": self.sac.state_dict(), "encoder_opt": self.encoder_opt.state_dict()}
+    def state_parts(self) -> dict[str, Any]:
+        parts: dict[str, Any] = {"sac": self.sac, "encoder_opt": self.encoder_opt}
         if self.key_encoder is not None:
-            sd["key_encoder"] = self.key_encoder.state_dict()
-        return sd
+            parts["key_encoder"] = self.key_encoder
+        return parts
 
-    def load_state_dict(self, sd: dict[str, Any]) -> None:
-        self.sac.load_state_dict(sd["sac"])
-        self.encoder_opt.load_state_dict(sd["encoder_opt"])
-        if self.key_encoder is not None:
-            self.key_encoder.load_state_dict(sd["key_encoder"])
+    def epoch_updates(self, buffer: EpisodeBuffer) -> dict[str, int]:
+        return {"encoder": self.cfg.train.policy_updates, "sac": self.cfg.train.policy_updates}  # one encoder step per SAC step

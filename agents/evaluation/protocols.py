@@ -155,7 +155,7 @@ def pearl_protocol_episodes(
     parallel: int = 16,
     deterministic: bool = True,
 ) -> list[list[EpisodeRecord]]:
-    """PEARL's meta-test protocol (Rakelly et al. 2019; papers 001 and 002, section 5): per task trial i
+    """PEARL's meta-test protocol (Rakelly et al. 2019; the TCL-PEARL and CoCOA papers, section 5): per task trial i
     (task i mod n), `exploration` episodes acting on the prior, then `posterior` episodes acting on the
     posterior of every transition collected so far in that trial.
 

@@ -1,4 +1,4 @@
-"""Permutation-invariant context encoders for FOCAL and FOCAL++ (paper 003, section 3.2).
+"""Permutation-invariant context encoders for FOCAL and FOCAL++ (the FOCAL++ paper, section 3.2).
 
 Every encoder maps each transition c_n = (s, a, r, s') of a context to an embedding e_n [D] and a score
 s_n (a scalar); the task representation is the softmax(score)-weighted mean

@@ -30,7 +30,7 @@ def dot(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 
 def wasserstein2(q: Gaussian, k: Gaussian) -> torch.Tensor:
-    """Negative squared 2-Wasserstein distance between diagonal Gaussians (TCL, paper 001 eq. 7):
+    """Negative squared 2-Wasserstein distance between diagonal Gaussians (TCL, the TCL-PEARL paper eq. 7):
     sim(q_i, k_j) = -( ||mu_qi - mu_kj||^2 + ||sigma_qi - sigma_kj||^2 ) -> [N, M]."""
     return -(_pairwise_sq(q.mu, k.mu) + _pairwise_sq(q.std, k.std))
 
@@ -41,7 +41,7 @@ def _pairwise_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def bhattacharyya(q: Gaussian, k: Gaussian) -> torch.Tensor:
-    """CoCOA's similarity (paper 002 eq. 4.2), the Mahalanobis part of the Bhattacharyya distance:
+    """CoCOA's similarity (the CoCOA paper eq. 4.2), the Mahalanobis part of the Bhattacharyya distance:
     sim(q_i, k_j) = -(mu_qi - mu_kj)^T Sigma_ij^{-1} (mu_qi - mu_kj), Sigma_ij = (Sigma_qi + Sigma_kj) / 2 -> [N, M]."""
     var = 0.5 * (q.std.pow(2).unsqueeze(1) + k.std.pow(2).unsqueeze(0))  # [N, M, D]
     diff = q.mu.unsqueeze(1) - k.mu.unsqueeze(0)

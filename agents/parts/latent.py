@@ -6,14 +6,11 @@ Shapes: K mixture components, D latent dims; leading dims [...] are free (batch,
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from agents.parts.nets import MLP, sequential_forward
 
 LOGSTD_MIN, LOGSTD_MAX = -6.0, 2.0
 
@@ -56,28 +53,18 @@ def standard_prior(like: Mixture) -> Mixture:
 
 
 class MixtureHead(nn.Module):
-    """h [..., H] -> Mixture with K components of D dims.
+    """h [..., H] -> Mixture with K components of D dims (logits, mu and logstd all linear in h)."""
 
-    `trunk` (widths, default none): Linear+ReLU layers between h and the two output layers, so the latent
-    can be a non-linear function of the GRU state (with none, mu and logstd are linear in h)."""
-
-    def __init__(self, hidden_dim: int, n_components: int, latent_dim: int, trunk: Sequence[int] = ()) -> None:
+    def __init__(self, hidden_dim: int, n_components: int, latent_dim: int) -> None:
         super().__init__()
         self.k, self.d = n_components, latent_dim
-        width = trunk[-1] if trunk else hidden_dim
-        self.trunk = nn.Sequential(*MLP(hidden_dim, trunk[:-1], width), nn.ReLU()) if trunk else nn.Sequential()
-        self.logits = nn.Linear(width, n_components)
-        self.gauss = nn.Linear(width, 2 * n_components * latent_dim)
-
-    def features(self, h: torch.Tensor) -> torch.Tensor:
-        """What the output layers read: h itself, or the trunk's output."""
-        return sequential_forward(self.trunk, h) if len(self.trunk) else h
+        self.logits = nn.Linear(hidden_dim, n_components)
+        self.gauss = nn.Linear(hidden_dim, 2 * n_components * latent_dim)
 
     def forward(self, h: torch.Tensor) -> Mixture:
-        x = self.features(h)
-        g = self.gauss(x).view(*x.shape[:-1], self.k, 2, self.d)
+        g = self.gauss(h).view(*h.shape[:-1], self.k, 2, self.d)
         logstd = g[..., 1, :].clamp(LOGSTD_MIN, LOGSTD_MAX)
-        return Mixture(self.logits(x), g[..., 0, :], logstd)
+        return Mixture(self.logits(h), g[..., 0, :], logstd)
 
 
 def gaussian_kl(mu1, logstd1, mu2, logstd2) -> torch.Tensor:
@@ -97,23 +84,6 @@ def mixture_kl_terms(q: Mixture, p: Mixture) -> tuple[torch.Tensor, torch.Tensor
     """(sum_k q(y=k) KL(q(z|k) || p(z|k)), KL(q(y) || p(y))), each [...]."""
     kl_z = (q.probs * gaussian_kl(q.mu, q.logstd, p.mu, p.logstd)).sum(-1)
     return kl_z, categorical_kl(q.logits, p.logits)
-
-
-def component_information(probs: torch.Tensor) -> torch.Tensor:
-    """Mutual information I(y; x) between the component and the input over a batch, probs [N, K] -> scalar:
-    H(mean_n q(y|x_n)) - mean_n H(q(y|x_n)). High when each input picks one component confidently and the
-    batch uses the components evenly (the clustering objective of Hu et al. 2017, IMSAT)."""
-    eps = 1e-8
-    marginal = probs.mean(0)
-    h_marginal = -(marginal * (marginal + eps).log()).sum()
-    h_each = -(probs * (probs + eps).log()).sum(-1).mean()
-    return h_marginal - h_each
-
-
-def component_disagreement(probs_a: torch.Tensor, probs_b: torch.Tensor) -> torch.Tensor:
-    """-log P(two draws pick the same component) = -log sum_k a_k b_k, [..., K] x [..., K] -> [...]: 0 when
-    both put all their mass on one and the same component, log K for two uniform ones."""
-    return -(probs_a * probs_b).sum(-1).clamp(min=1e-8).log()
 
 
 def belief_vector(m: Mixture, include_probs: bool) -> torch.Tensor:

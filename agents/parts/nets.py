@@ -101,88 +101,27 @@ def transition_features(s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: t
     return torch.cat([s, a, r, s2 - s], dim=-1)
 
 
-FORGET_BIAS = 2.0  # the additive cell starts out keeping ~88% of its state per step
-
-
 class GRUEncoder(nn.Module):
-    """Embeds transitions (s, a, r, s') and runs a recurrent cell over them.
+    """Embeds transitions (s, a, r, s') by one Linear+ReLU layer and runs a GRU over them.
 
     `step` advances one transition per row ([n, ...] -> hidden [n, H]); `sequence` runs [B, T, ...] from
-    h0 [B, H] and returns every hidden state [B, T, H]. Both use the same weights.
-    The embedding is Linear+ReLU layers of widths (*embed_hidden, embed_dim) (the paper: one layer).
-    `cell="gru"` (the paper) is one nn.GRU. `cell="additive"` (not in the paper) is h' = f * h + (1 - f) * u(x),
-    with a sigmoid gate f(x, h) and a linear per-transition feature u(x): no squashing, so the state can hold
-    running means of per-transition features (the sufficient statistics of, e.g., a least-squares fit of
-    the task) and the gate can drop them when the task switches.
-    With `normalize`, the transition features are standardised by `feature_mean` / `feature_std` (buffers,
-    saved with the weights; identity until the trainer sets them from its data with `set_normalizer`).
+    h0 [B, H] and returns every hidden state [B, T, H]. Both use the same weights and give the same numbers.
     """
 
-    def __init__(
-        self,
-        obs_dim: int,
-        action_dim: int,
-        embed_dim: int,
-        hidden_dim: int,
-        embed_hidden: Sequence[int] = (),
-        normalize: bool = False,
-        cell: str = "gru",
-    ) -> None:
+    def __init__(self, obs_dim: int, action_dim: int, embed_dim: int, hidden_dim: int) -> None:
         super().__init__()
-        if cell not in ("gru", "additive"):
-            raise ValueError(f"cell must be 'gru' or 'additive', not {cell!r}")
-        self.hidden_dim, self.cell = hidden_dim, cell
-        n_in = 2 * obs_dim + action_dim + 1
-        layers: list[nn.Module] = []
-        for d_in, d_out in zip((n_in, *embed_hidden), (*embed_hidden, embed_dim), strict=True):
-            layers += [nn.Linear(d_in, d_out), nn.ReLU()]
-        self.embed = nn.Sequential(*layers)
-        self.normalize = normalize
-        if normalize:
-            self.register_buffer("feature_mean", torch.zeros(n_in))
-            self.register_buffer("feature_std", torch.ones(n_in))
-        if cell == "gru":
-            self.gru = nn.GRU(embed_dim, hidden_dim, batch_first=True)
-        else:
-            self.increment = nn.Linear(embed_dim, hidden_dim)
-            self.forget = nn.Linear(embed_dim + hidden_dim, hidden_dim)
-            nn.init.constant_(self.forget.bias, FORGET_BIAS)
-
-    @torch.no_grad()
-    def set_normalizer(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Standardise features as (x - mean) / std from now on (mean, std: [2 obs + action + 1])."""
-        if not self.normalize:
-            raise ValueError("this encoder was built with normalize=False")
-        self.feature_mean.copy_(mean)
-        self.feature_std.copy_(std)
-
-    def features(self, s, a, r, s2) -> torch.Tensor:
-        """The (standardised, with `normalize`) transition features the embedding reads: [..., 2 O + A + 1]."""
-        x = transition_features(s, a, r, s2)
-        return (x - self.feature_mean) / self.feature_std if self.normalize else x
+        self.hidden_dim = hidden_dim
+        self.embed = nn.Sequential(nn.Linear(2 * obs_dim + action_dim + 1, embed_dim), nn.ReLU())
+        self.gru = nn.GRU(embed_dim, hidden_dim, batch_first=True)
 
     def sequence(self, s, a, r, s2, h0: torch.Tensor | None = None) -> torch.Tensor:
-        x = sequential_forward(self.embed, self.features(s, a, r, s2))
-        if self.cell == "additive":
-            h = x.new_zeros(x.shape[0], self.hidden_dim) if h0 is None else h0
-            u = linear(self.increment, x)  # [B, T, H], all steps at once
-            out = []
-            for t in range(x.shape[1]):
-                h = self._additive(x[:, t], u[:, t], h)
-                out.append(h)
-            return torch.stack(out, 1)
+        x = sequential_forward(self.embed, transition_features(s, a, r, s2))
         h0 = None if h0 is None else h0.unsqueeze(0).contiguous()
         out, _ = self.gru(x, h0)
         return out
 
-    def _additive(self, x: torch.Tensor, u: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        f = torch.sigmoid(linear(self.forget, torch.cat([x, h], -1)))
-        return torch.lerp(u, h, f)  # f * h + (1 - f) * u
-
     def step(self, h: torch.Tensor, s, a, r, s2) -> torch.Tensor:
-        x = sequential_forward(self.embed, self.features(s, a, r, s2))
-        if self.cell == "additive":
-            return self._additive(x, linear(self.increment, x), h)
+        x = sequential_forward(self.embed, transition_features(s, a, r, s2))
         # the GRU cell on nn.GRU's own weights: the same numbers as `sequence`, ~2x cheaper at batch 1
         p = self.gru._parameters
         return torch.gru_cell(x, h, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"])

@@ -8,35 +8,20 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agents.config import SACConfig
 from agents.parts.contrastive import ema_update
 from agents.parts.sac_nets import TanhGaussianActor, TwinQ
-
-
-@dataclass
-class SACConfigView:
-    """The SAC numbers the learner needs (a view of the pydantic config)."""
-
-    hidden: tuple[int, ...] = (256, 256)
-    lr: float = 3e-4
-    gamma: float = 0.99
-    tau: float = 0.005
-    alpha: float = 0.2
-    auto_alpha: bool = False
-    target_entropy: float | None = None
-    reward_scale: float = 1.0
-    max_grad_norm: float | None = None
 
 
 class SAC:
     """SAC updates for `actor` on batches (x, a, r, x2, done)."""
 
-    def __init__(self, actor: TanhGaussianActor, in_dim: int, action_dim: int, cfg: SACConfigView) -> None:
+    def __init__(self, actor: TanhGaussianActor, in_dim: int, action_dim: int, cfg: SACConfig) -> None:
         self.cfg = cfg
         self.actor = actor
         self.critic = TwinQ(in_dim, action_dim, cfg.hidden)
@@ -76,7 +61,7 @@ class SAC:
 
         PEARL-style learners build x from an encoder *with* gradient and pass that encoder's optimiser as
         `encoder_opt` (and its own terms, e.g. the KL bottleneck, as `encoder_loss`): the critic loss plus
-        `encoder_loss` is back-propagated once, and the critic and the encoder step together (paper 002,
+        `encoder_loss` is back-propagated once, and the critic and the encoder step together (the CoCOA paper,
         eqs. 3.6-3.7). The actor and the temperature always see x detached (sg(z) in eq. 3.8). Without
         them (MoSS, the oracle) x carries no gradient and this is plain SAC. `actor_penalty(x, a_pi)` [B, 1]
         is added to the actor's loss (BRAC's divergence penalty, agents/brac.py).

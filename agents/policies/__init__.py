@@ -1,14 +1,15 @@
-"""Served policies, by algorithm name (what `runtime serve` and checkpoints rebuild)."""
+"""Served policies, by algorithm name (what `runtime serve` and checkpoints rebuild). These modules hold
+inference only: no optimiser, loss or buffer is imported here."""
 
-from agents.policies.base import AgentPolicy, State, cat_states, put_state, select_state
+from agents.policies.base import AgentPolicy, Spaces, State, cat_states, put_state, select_state, settings_of
 from agents.policies.focal import FOCALPolicy, FOCALPPPolicy
-from agents.policies.gridfilter import FilterPolicy
+from agents.policies.gridfilter import GridFilterPolicy
 from agents.policies.moss import MoSSPolicy
 from agents.policies.oracle import OraclePolicy
 from agents.policies.pearl import CoCOAPolicy, PEARLPolicy, TCLPolicy
 
 POLICIES: dict[str, type[AgentPolicy]] = {
-    p.algorithm: p for p in (MoSSPolicy, OraclePolicy, FilterPolicy, PEARLPolicy, TCLPolicy, CoCOAPolicy, FOCALPolicy, FOCALPPPolicy)
+    p.algorithm: p for p in (MoSSPolicy, OraclePolicy, GridFilterPolicy, PEARLPolicy, TCLPolicy, CoCOAPolicy, FOCALPolicy, FOCALPPPolicy)
 }
 
 __all__ = [
@@ -16,14 +17,16 @@ __all__ = [
     "AgentPolicy",
     "CoCOAPolicy",
     "FOCALPPPolicy",
-    "FilterPolicy",
+    "GridFilterPolicy",
     "FOCALPolicy",
     "MoSSPolicy",
     "OraclePolicy",
     "PEARLPolicy",
+    "Spaces",
     "State",
     "TCLPolicy",
     "cat_states",
     "put_state",
     "select_state",
+    "settings_of",
 ]

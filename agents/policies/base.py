@@ -12,6 +12,8 @@ policies normalise to [-1, 1] internally.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
@@ -20,41 +22,69 @@ from torch import nn
 State = dict[str, torch.Tensor]
 
 
+@dataclass(frozen=True)
+class Spaces:
+    """An env's observation and action spaces as a policy needs them (actions in env units)."""
+
+    obs_dim: int
+    action_dim: int
+    action_low: list[float]
+    action_high: list[float]
+
+    @classmethod
+    def of(cls, env: Any) -> Spaces:
+        """The spaces of a gymnasium env with a flat Box observation and a Box action."""
+        act = env.action_space
+        return cls(int(math.prod(env.observation_space.shape)), int(act.shape[0]), act.low.tolist(), act.high.tolist())
+
+
+def settings_of(frame_locals: dict[str, Any]) -> dict[str, Any]:
+    """A policy constructor's own settings from its `locals()` (read first thing in `__init__`): every
+    argument but `self` and `spaces`, tuples as lists (what a checkpoint's spec stores)."""
+    return {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in frame_locals.items()
+        if k not in ("self", "spaces", "__class__")
+    }
+
+
 class AgentPolicy(nn.Module):
-    """Base of every served policy: spaces, action scaling, and the four contract calls."""
+    """Base of every served policy: spaces, action scaling, and the four contract calls.
+
+    A subclass takes `(spaces, **its settings)` and passes `settings_of(locals())` up: its spec (what a
+    checkpoint stores to rebuild it) is the spaces plus those settings."""
 
     algorithm: ClassVar[str] = ""
     #: True when the belief is the env's true task vector (the oracle), not inferred from transitions
     needs_task_vector: ClassVar[bool] = False
 
-    def __init__(
-        self, obs_dim: int, action_dim: int, action_low: list[float], action_high: list[float]
-    ) -> None:
+    def __init__(self, spaces: Spaces, settings: dict[str, Any]) -> None:
         super().__init__()
-        self.obs_dim, self.action_dim = int(obs_dim), int(action_dim)
-        self.register_buffer(
-            "action_low", torch.as_tensor(action_low, dtype=torch.float32).reshape(action_dim)
-        )
-        self.register_buffer(
-            "action_high", torch.as_tensor(action_high, dtype=torch.float32).reshape(action_dim)
-        )
+        self.spaces, self.cfg = spaces, settings
+        self.obs_dim, self.action_dim = int(spaces.obs_dim), int(spaces.action_dim)
+        for name, bound in (("action_low", spaces.action_low), ("action_high", spaces.action_high)):
+            self.register_buffer(name, torch.as_tensor(bound, dtype=torch.float32).reshape(self.action_dim))
         self._set_action_affine()
         # the affine maps follow the bounds a state dict brings (derived, so not stored in checkpoints)
         self.register_load_state_dict_post_hook(_refresh_action_affine)
 
-    #: the subclass's own constructor arguments (plain data), merged into `spec()`
-    cfg: dict[str, Any]
-
     # -- spec: what a checkpoint stores to rebuild this module ------------------------------------
     def spec(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this module: spaces plus the subclass's `cfg`."""
+        """Constructor arguments that rebuild this module: spaces plus the subclass's settings."""
         return {
             "obs_dim": self.obs_dim,
             "action_dim": self.action_dim,
             "action_low": self.action_low.tolist(),
             "action_high": self.action_high.tolist(),
-            **getattr(self, "cfg", {}),
+            **self.cfg,
         }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> AgentPolicy:
+        """The inverse of `spec` (fresh weights)."""
+        spaces = Spaces(**{f.name: spec[f.name] for f in fields(Spaces)})
+        settings = {k: tuple(v) if isinstance(v, list) and k.endswith("hidden") else v for k, v in spec.items() if k not in spaces.__dict__}
+        return cls(spaces, **settings)
 
     @property
     def belief_dim(self) -> int:

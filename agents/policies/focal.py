@@ -20,7 +20,7 @@ import torch
 from agents.parts.context_encoders import ContextEncoder
 from agents.parts.nets import transition_features
 from agents.parts.sac_nets import TanhGaussianActor
-from agents.policies.base import AgentPolicy, State
+from agents.policies.base import AgentPolicy, Spaces, State, settings_of
 
 EMPTY = -1e9  # the running max score of an empty context (exp(EMPTY - s) underflows to 0)
 
@@ -30,10 +30,7 @@ class FOCALPolicy(AgentPolicy):
 
     def __init__(
         self,
-        obs_dim: int,
-        action_dim: int,
-        action_low: list[float],
-        action_high: list[float],
+        spaces: Spaces,
         latent_dim: int = 5,
         encoder_hidden: tuple[int, ...] = (200, 200, 200),
         attention: str = "none",
@@ -42,27 +39,11 @@ class FOCALPolicy(AgentPolicy):
         reduction: int = 16,
         actor_hidden: tuple[int, ...] = (256, 256, 256),
     ) -> None:
-        super().__init__(obs_dim, action_dim, action_low, action_high)
-        self.cfg = dict(
-            latent_dim=latent_dim,
-            encoder_hidden=list(encoder_hidden),
-            attention=attention,
-            attention_width=attention_width,
-            attention_heads=attention_heads,
-            reduction=reduction,
-            actor_hidden=list(actor_hidden),
-        )
+        super().__init__(spaces, settings_of(locals()))
         self.latent_dim = latent_dim
-        self.encoder = ContextEncoder(
-            2 * obs_dim + action_dim + 1,
-            latent_dim,
-            tuple(encoder_hidden),
-            attention,  # type: ignore[arg-type]
-            attention_width,
-            attention_heads,
-            reduction,
-        )
-        self.actor = TanhGaussianActor(obs_dim + latent_dim, action_dim, actor_hidden)
+        x_dim = 2 * self.obs_dim + self.action_dim + 1
+        self.encoder = ContextEncoder(x_dim, latent_dim, tuple(encoder_hidden), attention, attention_width, attention_heads, reduction)  # type: ignore[arg-type]
+        self.actor = TanhGaussianActor(self.obs_dim + latent_dim, self.action_dim, actor_hidden)
 
     @property
     def belief_dim(self) -> int:
@@ -102,6 +83,6 @@ class FOCALPolicy(AgentPolicy):
 
 
 class FOCALPPPolicy(FOCALPolicy):
-    """FOCAL++ (paper 003): the same modules with an attention encoder, trained with momentum contrast."""
+    """FOCAL++ (the FOCAL++ paper): the same modules with an attention encoder, trained with momentum contrast."""
 
     algorithm = "focalpp"

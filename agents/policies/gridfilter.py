@@ -1,5 +1,5 @@
 """Grid-filter policy (what serving needs): exact Bayes filtering of the task over a latent grid
-(agents/latent_filter.py), SAC actor on (s, posterior mean and std of z)."""
+(agents/parts/grid_filter.py), SAC actor on (s, posterior mean and std of z)."""
 
 from __future__ import annotations
 
@@ -7,42 +7,29 @@ import torch
 
 from agents.parts.grid_filter import LatentGridFilter
 from agents.parts.sac_nets import TanhGaussianActor
-from agents.policies.base import AgentPolicy, State
+from agents.policies.base import AgentPolicy, Spaces, State, settings_of
 
 
-class FilterPolicy(AgentPolicy):
-    """State = log q over the K grid points [n, K]; belief = (mean, std[, mode]) of z under q [n, 2 or 3 latent_dim]
-    [, mean and std of the predicted reward at each of `probes` transitions, + 2 probes]."""
+class GridFilterPolicy(AgentPolicy):
+    """State = log q over the K grid points [n, K]; belief = (mean, std) of z under q [n, 2 latent_dim]."""
 
-    algorithm = "filter"
+    algorithm = "gridfilter"
 
     def __init__(
         self,
-        obs_dim: int,
-        action_dim: int,
-        action_low: list[float],
-        action_high: list[float],
+        spaces: Spaces,
         grid: int = 16,
         latent_dim: int = 2,
         hidden: int = 32,
         hazard: float = 0.02,
-        mode: bool = False,
-        min_sigma: float = 0.0,
         refine: int = 1,
-        probes: int = 0,
         decoder: str = "mlp",
         isotropic: bool = False,
         actor_hidden: tuple[int, ...] = (256, 256),
     ) -> None:
-        super().__init__(obs_dim, action_dim, action_low, action_high)
-        self.cfg = dict(
-            grid=grid, latent_dim=latent_dim, hidden=hidden, hazard=hazard, mode=mode, min_sigma=min_sigma,
-            refine=refine, probes=probes, decoder=decoder, isotropic=isotropic, actor_hidden=list(actor_hidden),
-        )  # fmt: skip
-        self.filter = LatentGridFilter(
-            obs_dim, action_dim, grid, latent_dim, hidden, hazard, mode, min_sigma, refine, probes, decoder, isotropic
-        )
-        self.actor = TanhGaussianActor(obs_dim + self.filter.belief_dim, action_dim, actor_hidden)
+        super().__init__(spaces, settings_of(locals()))
+        self.filter = LatentGridFilter(self.obs_dim, self.action_dim, grid, latent_dim, hidden, hazard, refine, decoder, isotropic)
+        self.actor = TanhGaussianActor(self.obs_dim + self.filter.belief_dim, self.action_dim, actor_hidden)
 
     @property
     def belief_dim(self) -> int:

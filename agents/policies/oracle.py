@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from agents.parts.sac_nets import TanhGaussianActor
-from agents.policies.base import AgentPolicy, State
+from agents.policies.base import AgentPolicy, Spaces, State, settings_of
 
 
 class OraclePolicy(AgentPolicy):
@@ -14,19 +14,10 @@ class OraclePolicy(AgentPolicy):
     algorithm = "oracle"
     needs_task_vector = True
 
-    def __init__(
-        self,
-        obs_dim: int,
-        action_dim: int,
-        action_low: list[float],
-        action_high: list[float],
-        task_dim: int = 1,
-        actor_hidden: tuple[int, ...] = (256, 256),
-    ) -> None:
-        super().__init__(obs_dim, action_dim, action_low, action_high)
+    def __init__(self, spaces: Spaces, task_dim: int = 1, actor_hidden: tuple[int, ...] = (256, 256)) -> None:
+        super().__init__(spaces, settings_of(locals()))
         self.task_dim = task_dim
-        self.cfg = dict(task_dim=task_dim, actor_hidden=list(actor_hidden))
-        self.actor = TanhGaussianActor(obs_dim + task_dim, action_dim, actor_hidden)
+        self.actor = TanhGaussianActor(self.obs_dim + task_dim, self.action_dim, actor_hidden)
 
     @property
     def belief_dim(self) -> int:

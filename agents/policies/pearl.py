@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from agents.parts.latent import Gaussian, product_posterior, product_stats
 from agents.parts.nets import MLP, transition_features
 from agents.parts.sac_nets import TanhGaussianActor
-from agents.policies.base import AgentPolicy, State
+from agents.policies.base import AgentPolicy, Spaces, State, settings_of
 
 VAR_MIN = 1e-4  # floor of a factor's variance (bounds one transition's precision at 1e4)
 
@@ -40,26 +40,17 @@ class PEARLPolicy(AgentPolicy):
 
     def __init__(
         self,
-        obs_dim: int,
-        action_dim: int,
-        action_low: list[float],
-        action_high: list[float],
+        spaces: Spaces,
         latent_dim: int = 5,
         encoder_hidden: tuple[int, ...] = (200, 200),
         actor_hidden: tuple[int, ...] = (256, 256),
         sample_z: bool = False,
     ) -> None:
-        super().__init__(obs_dim, action_dim, action_low, action_high)
-        self.cfg = dict(
-            latent_dim=latent_dim,
-            encoder_hidden=list(encoder_hidden),
-            actor_hidden=list(actor_hidden),
-            sample_z=sample_z,
-        )
+        super().__init__(spaces, settings_of(locals()))
         self.latent_dim, self.sample_z = latent_dim, sample_z
-        self.encoder = MLP(2 * obs_dim + action_dim + 1, encoder_hidden, 2 * latent_dim)
+        self.encoder = MLP(2 * self.obs_dim + self.action_dim + 1, encoder_hidden, 2 * latent_dim)
         self.latent_input_dim = latent_dim if sample_z else 2 * latent_dim
-        self.actor = TanhGaussianActor(obs_dim + self.latent_input_dim, action_dim, actor_hidden)
+        self.actor = TanhGaussianActor(self.obs_dim + self.latent_input_dim, self.action_dim, actor_hidden)
 
     @property
     def belief_dim(self) -> int:
@@ -113,12 +104,12 @@ class PEARLPolicy(AgentPolicy):
 
 
 class TCLPolicy(PEARLPolicy):
-    """TCL-PEARL (paper 001): PEARL's policy, trained with the trajectory contrastive loss."""
+    """TCL-PEARL (the TCL-PEARL paper): PEARL's policy, trained with the trajectory contrastive loss."""
 
     algorithm = "tcl"
 
 
 class CoCOAPolicy(PEARLPolicy):
-    """CoCOA (paper 002): PEARL's policy, trained with the Bhattacharyya contrastive loss."""
+    """CoCOA (the CoCOA paper): PEARL's policy, trained with the Bhattacharyya contrastive loss."""
 
     algorithm = "cocoa"

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from agents.config import EnvConfig
-from agents.evaluation import env_pool
+from agents.evaluation.protocols import env_pool
 from agents.evaluation.rollout import EpisodeRecord, run_episodes, task_index_of
 from agents.parts.buffer import EpisodeBuffer
 from agents.policies import AgentPolicy, State

@@ -40,14 +40,9 @@ from agents.training.collect import ResetKwargs
 
 log = structlog.get_logger("distributed")
 
-#: spec keys that policies take as tuples (a spec stores them as lists)
-_TUPLE_KEYS = ("actor_hidden", "encoder_hidden")
-
-
 def policy_from_spec(algorithm: str, spec: dict[str, Any]) -> AgentPolicy:
     """A fresh policy of `algorithm` built from `policy.spec()` (weights are loaded separately)."""
-    kw = {k: tuple(v) if k in _TUPLE_KEYS and isinstance(v, list) else v for k, v in spec.items()}
-    return POLICIES[algorithm](**kw).eval()
+    return POLICIES[algorithm].from_spec(spec).eval()
 
 
 def weights_of(policy: AgentPolicy) -> dict[str, np.ndarray]:

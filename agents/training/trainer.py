@@ -20,79 +20,16 @@ import structlog
 import torch
 import yaml
 
-from agents.algorithms.focal import FOCAL
-from agents.algorithms.gridfilter import GridFilter
-from agents.algorithms.learner import Learner
-from agents.algorithms.moss import MoSS
-from agents.algorithms.oracle import Oracle
-from agents.algorithms.pearl import AUX_LOSSES, PEARL
+from agents.algorithms import ALGORITHMS, build_agent
 from agents.checkpoint import load_checkpoint, save_checkpoint
-from agents.config import RunConfig
+from agents.config import RunBase
 from agents.evaluation import context_episodes, evaluation_episodes, make_env, summarize
 from agents.parts.buffer import EpisodeBuffer
-from agents.policies import POLICIES, AgentPolicy, FilterPolicy, MoSSPolicy, OraclePolicy
+from agents.policies import Spaces
 from agents.training.collect import Collector, InProcessCollector, draw_reset_kwargs
 from agents.training.datasets import DatasetError, OfflineDataset
 
 log = structlog.get_logger("trainer")
-
-
-def build_agent(cfg: RunConfig, env) -> tuple[AgentPolicy, Learner]:
-    """The policy and learner of `cfg.algorithm` for `env`'s spaces."""
-    obs_dim = int(np.prod(env.observation_space.shape))
-    act = env.action_space
-    spaces = dict(obs_dim=obs_dim, action_dim=int(act.shape[0]), action_low=act.low.tolist(), action_high=act.high.tolist())
-    if cfg.algorithm == "moss":
-        e = cfg.encoder
-        policy = MoSSPolicy(
-            **spaces,
-            latent_dim=e.latent_dim,
-            n_components=e.n_components,
-            embed_dim=e.embed_dim,
-            hidden_dim=e.hidden_dim,
-            actor_hidden=tuple(cfg.sac.hidden),
-            include_probs=e.include_probs,
-            head_hidden=tuple(e.head_hidden),
-            acts_on=e.policy_input,
-            embed_hidden=tuple(e.embed_hidden),
-            normalize=e.normalize,
-            cell=e.cell,
-        )
-        return policy, MoSS(policy, cfg, task_dim=int(env.unwrapped.task_dim))
-    if cfg.algorithm == "filter":
-        f = cfg.filter
-        policy = FilterPolicy(
-            **spaces, grid=f.grid, latent_dim=f.latent_dim, hidden=f.hidden, hazard=f.hazard, mode=f.mode, min_sigma=f.min_sigma, refine=f.refine,
-            probes=f.probes, decoder=f.decoder, isotropic=f.isotropic, actor_hidden=tuple(cfg.sac.hidden),
-        )
-        return policy, GridFilter(policy, cfg)
-    if cfg.algorithm == "oracle":
-        policy = OraclePolicy(**spaces, task_dim=env.unwrapped.task_dim, actor_hidden=tuple(cfg.sac.hidden))
-        return policy, Oracle(policy, cfg)
-    if cfg.algorithm in AUX_LOSSES:  # pearl, tcl, cocoa: one learner, the auxiliary loss picked by name
-        p = cfg.pearl
-        policy = POLICIES[cfg.algorithm](
-            **spaces,
-            latent_dim=p.latent_dim,
-            encoder_hidden=tuple(p.encoder_hidden),
-            actor_hidden=tuple(cfg.sac.hidden),
-            sample_z=p.sample_z,
-        )
-        return policy, PEARL(policy, cfg)  # type: ignore[arg-type]
-    if cfg.algorithm in ("focal", "focalpp"):
-        f = cfg.focal
-        policy = POLICIES[cfg.algorithm](
-            **spaces,
-            latent_dim=f.latent_dim,
-            encoder_hidden=tuple(f.encoder_hidden),
-            attention=f.attention,
-            attention_width=f.attention_width,
-            attention_heads=f.attention_heads,
-            reduction=f.reduction,
-            actor_hidden=tuple(cfg.sac.hidden),
-        )
-        return policy, FOCAL(policy, cfg)  # type: ignore[arg-type]
-    raise ValueError(f"unknown algorithm {cfg.algorithm!r}")
 
 
 def env_record(env, env_id: str) -> dict[str, Any]:
@@ -111,7 +48,7 @@ def env_record(env, env_id: str) -> dict[str, Any]:
 class Trainer:
     def __init__(
         self,
-        cfg: RunConfig,
+        cfg: RunBase,
         out_dir: str | Path,
         resume: bool = False,
         progress: bool = False,
@@ -126,7 +63,8 @@ class Trainer:
         torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.offline = cfg.offline is not None
+        self.offline = ALGORITHMS[cfg.algorithm].offline
+        offline = getattr(cfg, "offline", None)
         # with workers or offline, one env for the spaces only
         n_envs = 1 if workers or self.offline else cfg.train.episodes_per_epoch
         self.envs = [make_env(cfg.env, "train") for _ in range(n_envs)]
@@ -134,12 +72,12 @@ class Trainer:
         self.n_train_tasks = len(env0.unwrapped.tasks("train"))
         self.horizon = int(env0.spec.max_episode_steps)
         self.env_info = env_record(env0, cfg.env.id)
-        self.policy, self.learner = build_agent(cfg, env0)
+        self.policy, self.learner = build_agent(cfg, Spaces.of(env0), self.env_info["task_dim"])
         self.context_data: OfflineDataset | None = None
-        if cfg.offline is not None:
-            self.buffer = self._load_dataset(cfg.offline.dataset, cfg.offline.levels).to_buffer()
-            if cfg.offline.context_dataset:
-                self.context_data = self._load_dataset(cfg.offline.context_dataset, cfg.offline.levels)
+        if offline is not None:
+            self.buffer = self._load_dataset(offline.dataset, offline.levels).to_buffer()
+            if offline.context_dataset:
+                self.context_data = self._load_dataset(offline.context_dataset, offline.levels)
         else:
             self.buffer = EpisodeBuffer(
                 cfg.train.buffer_episodes, self.horizon, self.env_info["obs_dim"], self.env_info["action_dim"], self.env_info["task_dim"]
@@ -209,7 +147,7 @@ class Trainer:
             else:
                 recs = self.collect(cfg.episodes_per_epoch, random=False)
             t1 = time.perf_counter()
-            n_encoder, n_sac = self.learner.encoder_updates(self.buffer), self.learner.policy_updates(self.buffer)
+            counts = self.learner.epoch_updates(self.buffer)
             metrics = self.learner.train_epoch(self.buffer, self.rng)
             t2 = time.perf_counter()
             self.timing["collect"] += t1 - t0
@@ -217,11 +155,8 @@ class Trainer:
             for k in [k for k in metrics if k.startswith("time_")]:
                 name = k.removeprefix("time_").removesuffix("_s")
                 self.timing[name] = self.timing.get(name, 0.0) + metrics.pop(k)
-            if self.cfg.algorithm in ("moss", "filter"):
-                self.updates["encoder"] += n_encoder
-            elif self.cfg.algorithm in AUX_LOSSES or self.offline:  # one encoder step per SAC step
-                self.updates["encoder"] += self.cfg.train.policy_updates
-            self.updates["sac"] += n_sac
+            for k, n in counts.items():
+                self.updates[k] += n
             self.epoch += 1
             row = {
                 "kind": "epoch",
@@ -253,8 +188,8 @@ class Trainer:
         recs = evaluation_episodes(self.policy, self.cfg.env, "test", self.cfg.train.eval_episodes, seed=10_000)
         s = summarize(recs)
         if self.context_data is not None:  # FOCAL's offline evaluation: act on a context from the test dataset
-            o = self.cfg.offline
-            ctx = context_episodes(self.policy, self.cfg.env, self.context_data, "test", self.cfg.train.eval_episodes, o.context_size)  # type: ignore[arg-type,union-attr]
+            o = self.cfg.offline  # type: ignore[attr-defined]
+            ctx = context_episodes(self.policy, self.cfg.env, self.context_data, "test", self.cfg.train.eval_episodes, o.context_size)
             s["context_return"] = summarize(ctx)["mean_return"]
         self.timing["eval"] += time.perf_counter() - t0
         row = {"kind": "eval", "epoch": self.epoch, "step": self.step, "split": "test", **{k: v for k, v in s.items() if k != "per_task_return"}}

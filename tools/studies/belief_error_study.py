@@ -8,7 +8,7 @@ of the training tasks' vectors, the prior mean), like a belief that needs `delay
 setting's normalised score and adaptation delay are against the clean oracle and the random policy, so a
 meta-learner's belief error can be read as "worth this much score".
 
-    python tools/belief_error_study.py runs/oracle_pr_ns/policy.pt --sigma 0 0.05 0.1 0.2 0.3 \
+    python tools/studies/belief_error_study.py runs/oracle_pr_ns/policy.pt --sigma 0 0.05 0.1 0.2 0.3 \
         --delay 0 2 5 10 --episodes 64 --plot docs/img/belief_error_study.png
 """
 
@@ -23,7 +23,7 @@ import torch
 from agents.checkpoint import load_checkpoint
 from agents.config import EnvConfig
 from agents.evaluation import compare_to_reference, evaluation_episodes, make_env, summarize
-from agents.policies import OraclePolicy
+from agents.policies import OraclePolicy, Spaces
 from agents.policies.base import State
 
 
@@ -74,7 +74,9 @@ def main() -> None:
     e.close()
 
     def oracle(sigma: float, delay: int) -> ImperfectOracle:
-        p = ImperfectOracle(**ck.policy_spec, sigma=sigma, delay=delay, prior=prior)
+        spec = dict(ck.policy_spec)
+        spaces = Spaces(*(spec.pop(k) for k in ("obs_dim", "action_dim", "action_low", "action_high")))
+        p = ImperfectOracle(spaces, **spec, sigma=sigma, delay=delay, prior=prior)
         p.load_state_dict(ck.policy_state)
         return p.eval()
 

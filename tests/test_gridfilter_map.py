@@ -1,4 +1,4 @@
-"""tools/filter_map.py: implied tasks of a decoder built by hand, fold statistics, the CLI and its plot."""
+"""tools/studies/gridfilter_map.py: implied tasks of a decoder built by hand, fold statistics, the CLI and its plot."""
 
 import importlib.util
 import json
@@ -12,8 +12,10 @@ from serving_helpers import make_checkpoint
 
 from agents.parts.grid_filter import LatentGridFilter, grid_points
 
+pytestmark = pytest.mark.slow  # a study of tools/studies/: not in the default tier
+
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = importlib.util.spec_from_file_location("filter_map", ROOT / "tools" / "filter_map.py")
+SPEC = importlib.util.spec_from_file_location("gridfilter_map", ROOT / "tools" / "studies" / "gridfilter_map.py")
 tool = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(tool)
 

@@ -7,7 +7,7 @@ nearest-first is the best plan (a nearer point can reach everything a farther on
 sooner). One episode per task of the split (reset seed SEED + i, as `runtime eval`); prints mean, min
 and max return per family. PointRobot's start is random, so its figure depends on the seeds.
 
-    .venv/bin/python tools/point_robot_optimum.py [--families PointRobotWind SparsePointRobot] [--split test]
+    .venv/bin/python tools/studies/point_robot_optimum.py [--families PointRobotWind SparsePointRobot] [--split test]
 
 With `--nonstationary-oracle CKPT` it also runs the best an agent can do that must *infer* PointRobot's
 goal from its dense rewards (distances): `Trilaterator` keeps the readings since the last detected switch,
@@ -17,7 +17,7 @@ switch). It is evaluated by `runtime eval`'s code on the checkpoint's env config
 switch schedules) against that oracle and the random policy: normalised score and adaptation delay of
 perfect inference, the ceiling of every meta-learner on that setting.
 
-    .venv/bin/python tools/point_robot_optimum.py --families --nonstationary-oracle runs/oracle_pr_ns/policy.pt
+    .venv/bin/python tools/studies/point_robot_optimum.py --families --nonstationary-oracle runs/oracle_pr_ns/policy.pt
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ to the goal), the task a latent point z stands for can be read off the learned r
 position p that maximises r_hat(s = p, a = 0, s' = p, z), searched on a square lattice. Drawn for every
 point of the training grid, with lines joining grid neighbours, a well-learned map is an even, unfolded
 sheet over the task range; a folded one crosses itself, and a task under a fold is confused with a
-distant one (the posterior stays broad and the agent stops short: docs/results.md, section 1).
+distant one (the posterior stays broad and the agent stops short).
 
 Per checkpoint (one JSON line): `folded`, the share of grid cells whose image is turned over against
 the majority's orientation (0 for an unfolded sheet); `collapsed`, the share whose corners land on one
@@ -16,7 +16,7 @@ extent per axis. With `--episodes N`, what the map does to the agent: over N eva
 switches (training tasks, reset seeds 10000...), the median distance from the last position to the goal
 (`end_error`) and the median posterior std of z after the last step (`final_std`).
 
-    python tools/filter_map.py runs/filter_r2_s0/policy.pt runs/filter_r2_s3/policy.pt --plot map.png
+    python tools/studies/gridfilter_map.py runs/gridfilter_s0/policy.pt runs/gridfilter_s3/policy.pt --plot map.png
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from agents.checkpoint import CheckpointError, build_policy, load_checkpoint
-from agents.config import RunConfig
+from agents.config import parse_config
 from agents.evaluation import evaluation_episodes
 from agents.parts.grid_filter import LatentGridFilter, grid_points
 
@@ -68,7 +68,7 @@ def map_stats(g: np.ndarray) -> dict[str, float]:
 
 def outcome(policy, ckpt, episodes: int) -> dict[str, float]:
     """Median final distance to the goal and final posterior std of z over no-switch training-task episodes."""
-    cfg = RunConfig.model_validate(ckpt.config)
+    cfg = parse_config(ckpt.config, str(ckpt.path), stored=True)
     records = evaluation_episodes(policy, cfg.env, "train", episodes, nonstationary="none", record_beliefs=True)
     d = policy.filter.latent_dim
     end = [np.linalg.norm(r.episode.next_obs[-1] - r.episode.task_vector[-1]) for r in records]
@@ -78,7 +78,7 @@ def outcome(policy, ckpt, episodes: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoints", nargs="+", help="filter checkpoints (policy.pt or checkpoint.pt)")
+    ap.add_argument("checkpoints", nargs="+", help="gridfilter checkpoints (policy.pt or checkpoint.pt)")
     ap.add_argument("--box", type=float, nargs=2, default=[-1.3, 1.3], help="position range searched, per axis")
     ap.add_argument("--lattice", type=int, default=105, help="positions per axis searched")
     ap.add_argument("--grid", type=int, help="points per axis read (default: each checkpoint's training grid)")
@@ -95,8 +95,8 @@ def main() -> None:
             ckpt = load_checkpoint(path)
         except CheckpointError as e:
             ap.error(str(e))
-        if ckpt.algorithm != "filter":
-            ap.error(f"{path}: a {ckpt.algorithm!r} checkpoint; the map is read from a filter's reward decoder")
+        if ckpt.algorithm != "gridfilter":
+            ap.error(f"{path}: a {ckpt.algorithm!r} checkpoint; the map is read from a grid filter's reward decoder")
         policy = build_policy(ckpt)
         g = implied_tasks(policy.filter, *args.box, args.lattice, args.grid)
         maps.append(g)

@@ -1,0 +1,46 @@
+"""The bundled agents (runtime/assets/) act exactly as they did when they were trained and first bundled:
+tests/data/bundled_reference.json holds, for one seeded non-stationary PointRobot test episode, the belief
+each showed and the deterministic action each took at every step, recorded from the files as first
+bundled. The files were later re-saved in today's checkpoint format; their actions must not move."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from agents.checkpoint import build_policy, load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = json.loads((ROOT / "tests" / "data" / "bundled_reference.json").read_text())
+BUNDLED = [("moss_point_robot_ns", "moss_point_robot_ns"), ("gridfilter_point_robot_ns", "filter_point_robot_ns")]
+
+
+@pytest.mark.parametrize(("asset", "recorded_as"), BUNDLED, ids=[b[0] for b in BUNDLED])
+def test_bundled_agent_takes_the_recorded_actions(asset: str, recorded_as: str) -> None:
+    ck = load_checkpoint(ROOT / "runtime" / "assets" / f"{asset}.pt")
+    policy, ref = build_policy(ck), REFERENCE[recorded_as]
+    env = envs.make(
+        "PointRobot", split="test", seed=0, nonstationary="periodic", max_episode_steps=100,
+        nonstationary_kwargs={"interval": 25, "p": 0.5},
+    )  # fmt: skip
+    obs, _ = env.reset(seed=3)
+    state, actions, beliefs, ret = policy.init_state(1), [], [], 0.0
+    with torch.no_grad():
+        for _ in ref["actions"]:
+            o = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1)
+            b = policy.belief(state)
+            a = policy.act(o, b, deterministic=True)
+            obs, r, *_ = env.step(a[0].numpy())
+            state = policy.update(state, o, a, torch.tensor([float(r)]), torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1))
+            actions.append(a[0].tolist())
+            beliefs.append(b[0].tolist())
+            ret += float(r)
+    np.testing.assert_allclose(actions, ref["actions"], atol=1e-6)
+    np.testing.assert_allclose(beliefs, ref["beliefs"], atol=1e-5)
+    assert ret == pytest.approx(ref["return"], abs=1e-4)
+    assert ck.version == 2 and ck.training is None  # today's format, policy only
