@@ -15,7 +15,7 @@ the base env simulates and computes its cost terms, this layer only replaces the
 | SparseCheetahVel | as CheetahVel                     | [velocity]           | 100/30/0       | sparsify(CheetahVel reward, -0.1)    |
 | SparseAntDir     | as AntDir                         | [cos, sin]           | 2/2/0          | sparsify(AntDir reward, 3)           |
 
-Counts that ENVS.md leaves open are our choice: CheetahDir/AntDir 2/2 (the two directions, as PEARL);
+Counts that the papers leave open are our choice: CheetahDir/AntDir 2/2 (the two directions, as PEARL);
 HumanoidDir 100/30 (PEARL); 30 OOD tasks for the OOD families. Goal radii are uniform by area (AntGoal:
 radius = 3 sqrt(U(0, 1)); the OOD families likewise on each annulus, the OOD union weighted by area).
 The discrete direction families cycle through their values, so every split holds each direction.

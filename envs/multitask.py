@@ -3,7 +3,7 @@
 Each task is a *base task* (run at a velocity, reach a position, flip, stand, jump, ...) plus one number,
 its `spec` (target velocity, position, pitch rate, pitch or vertical speed). The specs of every base are
 spread evenly over the base's range and shuffled into train/test by the seed, so every base appears in
-both splits and test specs interpolate between train specs (ENVS.md, "MuJoCo non-parametric").
+both splits and test specs interpolate between train specs.
 
 Task params: `{"spec": value}`. Task vector (float32, length `len(bases) + 1`): one-hot of the base in
 `bases` order, followed by the spec in the base's own units.

@@ -1,4 +1,4 @@
-"""Point-robot families: PointRobot (dense), SparsePointRobot and PointRobotWind (ENVS.md, "Cheap families").
+"""Point-robot families: PointRobot (dense), SparsePointRobot and PointRobotWind.
 
 A point in the plane moves by the clipped action each step: `position += clip(action, -0.1, 0.1)` (plus the
 task's wind for PointRobotWind). The observation is the position, float32 of shape (2,); the dense reward is

@@ -1,6 +1,6 @@
 """Every task family, registered with gymnasium, and `make` (the one way the rest of the code builds envs).
 
-Ids are the family names of ENVS.md (e.g. `CheetahVel`, `ML1-push`). `make` adds the wrappers a run asks
+Ids are the task family names (e.g. `CheetahVel`, `ML1-push`). `make` adds the wrappers a run asks
 for (non-stationary switching, a longer horizon) and raises a clear error on an unknown id.
 """
 

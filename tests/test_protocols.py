@@ -16,7 +16,7 @@ from agents.evaluation import (
     trial_episodes,
 )
 from agents.evaluation.rollout import EpisodeRecord, run_episodes
-from agents.policies import OraclePolicy, PEARLPolicy
+from agents.policies import OraclePolicy, PEARLPolicy, Spaces
 
 torch.set_num_threads(1)
 
@@ -26,12 +26,12 @@ ENV = EnvConfig(id="PointRobot")
 
 def oracle_policy(seed: int = 0) -> OraclePolicy:
     torch.manual_seed(seed)
-    return OraclePolicy(2, 2, LOW, HIGH, task_dim=2, actor_hidden=(32, 32)).eval()
+    return OraclePolicy(Spaces(2, 2, LOW, HIGH), task_dim=2, actor_hidden=(32, 32)).eval()
 
 
 def pearl_policy(seed: int = 0) -> PEARLPolicy:
     torch.manual_seed(seed)
-    return PEARLPolicy(2, 2, LOW, HIGH, latent_dim=3, encoder_hidden=(16, 16), actor_hidden=(32, 32)).eval()
+    return PEARLPolicy(Spaces(2, 2, LOW, HIGH), latent_dim=3, encoder_hidden=(16, 16), actor_hidden=(32, 32)).eval()
 
 
 def same_episodes(a: list[EpisodeRecord], b: list[EpisodeRecord]) -> None:
