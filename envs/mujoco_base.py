@@ -22,14 +22,8 @@ class MujocoMetaEnv(MetaEnv):
     distribution_cls: ClassVar[type[TaskDistribution]]
     default_base_kwargs: ClassVar[dict[str, Any]] = {}
 
-    def __init__(
-        self,
-        split: str = "train",
-        task_seed: int = 0,
-        task_index: int = 0,
-        render_mode: str | None = None,
-        **base_kwargs: Any,
-    ) -> None:
+    def __init__(self, split: str = "train", task_seed: int = 0, task_index: int = 0, render_mode: str | None = None,
+                 **base_kwargs: Any) -> None:
         super().__init__(render_mode=render_mode, **{**self.default_base_kwargs, **base_kwargs})
         # the base class recorded its own arguments; pickling/copying must rebuild *this* env
         utils.EzPickle.__init__(

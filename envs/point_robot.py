@@ -147,14 +147,8 @@ class _PointRobotBase(MetaEnv, gym.Env[np.ndarray, np.ndarray]):
     """Side of the rendered image (pixels); it shows the square [-2, 2]^2 of the plane."""
     render_extent: ClassVar[float] = 2.0
 
-    def __init__(
-        self,
-        split: str = "train",
-        task_seed: int = 0,
-        task_index: int = 0,
-        render_mode: str | None = None,
-        **family_kwargs: int,
-    ) -> None:
+    def __init__(self, split: str = "train", task_seed: int = 0, task_index: int = 0, render_mode: str | None = None,
+                 **family_kwargs: int) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"{type(self).__name__}: unsupported render_mode {render_mode!r} "
@@ -280,14 +274,8 @@ class SparsePointRobotEnv(_PointRobotBase):
     sparse_variants: ClassVar[tuple[str, ...]] = ("focal", "pearl")
 
     def __init__(
-        self,
-        split: str = "train",
-        task_seed: int = 0,
-        task_index: int = 0,
-        render_mode: str | None = None,
-        sparse: str = "focal",
-        goal_radius: float = 0.2,
-        **family_kwargs: int,
+        self, split: str = "train", task_seed: int = 0, task_index: int = 0, render_mode: str | None = None,
+        sparse: str = "focal", goal_radius: float = 0.2, **family_kwargs: int,
     ) -> None:
         if sparse not in self.sparse_variants:
             raise ValueError(

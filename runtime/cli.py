@@ -89,7 +89,7 @@ def train(
             raw = yaml.safe_load(saved.read_text())
             if total_steps is not None:
                 raw["train"]["total_steps"] = total_steps
-            cfg = parse_config(raw, str(saved))
+            cfg = parse_config(raw, str(saved), stored=True)  # a run started by an older version resumes too
         else:
             cfg = load_config(config, **overrides)
     except ConfigError as e:

@@ -222,15 +222,8 @@ def trial_episodes(
 
 
 def protocol_episodes(
-    policy: AgentPolicy | None,
-    env_cfg: EnvConfig,
-    split: str = "test",
-    episodes: int = 20,
-    exploration: int = 2,
-    posterior: int = 1,
-    seed: int = 10_000,
-    parallel: int = 16,
-    deterministic: bool = True,
+    policy: AgentPolicy | None, env_cfg: EnvConfig, split: str = "test", episodes: int = 20, exploration: int = 2,
+    posterior: int = 1, seed: int = 10_000, parallel: int = 16, deterministic: bool = True,
 ) -> list[list[EpisodeRecord]]:
     """PEARL's meta-test protocol for any agent: `exploration + posterior` episodes per trial on stationary
     tasks; the adapted performance is `summarize(result[-1])`.
@@ -243,28 +236,8 @@ def protocol_episodes(
     if exploration < 0 or posterior < 1:
         raise ValueError(f"need exploration >= 0 and posterior >= 1, got {exploration} and {posterior}")
     if isinstance(policy, PEARLPolicy):
-        return pearl_protocol_episodes(
-            policy,
-            env_cfg,
-            split,
-            episodes,
-            exploration,
-            posterior,
-            seed=seed,
-            parallel=parallel,
-            deterministic=deterministic,
-        )
-    return trial_episodes(
-        policy,
-        env_cfg,
-        split,
-        episodes,
-        exploration + posterior,
-        seed=seed,
-        nonstationary="none",
-        parallel=parallel,
-        deterministic=deterministic,
-    )
+        return pearl_protocol_episodes(policy, env_cfg, split, episodes, exploration, posterior, seed, parallel, deterministic)
+    return trial_episodes(policy, env_cfg, split, episodes, exploration + posterior, seed, "none", parallel, deterministic)
 
 
 @torch.no_grad()

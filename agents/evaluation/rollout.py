@@ -6,7 +6,7 @@ Used by training collection, `runtime eval` and the benchmarks, so they all act 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, overload
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -32,31 +32,6 @@ class EpisodeRecord:
 def task_index_of(task_id: str) -> int:
     """`Family/split/7` -> 7."""
     return int(task_id.rsplit("/", 1)[-1])
-
-
-@overload
-def run_episodes(
-    policy: AgentPolicy | None,
-    envs: list[gym.Env],
-    reset_kwargs: list[dict[str, Any]],
-    deterministic: bool = ...,
-    record_beliefs: bool = ...,
-    initial_state: State | None = ...,
-    return_state: Literal[False] = ...,
-) -> list[EpisodeRecord]: ...
-
-
-@overload
-def run_episodes(
-    policy: AgentPolicy | None,
-    envs: list[gym.Env],
-    reset_kwargs: list[dict[str, Any]],
-    deterministic: bool = ...,
-    record_beliefs: bool = ...,
-    initial_state: State | None = ...,
-    *,
-    return_state: Literal[True],
-) -> tuple[list[EpisodeRecord], State | None]: ...
 
 
 @torch.no_grad()

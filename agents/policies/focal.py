@@ -28,17 +28,9 @@ EMPTY = -1e9  # the running max score of an empty context (exp(EMPTY - s) underf
 class FOCALPolicy(AgentPolicy):
     algorithm = "focal"
 
-    def __init__(
-        self,
-        spaces: Spaces,
-        latent_dim: int = 5,
-        encoder_hidden: tuple[int, ...] = (200, 200, 200),
-        attention: str = "none",
-        attention_width: int = 64,
-        attention_heads: int = 4,
-        reduction: int = 16,
-        actor_hidden: tuple[int, ...] = (256, 256, 256),
-    ) -> None:
+    def __init__(self, spaces: Spaces, latent_dim: int = 5, encoder_hidden: tuple[int, ...] = (200, 200, 200), attention: str = "none",
+                 attention_width: int = 64, attention_heads: int = 4, reduction: int = 16,
+                 actor_hidden: tuple[int, ...] = (256, 256, 256)) -> None:
         super().__init__(spaces, settings_of(locals()))
         self.latent_dim = latent_dim
         x_dim = 2 * self.obs_dim + self.action_dim + 1

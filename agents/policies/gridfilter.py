@@ -15,18 +15,8 @@ class GridFilterPolicy(AgentPolicy):
 
     algorithm = "gridfilter"
 
-    def __init__(
-        self,
-        spaces: Spaces,
-        grid: int = 16,
-        latent_dim: int = 2,
-        hidden: int = 32,
-        hazard: float = 0.02,
-        refine: int = 1,
-        decoder: str = "mlp",
-        isotropic: bool = False,
-        actor_hidden: tuple[int, ...] = (256, 256),
-    ) -> None:
+    def __init__(self, spaces: Spaces, grid: int = 16, latent_dim: int = 2, hidden: int = 32, hazard: float = 0.02, refine: int = 1,
+                 decoder: str = "mlp", isotropic: bool = False, actor_hidden: tuple[int, ...] = (256, 256)) -> None:
         super().__init__(spaces, settings_of(locals()))
         self.filter = LatentGridFilter(self.obs_dim, self.action_dim, grid, latent_dim, hidden, hazard, refine, decoder, isotropic)
         self.actor = TanhGaussianActor(self.obs_dim + self.filter.belief_dim, self.action_dim, actor_hidden)

@@ -15,16 +15,8 @@ class MoSSPolicy(AgentPolicy):
 
     algorithm = "moss"
 
-    def __init__(
-        self,
-        spaces: Spaces,
-        latent_dim: int = 5,
-        n_components: int = 1,
-        embed_dim: int = 32,
-        hidden_dim: int = 64,
-        actor_hidden: tuple[int, ...] = (256, 256),
-        include_probs: bool = False,
-    ) -> None:
+    def __init__(self, spaces: Spaces, latent_dim: int = 5, n_components: int = 1, embed_dim: int = 32, hidden_dim: int = 64,
+                 actor_hidden: tuple[int, ...] = (256, 256), include_probs: bool = False) -> None:
         super().__init__(spaces, settings_of(locals()))
         self.include_probs = include_probs
         self.encoder = GRUEncoder(self.obs_dim, self.action_dim, embed_dim, hidden_dim)

@@ -38,14 +38,8 @@ VAR_MIN = 1e-4  # floor of a factor's variance (bounds one transition's precisio
 class PEARLPolicy(AgentPolicy):
     algorithm = "pearl"
 
-    def __init__(
-        self,
-        spaces: Spaces,
-        latent_dim: int = 5,
-        encoder_hidden: tuple[int, ...] = (200, 200),
-        actor_hidden: tuple[int, ...] = (256, 256),
-        sample_z: bool = False,
-    ) -> None:
+    def __init__(self, spaces: Spaces, latent_dim: int = 5, encoder_hidden: tuple[int, ...] = (200, 200),
+                 actor_hidden: tuple[int, ...] = (256, 256), sample_z: bool = False) -> None:
         super().__init__(spaces, settings_of(locals()))
         self.latent_dim, self.sample_z = latent_dim, sample_z
         self.encoder = MLP(2 * self.obs_dim + self.action_dim + 1, encoder_hidden, 2 * latent_dim)
