@@ -259,8 +259,10 @@ def migrate_stored_config(raw: dict[str, Any], source: str) -> dict[str, Any]:
     old = raw.get("algorithm")
     if old in RENAMED_ALGORITHMS:
         raw["algorithm"] = RENAMED_ALGORITHMS[old]
-        if "filter" in raw:
-            raw["gridfilter"] = raw.pop("filter")
+        if old in raw:
+            raw[RENAMED_ALGORITHMS[old]] = raw.pop(old)
+    for name in RENAMED_ALGORITHMS:  # version 1 stored the old-named section in every config
+        raw.pop(name, None)
     own = SECTIONS.get(raw.get("algorithm"))  # type: ignore[arg-type]
     for section in {s for s in SECTIONS.values() if s} - {own}:
         raw.pop(section, None)
@@ -282,6 +284,9 @@ def check_removed(raw: dict[str, Any], source: str) -> None:
     if algorithm in RENAMED_ALGORITHMS:
         new = RENAMED_ALGORITHMS[algorithm]
         raise ConfigError(f"{source}: algorithm {algorithm!r} is now {new!r} (and its section `{algorithm}:` is `{new}:`)")
+    for name, new in RENAMED_ALGORITHMS.items():
+        if name in raw:
+            raise ConfigError(f"{source}: {name}: the section is now `{new}:`")
     for dotted in REMOVED:
         section, key = dotted.split(".")
         if isinstance(raw.get(section), dict) and key in raw[section]:

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import structlog
 import torch
+from test_config import v1_stored_config
 from typer.testing import CliRunner
 
 from agents.checkpoint import VERSION, CheckpointError, build_policy, load_checkpoint, save_checkpoint
 from agents.config import parse_config
-from agents.policies import MoSSPolicy, OraclePolicy
+from agents.policies import GridFilterPolicy, MoSSPolicy, OraclePolicy, Spaces
 from runtime.cli import app
 
 torch.set_num_threads(1)
@@ -53,7 +54,7 @@ def moss_config() -> dict:
 
 def make_moss() -> MoSSPolicy:
     torch.manual_seed(0)
-    return MoSSPolicy(2, 2, [-0.1, -0.1], [0.1, 0.1], 3, 2, 8, 12, (16, 16), True)
+    return MoSSPolicy(Spaces(2, 2, [-0.1, -0.1], [0.1, 0.1]), 3, 2, 8, 12, (16, 16), True)
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_round_trip_gives_identical_actions(saved) -> None:
 
 def test_round_trip_oracle_with_training_state(tmp_path: Path) -> None:
     torch.manual_seed(1)
-    policy = OraclePolicy(2, 2, [-0.1, -0.1], [0.1, 0.1], task_dim=2, actor_hidden=(16,))
+    policy = OraclePolicy(Spaces(2, 2, [-0.1, -0.1], [0.1, 0.1]), task_dim=2, actor_hidden=(16,))
     training = {"step": 7, "numpy_rng": json.dumps({"a": 1}), "torch_rng": torch.get_rng_state()}
     path = save_checkpoint(tmp_path / "o.pt", policy, {"algorithm": "oracle"}, ENV, {}, training)
     ck = load_checkpoint(path)
@@ -219,7 +220,7 @@ def test_cli_inspect_bad_file(tmp_path: Path) -> None:
 ASSETS = Path(__file__).parents[1] / "runtime" / "assets"
 
 
-@pytest.mark.parametrize("name, algorithm", [("moss_point_robot_ns.pt", "moss"), ("filter_point_robot_ns.pt", "filter")])
+@pytest.mark.parametrize("name, algorithm", [("moss_point_robot_ns.pt", "moss"), ("gridfilter_point_robot_ns.pt", "gridfilter")])
 def test_bundled_checkpoints_load_and_act(name: str, algorithm: str) -> None:
     """The checkpoints tools/demo.sh serves (MoSS, then the grid filter) are policies for
     the non-stationary point robot, without training state."""
@@ -233,11 +234,94 @@ def test_bundled_checkpoints_load_and_act(name: str, algorithm: str) -> None:
 
 
 def test_bundled_filter_adapts_on_test_goals() -> None:
-    """The bundled filter is the trained one (score 0.9+ in docs/results.md): on 8 switching test episodes its
+    """The bundled filter is the trained one (score 0.9+ in docs/benchmarks.md): on 8 switching test episodes its
     mean return is far above the random policy's (~-120) and near the oracle's (~-22)."""
     from agents.config import EnvConfig
     from agents.evaluation import evaluation_episodes
 
-    ck = load_checkpoint(ASSETS / "filter_point_robot_ns.pt")
+    ck = load_checkpoint(ASSETS / "gridfilter_point_robot_ns.pt")
     records = evaluation_episodes(build_policy(ck), EnvConfig.model_validate(ck.config["env"]), episodes=8, parallel=8)
     assert sum(r.ret for r in records) / len(records) > -40
+
+
+# -- version 1 files (before the grid filter was renamed gridfilter) ---------------------------------------
+def write_v1(path: Path, algorithm: str, policy, config: dict, spec_extra: dict) -> Path:
+    """A checkpoint as version 1 wrote it: save_checkpoint's payload with version 1, the v1 algorithm
+    name, a v1 stored config and the v1 policy spec (today's plus the settings since removed)."""
+    payload = {
+        "format": "metarl-checkpoint",
+        "version": 1,
+        "algorithm": algorithm,
+        "config": config,
+        "env": ENV,
+        "policy_spec": {**policy.spec(), **spec_extra},
+        "policy": {k: v.detach().clone() for k, v in policy.state_dict().items()},
+        "training": None,
+        "stats": {"env_steps": 40},
+        "created": "2026-01-01T00:00:00+00:00",
+    }
+    torch.save(payload, path)
+    return path
+
+
+V1_FILTER_SPEC = {"mode": False, "min_sigma": 0.0, "probes": 0}
+
+
+def make_gridfilter(**kw) -> GridFilterPolicy:
+    torch.manual_seed(0)
+    return GridFilterPolicy(Spaces(2, 2, [-0.1, -0.1], [0.1, 0.1]), grid=5, hidden=16, actor_hidden=(16, 16), **kw).eval()
+
+
+def test_version_1_filter_checkpoint_loads_as_gridfilter_and_acts_the_same(tmp_path: Path) -> None:
+    policy = make_gridfilter(refine=2)
+    config = v1_stored_config("filter", filter={"grid": 5, "hidden": 16, "refine": 2}, sac={"hidden": [16, 16]})
+    path = write_v1(tmp_path / "v1.pt", "filter", policy, config, V1_FILTER_SPEC)
+    ck = load_checkpoint(path)
+    assert ck.algorithm == "gridfilter" and ck.version == 1
+    assert not set(V1_FILTER_SPEC) & set(ck.policy_spec) and ck.policy_spec == policy.spec()
+    assert ck.config["algorithm"] == "gridfilter" and "filter" not in ck.config and "encoder" not in ck.config
+    cfg = parse_config(ck.config, str(path), stored=True)
+    assert cfg.algorithm == "gridfilter" and cfg.gridfilter.grid == 5 and cfg.gridfilter.refine == 2
+    loaded = build_policy(ck)
+    assert isinstance(loaded, GridFilterPolicy) and loaded.filter.k == 81
+    b0, a0 = rollout(policy)
+    b1, a1 = rollout(loaded)
+    assert torch.equal(a0, a1) and torch.equal(b0, b1)
+    result = CliRunner().invoke(app, ["inspect", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["algorithm"] == "gridfilter" and out["version"] == 1
+
+
+def test_version_1_moss_checkpoint_with_removed_settings_at_their_defaults_loads(tmp_path: Path) -> None:
+    policy = make_moss()
+    spec_extra = {"head_hidden": [], "acts_on": "belief", "embed_hidden": [], "normalize": False, "cell": "gru"}
+    path = write_v1(tmp_path / "v1.pt", "moss", policy, v1_stored_config("moss"), spec_extra)
+    ck = load_checkpoint(path)
+    assert ck.algorithm == "moss" and ck.policy_spec == policy.spec()
+    b0, a0 = rollout(policy)
+    b1, a1 = rollout(build_policy(ck))
+    assert torch.equal(a0, a1) and torch.equal(b0, b1)
+
+
+def test_version_1_moss_checkpoint_config_is_brought_to_todays_form(tmp_path: Path) -> None:
+    path = write_v1(tmp_path / "v1.pt", "moss", make_moss(), v1_stored_config("moss"), {})
+    ck = load_checkpoint(path)
+    assert set(ck.config) == {"algorithm", "env", "seed", "encoder", "sac", "train"}
+
+
+@pytest.mark.parametrize(
+    ("config_probes", "phrases"),
+    [(0, ["gridfilter policy setting 'probes' was removed", "sets it to 3"]), (3, ["gridfilter.probes: option removed", "3"])],
+)
+def test_version_1_filter_checkpoint_that_used_probes_is_refused(tmp_path: Path, config_probes: int, phrases: list[str]) -> None:
+    """Its spec (or also its config, as a run with probes stored both) sets a removed setting: refused, named."""
+    config = v1_stored_config("filter", filter={"grid": 5, "hidden": 16, "probes": config_probes})
+    path = write_v1(tmp_path / "v1.pt", "filter", make_gridfilter(), config, {**V1_FILTER_SPEC, "probes": 3})
+    expect_error(path, str(path), "probes", *phrases)
+
+
+@pytest.mark.parametrize(("key", "value"), [("mode", True), ("min_sigma", 0.1)])
+def test_version_1_filter_spec_with_another_removed_setting_on_is_refused(tmp_path: Path, key: str, value) -> None:
+    path = write_v1(tmp_path / "v1.pt", "filter", make_gridfilter(), v1_stored_config("filter"), {**V1_FILTER_SPEC, key: value})
+    expect_error(path, f"setting {key!r} was removed", repr(value))

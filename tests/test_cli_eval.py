@@ -112,7 +112,7 @@ def test_zero_shot_reference_scores_the_oracle_against_itself_as_one_with_no_del
 def test_policy_set_changes_an_acting_setting_and_refuses_what_it_cannot(tmp_path):
     """--policy-set refine=2 evaluates a filter checkpoint on a finer acting grid: the same weights, other
     beliefs, so other returns; an unknown setting, a bad value or a shape change ends with a message."""
-    ck = str(make_checkpoint(tmp_path / "filter.pt", algorithm="filter", seed=1))
+    ck = str(make_checkpoint(tmp_path / "gridfilter.pt", algorithm="gridfilter", seed=1))
     args = ("--checkpoint", ck, "--episodes", "3")
     plain, fine = run_json(*args), run_json(*args, "--policy-set", "refine=2")
     assert "policy_set" not in plain and fine["policy_set"] == {"refine": 2}

@@ -10,25 +10,25 @@ import torch
 from serving_helpers import ENV_CFG, make_checkpoint, quiet_logs, running_server  # noqa: F401 (autouse fixture)
 from test_policy import point_robot_buffer, run_contract, streams
 
-from agents.algorithms.gridfilter import GridFilter, stored_beliefs
+from agents.algorithms.gridfilter import GridFilter
 from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import EnvConfig, parse_config
 from agents.evaluation import evaluation_episodes
 from agents.parts.buffer import EpisodeBuffer
-from agents.parts.grid_filter import LatentGridFilter, grid_points, spread_over_grid
+from agents.parts.grid_filter import LatentGridFilter
 from agents.parts.nets import ConcaveProfile
-from agents.policies import FilterPolicy
+from agents.policies import GridFilterPolicy, Spaces
 from agents.training.trainer import Trainer
 from runtime.client import Client, drive, env_settings
 
 torch.set_num_threads(1)
 
 
-def filter_policy(seed: int = 0, **kw) -> FilterPolicy:
+def filter_policy(seed: int = 0, **kw) -> GridFilterPolicy:
     torch.manual_seed(seed)
     args = dict(grid=5, latent_dim=2, hidden=16, hazard=0.05, actor_hidden=(32, 32))
     args.update(kw)
-    return FilterPolicy(2, 2, [-0.1, -0.1], [0.1, 0.1], **args).eval()
+    return GridFilterPolicy(Spaces(2, 2, [-0.1, -0.1], [0.1, 0.1]), **args).eval()
 
 
 def reward_is_z(hazard: float, sigma: float = 0.5, refine: int = 1) -> LatentGridFilter:
@@ -98,9 +98,9 @@ def test_sequence_equals_repeated_step_and_batched_equals_per_session() -> None:
 def config(**train):
     return parse_config(
         {
-            "algorithm": "filter",
+            "algorithm": "gridfilter",
             "env": {"id": "PointRobot"},
-            "filter": {"grid": 5, "hidden": 16, "hazard": 0.05, "batch_size": 8},
+            "gridfilter": {"grid": 5, "hidden": 16, "hazard": 0.05, "batch_size": 8},
             "sac": {"hidden": [32, 32], "batch_size": 64},
             "train": {"encoder_updates": 2, "policy_updates": 4, **train},
         }
@@ -136,7 +136,7 @@ def test_training_run_checkpoints_and_resumes(tmp_path) -> None:
     tr.train()
     assert tr.step == 80 and tr.updates == {"encoder": 2, "sac": 4}  # 2 random episodes of 20 steps, then one epoch
     ck = load_checkpoint(tmp_path / "policy.pt")
-    assert ck.algorithm == "filter" and isinstance(build_policy(ck), FilterPolicy)
+    assert ck.algorithm == "gridfilter" and isinstance(build_policy(ck), GridFilterPolicy)
     resumed = Trainer(cfg.model_copy(update={"train": cfg.train.model_copy(update={"total_steps": 120})}), tmp_path, resume=True)
     assert resumed.step == 80
     resumed.train()
@@ -146,13 +146,13 @@ def test_training_run_checkpoints_and_resumes(tmp_path) -> None:
 @pytest.mark.parametrize("overrides", [None, {"refine": 3}])
 def test_served_filter_matches_the_evaluation_path(tmp_path, overrides) -> None:
     """Also with an acting-time setting overridden at load (`runtime serve --policy-set refine=3`)."""
-    ckpt = make_checkpoint(tmp_path / "filter.pt", algorithm="filter", seed=2)
+    ckpt = make_checkpoint(tmp_path / "filter.pt", algorithm="gridfilter", seed=2)
     policy = build_policy(load_checkpoint(ckpt), overrides)
     assert policy.filter.k == (13**2 if overrides else 25)
     recs = evaluation_episodes(policy, EnvConfig.model_validate(ENV_CFG), "test", 2, 10_000, record_beliefs=True)
     with running_server(ckpt, overrides=overrides) as srv, Client(srv.endpoint) as c:
         hello = c.hello()
-        assert hello["algorithm"] == "filter" and hello["belief_dim"] == 4
+        assert hello["algorithm"] == "gridfilter" and hello["belief_dim"] == 4
         res = drive(c, env_settings(hello), "test", 2, 10_000)
     for r, e in zip(res, recs, strict=True):
         np.testing.assert_allclose(np.array(r.actions), e.episode.action, atol=1e-5)
@@ -163,9 +163,9 @@ def test_bad_filter_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="grid"):
         LatentGridFilter(2, 2, grid=1, latent_dim=2, hidden=8, hazard=0.1)
     with pytest.raises(Exception, match="hazard"):
-        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"hazard": 1.5}})
+        parse_config({"algorithm": "gridfilter", "env": {"id": "PointRobot"}, "gridfilter": {"hazard": 1.5}})
     with pytest.raises(Exception, match="refine"):
-        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"refine": 0}})
+        parse_config({"algorithm": "gridfilter", "env": {"id": "PointRobot"}, "gridfilter": {"refine": 0}})
     with pytest.raises(ValueError, match="refine"):
         LatentGridFilter(2, 2, grid=4, latent_dim=2, hidden=8, hazard=0.1, refine=0)
 
@@ -195,13 +195,13 @@ def test_incremental_relabel_equals_a_full_one_until_the_likelihood_moves() -> N
 
 
 def test_relabel_every_n_catches_up_with_a_moved_likelihood_on_the_nth_call() -> None:
-    """filter.relabel_every: 3: after likelihood steps, the next two relabels filter only new episodes
+    """gridfilter.relabel_every: 3: after likelihood steps, the next two relabels filter only new episodes
     (stored rows keep their stale beliefs), the third filters every episode with the current likelihood."""
     policy = filter_policy().train()
     recs, _ = point_robot_buffer(policy, 9, task_step=5)
     buffer = EpisodeBuffer(9, 20, 2, 2, 2)
     cfg = config()
-    cfg.filter.relabel_every = 3
+    cfg.gridfilter.relabel_every = 3
     learner, rng = GridFilter(policy, cfg), np.random.default_rng(0)
     for rec in recs[:6]:
         buffer.add(rec.episode)
@@ -223,7 +223,7 @@ def test_relabel_every_n_catches_up_with_a_moved_likelihood_on_the_nth_call() ->
             assert not torch.allclose(labelled[:6], stale, atol=1e-4)
 
 
-def test_jittered_grid_shifts_within_one_cell_and_serving_uses_the_fixed_grid() -> None:
+def test_likelihood_on_explicit_points_equals_the_acting_grid_only_on_those_points() -> None:
     policy = filter_policy()  # grid 5 on [-1, 1]: spacing 0.5
     f = policy.filter
     assert f.spacing == pytest.approx(0.5)
@@ -231,127 +231,10 @@ def test_jittered_grid_shifts_within_one_cell_and_serving_uses_the_fixed_grid() 
     a = policy.normalize_action(a)
     assert torch.equal(f.log_likelihood(s, a, r, s2, f.z.clone()), f.log_likelihood(s, a, r, s2))
     assert not torch.allclose(f.log_likelihood(s, a, r, s2, f.z + torch.tensor([0.2, -0.2])), f.log_likelihood(s, a, r, s2))
-    pol2 = filter_policy().train()
-    _, buffer = point_robot_buffer(pol2, 4, task_step=5)
-    offsets = []
-    cfg = config()
-    learner = GridFilter(pol2, cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"jitter": True})}))
-    ll = pol2.filter.log_likelihood
-
-    def spy(*args):
-        offsets.append(args[4])
-        return ll(*args)
-
-    pol2.filter.log_likelihood = spy
-    for _ in range(20):
-        learner.likelihood_step(buffer, np.random.default_rng(len(offsets)))
-    off = torch.stack([z - pol2.filter.train_z for z in offsets])
-    assert torch.allclose(off, off[:, :1].expand_as(off))  # the whole grid moves by one offset
-    off = off[:, 0]
-    assert off.abs().max() <= 0.25 and off.abs().max() > 0.1 and off.std(0).min() > 0.05  # spread in the cell
-    learner.relabel(buffer)  # beliefs (what SAC and serving read) come from the fixed grid
-    assert torch.equal(offsets[-1], pol2.filter.train_z)
-
-
-def test_encoder_until_freezes_the_likelihood_and_the_trainer_counts_it(tmp_path) -> None:
-    cfg = config(total_steps=80, episodes_per_epoch=2, initial_episodes=2, eval_every=400, eval_episodes=2, checkpoint_every=400, encoder_until=100)
-    tr = Trainer(cfg, tmp_path)
-    tr.train()  # 2 random episodes of 20 steps, then an epoch at 80 stored steps: 2 likelihood steps
-    assert tr.updates == {"encoder": 2, "sac": 4}
-    frozen = {k: v.clone() for k, v in tr.policy.filter.state_dict().items()}
-    longer = cfg.model_copy(update={"train": cfg.train.model_copy(update={"total_steps": 160})})
-    tr = Trainer(longer, tmp_path, resume=True)
-    tr.train()  # epochs at 120 and 160 stored steps: past encoder_until, SAC only
-    assert tr.step == 160 and tr.updates == {"encoder": 2, "sac": 12}
-    assert all(torch.equal(v, frozen[k]) for k, v in tr.policy.filter.state_dict().items())
-
-
-def test_frozen_phase_spends_its_time_on_sac_and_bad_settings_are_refused(tmp_path) -> None:
-    cfg = config(total_steps=120, episodes_per_epoch=2, initial_episodes=2, eval_every=400, eval_episodes=2, checkpoint_every=400, encoder_until=100, policy_updates_frozen=10)
-    tr = Trainer(cfg, tmp_path)
-    tr.train()  # epoch at 80 stored steps: 2 likelihood + 4 SAC steps; at 120: 0 + 10
-    assert tr.updates == {"encoder": 2, "sac": 14}
-    with pytest.raises(ValueError, match="policy_updates_frozen applies after train.encoder_until"):
-        config(policy_updates_frozen=10)
-    with pytest.raises(ValueError, match="encoder_until: algorithm 'oracle'"):
-        parse_config({"algorithm": "oracle", "env": {"id": "PointRobot"}, "train": {"encoder_until": 10}})
-
-
-def test_coarse_schedule_learns_and_relabels_on_coarser_grids_first(tmp_path) -> None:
-    """filter.coarse [[2, 40], [3, 80]] on grid 5: likelihood steps and SAC's beliefs use the 2 x 2 grid
-    until 40 stored steps, 3 x 3 until 80, then 5 x 5; a change of grid re-filters every stored episode."""
-    cfg = config()
-    cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"coarse": [(2, 40), (3, 80)]})})
-    policy = filter_policy().train()
-    learner = GridFilter(policy, cfg)
-    _, buffer = point_robot_buffer(policy, 3)  # 60 stored steps
-    buffer.steps_added = 20
-    seen = []
-    ll = policy.filter.log_likelihood
-    policy.filter.log_likelihood = lambda *args: seen.append(args[4].shape[0]) or ll(*args)
-    for steps, points in ((20, 4), (60, 9), (80, 25)):
-        buffer.steps_added = steps
-        seen.clear()
-        learner.likelihood_step(buffer, np.random.default_rng(0))
-        assert seen == [points]
-    rows = torch.arange(3)
-    learner.relabel(buffer)
-    assert torch.equal(buffer.derived["belief"][:3, 1:], stored_beliefs(policy, buffer, rows, grid_points(5, 2)))
-    buffer.steps_added = 60  # as if back on the 3 x 3 grid: no likelihood step, yet every row is re-filtered
-    learner.relabel(buffer)
-    on3 = stored_beliefs(policy, buffer, rows, grid_points(3, 2))
-    assert torch.equal(buffer.derived["belief"][:3, 1:], on3)
-    assert not torch.allclose(on3, stored_beliefs(policy, buffer, rows, grid_points(5, 2)), atol=1e-3)
-    with pytest.raises(ValueError, match="grids must increase"):
-        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"grid": 5, "coarse": [[3, 10], [2, 20]]}})
-    with pytest.raises(ValueError, match="below grid=5"):
-        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"grid": 5, "coarse": [[5, 10]]}})
-    with pytest.raises(ValueError, match="env steps must be positive and increase"):
-        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"grid": 5, "coarse": [[2, 20], [3, 20]]}})
-
-
-def test_spread_over_grid_keeps_totals_and_shares_with_neighbours_only_as_wide_as_asked() -> None:
-    w = torch.zeros(2, 25)
-    w[0, 12], w[1, 0] = 1.0, 0.5  # the centre of a 5 x 5 grid; a corner
-    narrow, wide = spread_over_grid(w, 5, 2, 0.01), spread_over_grid(w, 5, 2, 0.5)
-    assert torch.allclose(narrow, w, atol=1e-6)
-    assert torch.allclose(wide.sum(-1), w.sum(-1))
-    centre = wide[0].reshape(5, 5)
-    assert centre[2, 2] == centre.max() and centre[2, 3] == pytest.approx(float(centre[3, 2]))  # symmetric
-    assert centre[2, 3] > centre[2, 4] > 0  # falls off with grid distance
-    h = torch.exp(-0.5 * (torch.linspace(-1, 1, 5) / 0.5) ** 2)  # by hand along one axis from the centre
-    assert torch.allclose(centre[2], centre[2, 2] * h / h[2], atol=1e-6)
-
-
-def test_neighbourhood_shares_the_exact_gradient_out_among_grid_neighbours() -> None:
-    """filter.neighbourhood 0.4 until 100 steps: at 50 stored steps the likelihood step follows the exact
-    gradient with every step's posterior spread over the grid by a Gaussian of std 0.2; a vanishing width is
-    the exact gradient; from 100 steps on, the exact objective itself."""
-    cfg = config()
-    _, buffer = point_robot_buffer(filter_policy(), 4)
-
-    def grads(width: float | None) -> tuple[list[torch.Tensor], float]:
-        policy = filter_policy().train()
-        f = dict(neighbourhood=width, neighbourhood_until=100) if width else {}
-        learner = GridFilter(policy, cfg.model_copy(update={"filter": cfg.filter.model_copy(update=f)}))
-        learner.opt.step = lambda: None  # keep the gradients, leave the weights
-        buffer.steps_added = 50
-        m = learner.likelihood_step(buffer, np.random.default_rng(0))
-        assert m["filter_neighbourhood"] == pytest.approx((width or 0) / 2)
-        return [p.grad.clone() for p in policy.filter.parameters()], m["filter_nll"]
-
-    exact, nll = grads(None)
-    tiny, nll_tiny = grads(1e-4)
-    spread, nll_spread = grads(0.4)
-    assert nll == pytest.approx(nll_tiny) == pytest.approx(nll_spread)  # the reported objective is the same
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(exact, tiny, strict=True))
-    assert not all(torch.allclose(a, b, atol=1e-3) for a, b in zip(exact, spread, strict=True))
-    with pytest.raises(ValueError, match="neighbourhood_until"):
-        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"neighbourhood": 0.3}})
 
 
 def test_sampled_gradient_estimates_the_exact_likelihood_gradient() -> None:
-    """filter.grad_samples: the same reported objective; the step's gradient drawn from M points per step is
+    """gridfilter.grad_samples: the same reported objective; the step's gradient drawn from M points per step is
     an unbiased estimate of the exact one (its mean over draws converges to it; one draw of 4 points does not
     equal it)."""
     cfg = config()
@@ -360,7 +243,7 @@ def test_sampled_gradient_estimates_the_exact_likelihood_gradient() -> None:
     def grads(samples: int, seed: int = 0) -> tuple[torch.Tensor, float]:
         policy = filter_policy().train()
         torch.manual_seed(seed)
-        learner = GridFilter(policy, cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"grad_samples": samples})}))
+        learner = GridFilter(policy, cfg.model_copy(update={"gridfilter": cfg.gridfilter.model_copy(update={"grad_samples": samples})}))
         learner.opt.step = lambda: None  # keep the gradients, leave the weights
         m = learner.likelihood_step(buffer, np.random.default_rng(0))  # the same episodes every time
         return torch.cat([p.grad.flatten() for p in policy.filter.parameters()]), m["filter_nll"]
@@ -372,69 +255,6 @@ def test_sampled_gradient_estimates_the_exact_likelihood_gradient() -> None:
     mean = torch.stack([grads(64, seed)[0] for seed in range(8)]).mean(0)  # 512 draws per step in all
     assert float((mean - exact).norm() / exact.norm()) < 0.1
     assert float((one - exact).norm() / exact.norm()) > float((mean - exact).norm() / exact.norm())
-
-
-def test_reward_belief_is_the_posterior_mean_and_std_of_the_decoders_reward_at_the_probes(tmp_path) -> None:
-    policy = filter_policy(probes=3)
-    f = policy.filter
-    assert policy.belief_dim == 4 + 6 and not bool(f.probes_set)
-    x = torch.randn(3, 6)
-    f.set_probes(x)
-    s, a, r, s2 = streams(2, 7)
-    b, _ = run_contract(policy, s, a, r, s2)
-    b_plain, _ = run_contract(filter_policy(), s, a, r, s2)  # same seed, same weights, no probes
-    assert torch.allclose(b[..., :4], b_plain, atol=1e-6)
-    one, _ = run_contract(policy, s[1:], a[1:], r[1:], s2[1:])  # batched = per session
-    assert torch.allclose(b[1:], one, atol=1e-5)
-    with torch.no_grad():
-        q = f.sequence(s, policy.normalize_action(a), r, s2)[1][:, -1].exp()  # [2, K]
-        phi = torch.stack([f.mean_reward(x[m], f.z) for m in range(3)], -1)  # [K, 3], one probe at a time
-    mean = q @ phi
-    std = (q.unsqueeze(-1) * (phi - mean.unsqueeze(1)) ** 2).sum(1).sqrt()
-    assert torch.allclose(b[:, -1, 4:7], mean, atol=1e-5) and torch.allclose(b[:, -1, 7:], std, atol=1e-3)
-    # the features are cached while acting, and recomputed once a weight moves
-    with torch.no_grad():
-        before = f.reward_features(f.z).clone()
-        assert f.reward_features(f.z) is f.reward_features(f.z)
-        f.rest[2].bias.add_(1.0)
-        assert torch.allclose(f.reward_features(f.z), before + 1.0, atol=1e-6)
-
-
-def test_learner_picks_probes_from_stored_steps_once_and_checkpoints_keep_them(tmp_path) -> None:
-    cfg = config(total_steps=80, episodes_per_epoch=2, initial_episodes=2, eval_every=400, eval_episodes=2, checkpoint_every=40)
-    cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"probes": 4})})
-    tr = Trainer(cfg, tmp_path)
-    tr.train()
-    f = tr.policy.filter
-    assert bool(f.probes_set)
-    picked = f.probe_x.clone()
-    buf = tr.buffer
-    stored = torch.cat([buf.obs, tr.policy.normalize_action(buf.action), buf.next_obs], -1)[buf.mask]
-    assert all((stored == row).all(-1).any() for row in picked)  # each probe is a stored transition
-    loaded = build_policy(load_checkpoint(tmp_path / "policy.pt"))
-    assert loaded.belief_dim == 4 + 8 and torch.equal(loaded.filter.probe_x, picked)
-    tr = Trainer(cfg.model_copy(update={"train": cfg.train.model_copy(update={"total_steps": 120})}), tmp_path, resume=True)
-    tr.train()
-    assert torch.equal(tr.policy.filter.probe_x, picked)  # not drawn again on resume
-
-
-def test_mode_belief_adds_the_most_likely_grid_point_and_survives_a_checkpoint(tmp_path) -> None:
-    policy = filter_policy(mode=True)
-    assert policy.belief_dim == 6
-    s, a, r, s2 = streams(3, 8)
-    b, _ = run_contract(policy, s, a, r, s2)
-    plain = filter_policy()  # same seed, same filter weights: the first four numbers are the plain belief
-    b_plain, _ = run_contract(plain, s, a, r, s2)
-    assert torch.allclose(b[..., :4], b_plain, atol=1e-6)
-    with torch.no_grad():
-        logq = policy.filter.sequence(s, policy.normalize_action(a), r, s2)[1][:, -1]
-    assert torch.equal(b[:, -1, 4:], policy.filter.z[logq.argmax(-1)])
-    assert torch.equal(b[:, 0, 4:], policy.filter.z[[0, 0, 0]])  # the uniform prior: the grid's first point
-    cfg = config(total_steps=40, episodes_per_epoch=2, initial_episodes=0, eval_every=400, eval_episodes=2, checkpoint_every=400)
-    cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"mode": True})})
-    Trainer(cfg, tmp_path).train()
-    loaded = build_policy(load_checkpoint(tmp_path / "policy.pt"))
-    assert loaded.belief_dim == 6 and loaded.filter.mode
 
 
 def test_concave_profile_is_concave_whatever_its_weights_and_fits_a_distance_cone() -> None:
@@ -470,10 +290,10 @@ def test_isotropic_start_makes_the_concave_profile_a_round_cone() -> None:
     assert float(centre) > float(on_ring.mean()) > float(outer.mean())  # falling off from the centre
     with pytest.raises(ValueError, match="2-D latent"):
         filter_policy(decoder="translation", isotropic=True, latent_dim=1)
-    with pytest.raises(ValueError, match="filter.decoder: translation"):
-        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"isotropic": True}})
-    with pytest.raises(ValueError, match="filter.latent_dim: 2, got 3"):
-        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"isotropic": True, "decoder": "translation", "latent_dim": 3}})
+    with pytest.raises(ValueError, match="gridfilter.decoder: translation"):
+        parse_config({"algorithm": "gridfilter", "env": {"id": "PointRobot"}, "gridfilter": {"isotropic": True}})
+    with pytest.raises(ValueError, match="gridfilter.latent_dim: 2, got 3"):
+        parse_config({"algorithm": "gridfilter", "env": {"id": "PointRobot"}, "gridfilter": {"isotropic": True, "decoder": "translation", "latent_dim": 3}})
 
 
 def test_translation_decoder_is_a_target_shift_in_a_learned_feature_space(tmp_path) -> None:
@@ -500,7 +320,7 @@ def test_translation_decoder_is_a_target_shift_in_a_learned_feature_space(tmp_pa
     with torch.no_grad():
         assert torch.equal(fresh.mean_reward(x, f.z), f.mean_reward(x, f.z))
     cfg = config(total_steps=40, episodes_per_epoch=2, initial_episodes=0, eval_every=400, eval_episodes=2, checkpoint_every=400)
-    cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"decoder": "translation"})})
+    cfg = cfg.model_copy(update={"gridfilter": cfg.gridfilter.model_copy(update={"decoder": "translation"})})
     Trainer(cfg, tmp_path).train()
     loaded = build_policy(load_checkpoint(tmp_path / "policy.pt"))
     assert loaded.filter.decoder == "translation"
@@ -509,27 +329,9 @@ def test_translation_decoder_is_a_target_shift_in_a_learned_feature_space(tmp_pa
     again = build_policy(load_checkpoint(tmp_path / "policy.pt"))
     assert torch.equal(run_contract(again, s, a, r, s2)[0], b_saved)
     with pytest.raises(ValueError, match="decoder"):
-        parse_config({"algorithm": "filter", "env": {"id": "PointRobot"}, "filter": {"decoder": "rbf"}})
+        parse_config({"algorithm": "gridfilter", "env": {"id": "PointRobot"}, "gridfilter": {"decoder": "rbf"}})
     with pytest.raises(ValueError, match="decoder"):
         LatentGridFilter(obs_dim=2, action_dim=2, grid=3, latent_dim=2, hidden=4, hazard=0.1, decoder="rbf")
-
-
-@torch.no_grad()
-def test_sigma_floor_spreads_the_posterior_over_neighbours() -> None:
-    """A reward halfway between two hypotheses' predictions: with the learned sigma (0.05) the posterior
-    still picks sides after a few readings of noise; floored at 1.0 it stays near even, as Bayes' rule
-    with that sigma says."""
-    for sigma, floor in ((0.05, 0.0), (0.05, 1.0)):
-        f = reward_is_z(hazard=1e-6, sigma=sigma)
-        f.min_sigma = floor
-        assert float(f.sigma) == pytest.approx(max(sigma, floor))
-        s = torch.zeros(1, 2)
-        logq = f.prior(1)
-        for r in (0.1, -0.05, 0.1):  # mean 0.05: slightly closer to z = +1
-            logq = f.step(logq, s, s, torch.tensor([r]), s)
-        p_plus = float(logq.exp()[0, 1])
-        expected = 1 / (1 + math.exp(-2 * 0.15 / max(sigma, floor) ** 2))  # log-odds = 2 sum(r) / sigma^2
-        assert p_plus == pytest.approx(expected, abs=1e-4)
 
 
 @torch.no_grad()
@@ -571,7 +373,7 @@ def test_refine_changes_acting_only_learning_stays_on_the_training_grid(tmp_path
     s, a, r, s2 = streams(2, 8)
     assert not torch.allclose(run_contract(coarse.eval(), s, a, r, s2)[0], run_contract(fine.eval(), s, a, r, s2)[0], atol=1e-3)
     cfg = config(total_steps=40, episodes_per_epoch=2, initial_episodes=2, eval_every=40, eval_episodes=2, checkpoint_every=40)
-    cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"refine": 2})})
+    cfg = cfg.model_copy(update={"gridfilter": cfg.gridfilter.model_copy(update={"refine": 2})})
     Trainer(cfg, tmp_path).train()
     assert build_policy(load_checkpoint(tmp_path / "policy.pt")).filter.k == 81  # the checkpoint keeps it
 
@@ -581,7 +383,7 @@ def test_served_refined_says_so_and_keeps_its_saved_sessions_to_itself(tmp_path)
     from runtime.server import Server
     from runtime.sessions import StateFileError
 
-    ckpt = make_checkpoint(tmp_path / "filter.pt", algorithm="filter", seed=2)
+    ckpt = make_checkpoint(tmp_path / "filter.pt", algorithm="gridfilter", seed=2)
     with running_server(ckpt, overrides={"refine": 2}, state_dir=tmp_path / "s") as srv, Client(srv.endpoint) as c:
         assert c.hello()["checkpoint"]["policy_set"] == {"refine": 2}
         sid = c.open([0.0, 0.0])["session"]

@@ -21,7 +21,7 @@ from agents.parts.brac import BehaviourRegulariser
 from agents.parts.buffer import Episode, EpisodeBuffer
 from agents.parts.context_encoders import ATTENTIONS, ContextEncoder, pooled
 from agents.parts.contrastive import info_nce
-from agents.policies import POLICIES, FOCALPolicy
+from agents.policies import POLICIES, FOCALPolicy, Spaces
 from agents.training.datasets import DatasetError, OfflineDataset, collect_dataset
 from agents.training.trainer import Trainer
 from runtime.cli import app
@@ -107,7 +107,7 @@ def test_attention_encoder_shapes_and_weights(attention: str) -> None:
 @pytest.mark.parametrize("attention", ["none", "series", "parallel"])
 def test_online_statistics_equal_the_whole_context(attention: str) -> None:
     torch.manual_seed(1)
-    pol = FOCALPolicy(**SPACES, latent_dim=4, encoder_hidden=(32, 32), attention=attention, attention_width=16, attention_heads=2, reduction=4)
+    pol = FOCALPolicy(Spaces(**SPACES), latent_dim=4, encoder_hidden=(32, 32), attention=attention, attention_width=16, attention_heads=2, reduction=4)
     if pol.encoder.uses_scores:
         torch.nn.init.normal_(pol.encoder.score.net[-1].weight, std=2.0)  # scores that differ a lot
     n, L = 3, 12
@@ -246,7 +246,7 @@ def test_offline_algorithms_need_a_dataset() -> None:
 
 def test_context_evaluation_acts_on_the_tasks_own_data(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    pol = FOCALPolicy(**SPACES, latent_dim=3, encoder_hidden=(16,), actor_hidden=(16,))
+    pol = FOCALPolicy(Spaces(**SPACES), latent_dim=3, encoder_hidden=(16,), actor_hidden=(16,))
     test = tiny_dataset("test", "PointRobot")
     env = EnvConfig(id="PointRobot")
     recs = context_episodes(pol, env, test, "test", episodes=4, context_size=8)

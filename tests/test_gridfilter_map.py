@@ -55,9 +55,9 @@ def test_a_swapped_pair_of_points_is_a_fold_and_a_merged_column_is_collapsed() -
 
 
 def test_cli_prints_one_line_per_checkpoint_and_plots(tmp_path, monkeypatch, capsys) -> None:
-    ck = make_checkpoint(tmp_path / "filter.pt", algorithm="filter", seed=3)
+    ck = make_checkpoint(tmp_path / "gridfilter.pt", algorithm="gridfilter", seed=3)
     png = tmp_path / "map.png"
-    argv = ["filter_map.py", str(ck), str(ck), "--lattice", "21", "--episodes", "3", "--plot", str(png)]
+    argv = ["gridfilter_map.py", str(ck), str(ck), "--lattice", "21", "--episodes", "3", "--plot", str(png)]
     monkeypatch.setattr(sys, "argv", argv)
     tool.main()
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
@@ -65,11 +65,11 @@ def test_cli_prints_one_line_per_checkpoint_and_plots(tmp_path, monkeypatch, cap
     assert 0 < lines[0]["end_error"] < 3 and lines[0]["final_std"] > 0
     assert png.stat().st_size > 1000
     oracle = make_checkpoint(tmp_path / "oracle.pt", algorithm="oracle", seed=4)
-    monkeypatch.setattr(sys, "argv", ["filter_map.py", str(oracle)])
+    monkeypatch.setattr(sys, "argv", ["gridfilter_map.py", str(oracle)])
     with pytest.raises(SystemExit):
         tool.main()
     assert "a 'oracle' checkpoint" in capsys.readouterr().err
-    monkeypatch.setattr(sys, "argv", ["filter_map.py", str(tmp_path / "missing.pt")])
+    monkeypatch.setattr(sys, "argv", ["gridfilter_map.py", str(tmp_path / "missing.pt")])
     with pytest.raises(SystemExit):
         tool.main()
     assert "checkpoint not found" in capsys.readouterr().err

@@ -15,8 +15,6 @@ from agents.parts.latent import (
     belief_dim,
     belief_vector,
     categorical_kl,
-    component_disagreement,
-    component_information,
     gaussian_kl,
     mixture_kl_terms,
     standard_prior,
@@ -114,28 +112,6 @@ def test_mixture_kl_terms_hand_value() -> None:
     assert kl_cat.item() == pytest.approx(kl_y, abs=1e-12)
     z0, y0 = mixture_kl_terms(q, q)
     assert z0.item() == pytest.approx(0.0, abs=1e-12) and y0.item() == pytest.approx(0.0, abs=1e-12)
-
-
-def test_component_information_hand_values() -> None:
-    # two inputs, each sure of its own component: H(marginal) = log 2, each H = 0
-    assert component_information(t([[1.0, 0.0], [0.0, 1.0]])).item() == pytest.approx(math.log(2), abs=1e-6)
-    # collapse (both sure of component 0) and indifference (both uniform) carry no information
-    assert component_information(t([[1.0, 0.0], [1.0, 0.0]])).item() == pytest.approx(0.0, abs=1e-6)
-    assert component_information(t([[0.5, 0.5], [0.5, 0.5]])).item() == pytest.approx(0.0, abs=1e-6)
-    # q = (0.8, 0.2) and (0.2, 0.8): log 2 - H(0.8, 0.2)
-    h = -(0.8 * math.log(0.8) + 0.2 * math.log(0.2))
-    assert component_information(t([[0.8, 0.2], [0.2, 0.8]])).item() == pytest.approx(math.log(2) - h, abs=1e-6)
-
-
-def test_component_disagreement_hand_values() -> None:
-    # both sure of the same component: 0; of different ones: capped at -log 1e-8; two uniforms over 4: log 4
-    assert component_disagreement(t([1.0, 0.0]), t([1.0, 0.0])).item() == pytest.approx(0.0, abs=1e-6)
-    assert component_disagreement(t([1.0, 0.0]), t([0.0, 1.0])).item() == pytest.approx(-math.log(1e-8), rel=1e-5)
-    assert component_disagreement(t([0.25] * 4), t([0.25] * 4)).item() == pytest.approx(math.log(4), abs=1e-6)
-    # (0.8, 0.2) and (0.6, 0.4): -log(0.48 + 0.08), symmetric
-    a, b = t([0.8, 0.2]), t([0.6, 0.4])
-    assert component_disagreement(a, b).item() == pytest.approx(-math.log(0.56), abs=1e-6)
-    assert component_disagreement(b, a).item() == pytest.approx(component_disagreement(a, b).item(), abs=1e-7)
 
 
 def test_standard_prior_is_uniform_and_unit_gaussian() -> None:

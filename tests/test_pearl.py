@@ -16,12 +16,13 @@ from serving_helpers import make_checkpoint, quiet_logs, running_server  # noqa:
 from agents.algorithms.pearl import PEARL
 from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import EnvConfig, RunConfig, parse_config
-from agents.evaluation import _HeldBelief, evaluation_episodes, make_env, pearl_protocol_episodes, summarize
+from agents.evaluation import evaluation_episodes, make_env, pearl_protocol_episodes, summarize
+from agents.evaluation.protocols import _HeldBelief
 from agents.evaluation.rollout import run_episodes
 from agents.parts.buffer import Episode, EpisodeBuffer, TaskSteps
 from agents.parts.contrastive import bhattacharyya, info_nce, wasserstein2
 from agents.parts.latent import Gaussian
-from agents.policies import POLICIES, PEARLPolicy
+from agents.policies import POLICIES, PEARLPolicy, Spaces
 from agents.training.trainer import Trainer
 from runtime.client import Client, drive, env_settings
 
@@ -45,7 +46,7 @@ def pearl_policy(seed: int = 0, **kw: Any) -> PEARLPolicy:
     torch.manual_seed(seed)
     args: dict[str, Any] = dict(latent_dim=3, encoder_hidden=(16, 16), actor_hidden=(32, 32))
     args.update(kw)
-    return PEARLPolicy(2, 2, LOW, HIGH, **args).eval()
+    return PEARLPolicy(Spaces(2, 2, LOW, HIGH), **args).eval()
 
 
 def streams(n: int, steps: int, seed: int = 1) -> tuple[torch.Tensor, ...]:
@@ -211,22 +212,16 @@ def test_crops_stay_inside_their_trajectory_and_negatives_come_from_others() -> 
     assert starts == set(range(12 - 6 + 1))  # every start that fits is drawn
 
 
-@pytest.mark.parametrize("rl_context", ["crop", "task"])
-def test_the_rl_context_of_tcl_is_the_query_crop_or_the_tasks_own_steps(rl_context: str) -> None:
+def test_the_rl_context_of_tcl_is_the_tasks_own_steps() -> None:
+    """TCL's RL posterior is built from `context_size` steps of each chosen task, from all of its
+    trajectories (a third encoder pass), not from the contrastive crops."""
     tasks = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
     buf = marked_buffer([12] * 10, tasks)
     cfg = parse_config(
         {
             "algorithm": "tcl",
             "env": {"id": "PointRobot"},
-            "pearl": {
-                "meta_batch": 3,
-                "window": 6,
-                "aux_batch": 7,
-                "context_size": 40,
-                "vary_context": False,
-                "rl_context": rl_context,
-            },
+            "pearl": {"meta_batch": 3, "window": 6, "aux_batch": 7, "context_size": 40, "vary_context": False},
         }
     )
     learner = PEARL(pearl_policy(latent_dim=2), cfg)
@@ -240,17 +235,10 @@ def test_the_rl_context_of_tcl_is_the_query_crop_or_the_tasks_own_steps(rl_conte
     learner.policy.factors = spy  # type: ignore[method-assign]
     chosen, q, aux, _ = learner.contexts(buf, TaskSteps(buf), np.random.default_rng(0))
     assert aux.item() > 0 and q.mu.shape == (3, 2)
-    shapes = [tuple(x.shape) for x in seen]
-    if rl_context == "crop":  # query crops and key crops only: the RL posterior is built from the queries
-        assert shapes == [(7, 6, 2), (7, 6, 2)]
-        s = seen[0][:3]  # the marked buffer's actions and rewards are 0, next_obs = obs + 0.5
-        mu, var = factors(s, torch.zeros_like(s), torch.zeros(s.shape[:2]), s + 0.5)
-        torch.testing.assert_close(q.mu, learner._posterior(mu, var, torch.ones(3, 6, dtype=torch.bool)).mu)
-    else:  # a third pass: context_size steps of each chosen task, from all of its trajectories
-        assert shapes == [(7, 6, 2), (3, 40, 2), (7, 6, 2)]
-        for i, k in enumerate(chosen):
-            episodes = set(seen[1][i, :, 0].long().tolist())
-            assert episodes == {j for j, tk in enumerate(tasks) if tk == k}
+    assert [tuple(x.shape) for x in seen] == [(7, 6, 2), (3, 40, 2), (7, 6, 2)]
+    for i, k in enumerate(chosen):
+        episodes = set(seen[1][i, :, 0].long().tolist())
+        assert episodes == {j for j, tk in enumerate(tasks) if tk == k}
 
 
 def test_task_steps_group_by_the_task_in_force() -> None:

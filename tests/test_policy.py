@@ -7,7 +7,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import pytest
 import torch
 
 import envs
@@ -16,7 +15,7 @@ from agents.config import parse_config
 from agents.evaluation.rollout import run_episodes
 from agents.parts.buffer import EpisodeBuffer
 from agents.parts.nets import GRUEncoder
-from agents.policies import MoSSPolicy, OraclePolicy, cat_states, put_state, select_state
+from agents.policies import MoSSPolicy, OraclePolicy, Spaces, cat_states, put_state, select_state
 
 torch.set_num_threads(1)
 
@@ -29,7 +28,7 @@ def moss_policy(seed: int = 0, **kw: Any) -> MoSSPolicy:
         latent_dim=3, n_components=3, embed_dim=16, hidden_dim=24, actor_hidden=(32, 32), include_probs=True
     )
     args.update(kw)
-    return MoSSPolicy(2, 2, LOW, HIGH, **args).eval()
+    return MoSSPolicy(Spaces(2, 2, LOW, HIGH), **args).eval()
 
 
 def streams(n: int, steps: int, seed: int = 1) -> tuple[torch.Tensor, ...]:
@@ -121,10 +120,9 @@ def test_select_put_cat_state() -> None:
     assert both["h"].shape == (3, 3) and both["c"].flatten().tolist() == [3, 1, 7]
 
 
-@pytest.mark.parametrize("cell", ["gru", "additive"])
-def test_gru_sequence_equals_repeated_step(cell: str) -> None:
+def test_gru_sequence_equals_repeated_step() -> None:
     torch.manual_seed(0)
-    enc = GRUEncoder(2, 2, 16, 24, cell=cell)
+    enc = GRUEncoder(2, 2, 16, 24)
     s, a, r, s2 = streams(3, 9, seed=5)
     with torch.no_grad():
         for h0 in (None, torch.randn(3, 24)):
@@ -215,7 +213,7 @@ def test_random_rollout_is_reproducible_from_reset_seeds() -> None:
 
 # -- action scaling --------------------------------------------------------------------------------------
 def test_action_scaling_round_trip() -> None:
-    policy = MoSSPolicy(2, 2, [-1.0, 0.0], [3.0, 0.5], actor_hidden=(8,))
+    policy = MoSSPolicy(Spaces(2, 2, [-1.0, 0.0], [3.0, 0.5]), actor_hidden=(8,))
     u = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0], [0.5, -0.25]])
     env_units = policy.scale_action(u)
     expected = torch.tensor([[-1.0, 0.0], [3.0, 0.5], [1.0, 0.25], [2.0, 0.1875]])
@@ -228,7 +226,7 @@ def test_action_scaling_round_trip() -> None:
 
 
 def test_actions_are_in_env_units_and_deterministic_is_repeatable() -> None:
-    policy = MoSSPolicy(2, 2, [-1.0, 0.0], [3.0, 0.5], actor_hidden=(8,))
+    policy = MoSSPolicy(Spaces(2, 2, [-1.0, 0.0], [3.0, 0.5]), actor_hidden=(8,))
     obs = torch.randn(64, 2) * 10
     b = policy.belief(policy.init_state(64))
     for det in (True, False):
@@ -246,7 +244,7 @@ def test_actions_are_in_env_units_and_deterministic_is_repeatable() -> None:
 
 def test_oracle_belief_is_the_task_vector() -> None:
     torch.manual_seed(0)
-    policy = OraclePolicy(2, 2, LOW, HIGH, task_dim=2, actor_hidden=(8,))
+    policy = OraclePolicy(Spaces(2, 2, LOW, HIGH), task_dim=2, actor_hidden=(8,))
     state = policy.set_task_vector(policy.init_state(3), torch.tensor([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]))
     s, a, r, s2 = streams(3, 1)
     after = policy.update(state, s[:, 0], a[:, 0], r[:, 0], s2[:, 0])
@@ -279,9 +277,9 @@ def test_fused_forwards_equal_the_module_forwards_in_values_and_gradients() -> N
     actor = TanhGaussianActor(5, 2, (16,))
     mu, _ = actor(x)
     assert torch.equal(actor.act(x, deterministic=True), torch.tanh(mu))
-    for k, probs, trunk in itertools.product((1, 3), (False, True), ((), (16,))):
-        # one component takes the 4-op belief path, several the general one; with and without a head trunk
-        policy = moss_policy(n_components=k, include_probs=probs, head_hidden=trunk)
+    for k, probs in itertools.product((1, 3), (False, True)):
+        # one component takes the 4-op belief path, several the general one
+        policy = moss_policy(n_components=k, include_probs=probs)
         with torch.no_grad():
             policy.head.gauss.bias.add_(torch.randn_like(policy.head.gauss.bias) * 4)  # hit the clamp
         h = torch.randn(9, 24, requires_grad=True)
@@ -292,8 +290,8 @@ def test_fused_forwards_equal_the_module_forwards_in_values_and_gradients() -> N
 
 
 def test_action_maps_follow_the_bounds_through_load_to_and_stay_out_of_the_state_dict() -> None:
-    src = MoSSPolicy(2, 2, [-1.0, 0.0], [3.0, 0.5], actor_hidden=(8,))
-    dst = MoSSPolicy(2, 2, [-0.1, -0.1], [0.1, 0.1], actor_hidden=(8,))
+    src = MoSSPolicy(Spaces(2, 2, [-1.0, 0.0], [3.0, 0.5]), actor_hidden=(8,))
+    dst = MoSSPolicy(Spaces(2, 2, [-0.1, -0.1], [0.1, 0.1]), actor_hidden=(8,))
     assert not any(k.startswith(("_norm", "_scale")) for k in src.state_dict())
     dst.load_state_dict(src.state_dict())
     a = torch.tensor([[2.5, 0.4], [-1.0, 0.5]])
@@ -305,104 +303,3 @@ def test_action_maps_follow_the_bounds_through_load_to_and_stay_out_of_the_state
     assert torch.allclose(src.scale_action(u), low + (u + 1) * 0.5 * (high - low), atol=1e-6)
     src.double()
     assert src.scale_action(u.double()).dtype == torch.float64
-
-
-def test_hidden_input_ablation_acts_on_the_gru_state_and_round_trips(tmp_path) -> None:
-    """acts_on="hidden": the belief the actor reads is the GRU state itself, and a checkpoint keeps it."""
-    from agents.checkpoint import build_policy, load_checkpoint, save_checkpoint
-
-    policy = moss_policy(acts_on="hidden")
-    assert policy.belief_dim == 24 and policy.actor.net[0].in_features == 2 + 24
-    s, a, r, s2 = streams(2, 5)
-    state = policy.init_state(2)
-    for t in range(5):
-        state = policy.update(state, s[:, t], a[:, t], r[:, t], s2[:, t])
-    assert torch.equal(policy.belief(state), state["h"])
-    env = {"id": "PointRobot", "obs_dim": 2, "action_dim": 2, "action_low": LOW, "action_high": HIGH}
-    save_checkpoint(tmp_path / "p.pt", policy, {"algorithm": "moss"}, env, {}, None)
-    back = build_policy(load_checkpoint(tmp_path / "p.pt"))
-    assert back.acts_on == "hidden"
-    obs = torch.zeros(2, 2)
-    assert torch.equal(back.act(obs, back.belief(state), True), policy.act(obs, policy.belief(state), True))
-    with pytest.raises(ValueError, match="acts_on"):
-        moss_policy(acts_on="latent")
-
-
-def test_normalized_encoder_standardises_features_and_checkpoint_keeps_the_statistics(tmp_path) -> None:
-    """normalize=True: identity until set; then the embedding reads (x - mean) / std; a checkpoint keeps both
-    (and the additive cell's weights)."""
-    from agents.checkpoint import build_policy, load_checkpoint, save_checkpoint
-
-    plain, normed = moss_policy(seed=4), moss_policy(seed=4, normalize=True, embed_hidden=(8,), cell="additive")
-    assert [m.out_features for m in normed.encoder.embed if isinstance(m, torch.nn.Linear)] == [8, 16]
-    s, a, r, s2 = streams(2, 6, seed=3)
-    before = run_contract(normed, s, a, r, s2)[0]
-    mean, std = torch.linspace(-1, 1, 7), torch.linspace(0.5, 2, 7)
-    normed.encoder.set_normalizer(mean, std)
-    x = normed.encoder.features(s, a, r, s2)
-    raw = torch.cat([s, a, r.unsqueeze(-1), s2 - s], -1)
-    assert torch.allclose(x, (raw - mean) / std)
-    after = run_contract(normed, s, a, r, s2)[0]
-    assert not torch.allclose(before, after)  # the statistics are used online, not only in training
-    with pytest.raises(ValueError, match="normalize=False"):
-        plain.encoder.set_normalizer(mean, std)
-    env = {"id": "PointRobot", "obs_dim": 2, "action_dim": 2, "action_low": LOW, "action_high": HIGH}
-    save_checkpoint(tmp_path / "p.pt", normed, {"algorithm": "moss"}, env, {}, None)
-    back = build_policy(load_checkpoint(tmp_path / "p.pt"))
-    assert torch.equal(back.encoder.feature_std, std) and back.encoder.cell == "additive"
-    assert torch.allclose(run_contract(back, s, a, r, s2)[0], after)
-
-
-def test_update_normalizer_sets_the_buffer_statistics_and_standardises_the_decoder_terms() -> None:
-    cfg = parse_config(
-        {
-            "algorithm": "moss",
-            "env": {"id": "PointRobot"},
-            "encoder": {"latent_dim": 3, "embed_dim": 16, "hidden_dim": 24, "normalize": True},
-            "sac": {"hidden": [32, 32]},
-        }
-    )
-    policy = moss_policy(n_components=1, include_probs=False, normalize=True)
-    recs, buffer = point_robot_buffer(policy, 2)
-    learner = MoSS(policy, cfg)
-    learner.update_normalizer(buffer)
-    feats = np.concatenate(
-        [
-            np.concatenate(
-                [
-                    e.obs,
-                    policy.normalize_action(torch.as_tensor(e.action)).numpy(),
-                    e.reward[:, None],
-                    e.next_obs - e.obs,
-                ],
-                1,
-            )
-            for e in (r.episode for r in recs)
-        ]
-    )
-    np.testing.assert_allclose(policy.encoder.feature_mean.numpy(), feats.mean(0), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(
-        policy.encoder.feature_std.numpy(), np.maximum(feats.std(0, ddof=1), 1e-2), rtol=1e-4, atol=1e-5
-    )
-    t = [torch.as_tensor(x) for x in (feats[:, :2], feats[:, 2:4], feats[:, 4], feats[:, :2] + feats[:, 5:])]
-    s_n, a_n, r_n, ds_n = learner.decoder_terms(*t)
-    for got in (s_n, a_n, r_n.unsqueeze(-1), ds_n):  # every decoder input and target: mean 0, std 1
-        np.testing.assert_allclose(got.mean(0).numpy(), 0, atol=1e-4)
-    np.testing.assert_allclose(r_n.std().item(), 1, rtol=1e-3)
-
-
-def test_additive_cell_keeps_a_running_mean_when_its_gate_follows_the_step_count() -> None:
-    """With the gate at t/(t+1) at step t, the additive cell's state is the mean of the features so far."""
-    torch.manual_seed(1)
-    enc = GRUEncoder(2, 2, 16, 24, cell="additive")
-    s, a, r, s2 = streams(2, 7, seed=2)
-    with torch.no_grad():
-        u = enc.increment(enc.embed(enc.features(s, a, r, s2)))
-        enc.forget.weight.zero_()
-        h = torch.zeros(2, 24)
-        for t in range(7):
-            enc.forget.bias.fill_(float(np.log(t / 1.0)) if t else -50.0)  # sigmoid = t / (t + 1)
-            h = enc.step(h, s[:, t], a[:, t], r[:, t], s2[:, t])
-            assert torch.allclose(h, u[:, : t + 1].mean(1), atol=1e-5)
-    with pytest.raises(ValueError, match="cell"):
-        GRUEncoder(2, 2, 16, 24, cell="lstm")

@@ -31,7 +31,7 @@ import envs
 from agents.checkpoint import build_policy, load_checkpoint
 from agents.config import EnvConfig
 from agents.evaluation import compare_to_reference, evaluation_episodes, summarize
-from agents.policies.base import AgentPolicy, State
+from agents.policies.base import AgentPolicy, Spaces, State
 from envs.point_robot import MAX_ACTION
 
 TOL = 1e-4  # plane units: the env is deterministic, so a solved goal explains later readings to float error
@@ -50,7 +50,7 @@ class Trilaterator(AgentPolicy):
     algorithm = "trilaterator"
 
     def __init__(self) -> None:
-        super().__init__(2, 2, [-MAX_ACTION] * 2, [MAX_ACTION] * 2)
+        super().__init__(Spaces(2, 2, [-MAX_ACTION] * 2, [MAX_ACTION] * 2), {})
 
     @property
     def belief_dim(self) -> int:
