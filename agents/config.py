@@ -75,7 +75,7 @@ class EncoderConfig(Strict):
 class PearlConfig(Strict):
     """PEARL, TCL-PEARL and CoCOA (one section; `algorithm` picks the auxiliary loss: pearl = none, tcl =
     trajectory contrastive loss, cocoa = CoCOA's). The encoder steps with every SAC step (`train.policy_updates`
-    per epoch); `train.encoder_updates` is MoSS's and is not used. See agents/pearl.py."""
+    per epoch); `train.encoder_updates` is MoSS's and is not used. See agents/algorithms/pearl.py."""
 
     latent_dim: int = Field(5, ge=1)  # PEARL latent_size
     encoder_hidden: tuple[int, ...] = (200, 200)  # TCL: 2-layer MLP of 200 units
@@ -99,7 +99,7 @@ class PearlConfig(Strict):
 
 
 class FocalConfig(Strict):
-    """FOCAL and FOCAL++ (the FOCAL++ paper; Table D.2 names in comments). See agents/focal.py."""
+    """FOCAL and FOCAL++ (the FOCAL++ paper; Table D.2 names in comments). See agents/algorithms/focal.py."""
 
     latent_dim: int = Field(5, ge=1)  # latent space dimension
     encoder_hidden: tuple[int, ...] = (200, 200, 200)
@@ -305,7 +305,7 @@ class LevelConfig(Strict):
 
 
 class CollectConfig(Strict):
-    """`runtime collect`: offline datasets per split from a behaviour checkpoint (agents/datasets.py)."""
+    """`runtime collect`: offline datasets per split from a behaviour checkpoint (agents/training/datasets.py)."""
 
     env: EnvConfig
     policy: str | None = None  # behaviour checkpoint (an oracle or any agent); None = random actions only

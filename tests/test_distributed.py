@@ -1,4 +1,4 @@
-"""Rollouts on Ray actors (agents/distributed.py, `runtime train --workers N`).
+"""Rollouts on Ray actors (agents/training/distributed.py, `runtime train --workers N`).
 
 One local Ray instance (2 CPUs) serves the whole module; one 2-worker Ray trainer is shared by the tests
 (its actors hold both CPUs), so each test rewinds its RNG and buffer instead of starting new actors. The

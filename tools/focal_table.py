@@ -6,7 +6,7 @@ For each finished run (runs/focal_table/<variant>_<env>_s<seed>/policy.pt), on t
     transitions drawn from that task's offline test data (FOCAL's offline evaluation);
   * online return: the same episodes zero-shot, the belief updated from the episode's own transitions;
   * embeddings: `--contexts` beliefs per test task from test-data contexts -> RMS and ESR
-    (agents/embedding_metrics.py) and a linear probe's R^2 to the true task vector.
+    (agents/evaluation/embedding.py) and a linear probe's R^2 to the true task vector.
 Per-run results are cached in <run>/table_eval.json. Writes a markdown table (--md), the raw numbers
 (--json) and learning curves (context return vs gradient steps, mean and range over seeds, --plot).
 

@@ -2,7 +2,7 @@
 
 Each update, on a meta-batch of `meta_batch` training tasks T_i drawn from the dataset:
   1. context c_i: `context_size` transitions of task i; z_i = E(c_i), the softmax(score)-weighted mean of
-     per-transition embeddings (agents/context_encoders.py; FOCAL: the plain mean). Deterministic.
+     per-transition embeddings (agents/parts/context_encoders.py; FOCAL: the plain mean). Deterministic.
   2. the encoder's own loss (task representation decoupled from control: no RL gradient reaches it):
        FOCAL    distance metric loss (DML) between task representations of sub-contexts: each c_i is cut
                 in `METRIC_SPLITS` parts; same task -> ||z_a - z_b||^2, different tasks ->
@@ -12,7 +12,7 @@ Each update, on a meta-batch of `meta_batch` training tasks T_i drawn from the d
                 z^q (z^k)^T / T, target the identity (`contrastive_weight`); E^k <- m E^k + (1 - m) E^q.
   3. BRAC on x = (s, sg(z_i)) for sac.batch_size / meta_batch transitions of each task: SAC's critic and
      actor (the shared `SAC.update`), the actor also paying `brac_strength` x the dual KL estimate to the
-     dataset's actions (agents/brac.py; FOCAL's point-robot settings use strength 0).
+     dataset's actions (agents/parts/brac.py; FOCAL's point-robot settings use strength 0).
 There is no environment interaction: the trainer counts gradient steps as its "steps".
 """
 

@@ -168,8 +168,7 @@ class PEARL(Learner):
 
     # -- 2.-3. the joint critic/encoder step -------------------------------------------------------------------
     def batch(self, buffer: EpisodeBuffer, steps: TaskSteps, rng: np.random.Generator) -> UpdateBatch:
-        """One update's inputs and encoder terms, not yet back-propagated (`update` steps on them;
-        tools/aux_gradients.py measures each term's gradient on the encoder)."""
+        """One update's inputs and encoder terms, not yet back-propagated (`update` steps on them)."""
         pol = self.policy
         tasks, q, aux, metrics = self.contexts(buffer, steps, rng)
         kl = kl_to_standard(q).mean()

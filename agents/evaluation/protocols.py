@@ -145,15 +145,8 @@ def _padded(records: list[EpisodeRecord]) -> tuple[torch.Tensor, ...]:
 
 @torch.no_grad()
 def pearl_protocol_episodes(
-    policy: PEARLPolicy,
-    env_cfg: EnvConfig,
-    split: str = "test",
-    episodes: int = 20,
-    exploration: int = 2,
-    posterior: int = 1,
-    seed: int = 10_000,
-    parallel: int = 16,
-    deterministic: bool = True,
+    policy: PEARLPolicy, env_cfg: EnvConfig, split: str = "test", episodes: int = 20, exploration: int = 2,
+    posterior: int = 1, seed: int = 10_000, parallel: int = 16, deterministic: bool = True,
 ) -> list[list[EpisodeRecord]]:
     """PEARL's meta-test protocol (Rakelly et al. 2019; the TCL-PEARL and CoCOA papers, section 5): per task trial i
     (task i mod n), `exploration` episodes acting on the prior, then `posterior` episodes acting on the
@@ -190,15 +183,8 @@ def pearl_protocol_episodes(
 
 @torch.no_grad()
 def trial_episodes(
-    policy: AgentPolicy | None,
-    env_cfg: EnvConfig,
-    split: str = "test",
-    episodes: int = 20,
-    per_trial: int = 3,
-    seed: int = 10_000,
-    nonstationary: str | None = "none",
-    parallel: int = 16,
-    deterministic: bool = True,
+    policy: AgentPolicy | None, env_cfg: EnvConfig, split: str = "test", episodes: int = 20, per_trial: int = 3,
+    seed: int = 10_000, nonstationary: str | None = "none", parallel: int = 16, deterministic: bool = True,
     record_beliefs: bool = False,
 ) -> list[list[EpisodeRecord]]:
     """Trials of `per_trial` consecutive episodes on one task, the agent's inference state carried over.
@@ -242,14 +228,8 @@ def protocol_episodes(
 
 @torch.no_grad()
 def context_episodes(
-    policy: Any,
-    env_cfg: EnvConfig,
-    dataset: Any,
-    split: str = "test",
-    episodes: int = 20,
-    context_size: int = 64,
-    seed: int = 10_000,
-    parallel: int = 16,
+    policy: Any, env_cfg: EnvConfig, dataset: Any, split: str = "test", episodes: int = 20, context_size: int = 64,
+    seed: int = 10_000, parallel: int = 16,
 ) -> list[EpisodeRecord]:
     """FOCAL's offline evaluation: episode i (task i mod n, reset seed `seed + i`) acts on the belief of
     `context_size` transitions drawn from `dataset`'s episodes of that task (an `OfflineDataset` of the

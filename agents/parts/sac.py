@@ -64,7 +64,7 @@ class SAC:
         `encoder_loss` is back-propagated once, and the critic and the encoder step together (the CoCOA paper,
         eqs. 3.6-3.7). The actor and the temperature always see x detached (sg(z) in eq. 3.8). Without
         them (MoSS, the oracle) x carries no gradient and this is plain SAC. `actor_penalty(x, a_pi)` [B, 1]
-        is added to the actor's loss (BRAC's divergence penalty, agents/brac.py).
+        is added to the actor's loss (BRAC's divergence penalty, agents/parts/brac.py).
         """
         cfg = self.cfg
         critic_loss, q1 = self.critic_loss(x, a, r, x2, done)

@@ -2,7 +2,7 @@
 and the actor on (s, z).
 
 The task representation of a context is the softmax(score)-weighted mean of per-transition embeddings
-(agents/context_encoders.py; FOCAL's scores are all equal, so it is the plain mean). The state keeps its
+(agents/parts/context_encoders.py; FOCAL's scores are all equal, so it is the plain mean). The state keeps its
 running sufficient statistics, so `update` absorbs one transition at a time, batched over sessions, and
 gives the same z as the whole context at once (`absorb`, which evaluation with offline contexts uses):
 

@@ -55,7 +55,7 @@ class Trainer:
         workers: int | None = None,
         ray_address: str | None = None,
     ) -> None:
-        """`workers`: collect on that many Ray actors (agents/distributed.py; `ray_address` joins a running
+        """`workers`: collect on that many Ray actors (agents/training/distributed.py; `ray_address` joins a running
         cluster, else a local one is started); None collects in this process and never imports Ray."""
         self.cfg, self.out = cfg, Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
