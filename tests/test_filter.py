@@ -364,7 +364,7 @@ def test_refine_changes_acting_only_learning_stays_on_the_training_grid(tmp_path
     losses, relabelled = [], []
     for pol in (coarse, fine):
         learner = GridFilter(pol.train(), config())
-        losses.append(learner.likelihood_step(buffer, np.random.default_rng(0))["filter_nll"])
+        losses.append(learner.likelihood_step(buffer, np.random.default_rng(0))["filter_nll"].item())
         buffer.derived.pop("belief", None)
         learner.relabel(buffer)
         relabelled.append(buffer.derived["belief"].clone())

@@ -1,10 +1,15 @@
-"""Training throughput of MoSS beside the oracle, measured side by side in one process.
+"""Training speed: our SAC update beside a minimal CleanRL-style SAC, MoSS encoder updates, a MoSS epoch.
 
-Both trainers are built from their configs and run alternating epochs (collect + updates) so machine noise
-hits both alike. Reports per algorithm: env steps/s of collection, encoder and SAC updates/s, and the share of
-wall time spent collecting, in encoder updates (+ belief relabelling) and in SAC updates.
+1. SAC updates/s, ours (`agents.parts.sac.SAC`) and a plain CleanRL-style update written here (two
+   separate Q nets, one Adam over both, the actor and the temperature stepped every update, Polyak targets
+   by a parameter loop), on the same random batches, same sizes and batch 256, interleaved repetitions in
+   one process: point-robot sizes (hidden 128 x 128, input 6 = obs 2 + belief 4, action 2) and cheetah
+   sizes (256 x 256, input 20, action 6). The ratio is ours / CleanRL-style (higher is faster).
+2. MoSS and the oracle on their CheetahVel configs, alternating epochs: env steps/s of collection, encoder
+   and SAC updates/s, and each epoch's time split (collect / encoder + relabel / SAC).
 
-    python tools/bench_training.py --configs configs/moss/cheetah_vel.yaml configs/oracle/cheetah_vel.yaml --epochs 4
+    python tools/bench_training.py                       # both parts (~3 min on 2 cores)
+    python tools/bench_training.py --skip-epochs --reps 9 # the SAC comparison only
 """
 
 from __future__ import annotations
@@ -15,26 +20,105 @@ import tempfile
 import time
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from agents.config import load_config
+from agents.config import SACConfig, load_config
+from agents.parts.sac import SAC
+from agents.parts.sac_nets import TanhGaussianActor
 from agents.training.trainer import Trainer
 
+SIZES = {"point robot": (6, 2, (128, 128)), "cheetah": (20, 6, (256, 256))}
+BATCH = 256
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", nargs=2, default=["configs/moss/cheetah_vel.yaml", "configs/oracle/cheetah_vel.yaml"])
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+
+class CleanRLStyleSAC:
+    """The textbook update, as single-file SAC implementations write it."""
+
+    def __init__(self, in_dim: int, action_dim: int, hidden: tuple[int, ...], lr: float = 3e-4, gamma: float = 0.99, tau: float = 0.005) -> None:
+        def q() -> nn.Sequential:
+            return nn.Sequential(nn.Linear(in_dim + action_dim, hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]), nn.ReLU(), nn.Linear(hidden[1], 1))
+
+        self.actor = TanhGaussianActor(in_dim, action_dim, hidden)
+        self.qf1, self.qf2 = q(), q()
+        self.qf1_target, self.qf2_target = q(), q()
+        self.qf1_target.load_state_dict(self.qf1.state_dict())
+        self.qf2_target.load_state_dict(self.qf2.state_dict())
+        self.q_optimizer = torch.optim.Adam(list(self.qf1.parameters()) + list(self.qf2.parameters()), lr=lr)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=lr)
+        self.log_alpha = torch.zeros(1, requires_grad=True)
+        self.a_optimizer = torch.optim.Adam([self.log_alpha], lr=lr)
+        self.target_entropy, self.gamma, self.tau = -float(action_dim), gamma, tau
+
+    def update(self, x, a, r, x2, done) -> dict[str, float]:
+        alpha = self.log_alpha.exp().item()
+        with torch.no_grad():
+            a2, logp2 = self.actor.sample(x2)
+            q1t = self.qf1_target(torch.cat([x2, a2], 1))
+            q2t = self.qf2_target(torch.cat([x2, a2], 1))
+            next_q = r + (1 - done) * self.gamma * (torch.min(q1t, q2t) - alpha * logp2)
+        q1, q2 = self.qf1(torch.cat([x, a], 1)), self.qf2(torch.cat([x, a], 1))
+        qf_loss = F.mse_loss(q1, next_q) + F.mse_loss(q2, next_q)
+        self.q_optimizer.zero_grad()
+        qf_loss.backward()
+        self.q_optimizer.step()
+        pi, logp = self.actor.sample(x)
+        xa = torch.cat([x, pi], 1)
+        actor_loss = (alpha * logp - torch.min(self.qf1(xa), self.qf2(xa))).mean()
+        self.actor_optimizer.zero_grad()
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        with torch.no_grad():
+            _, logp = self.actor.sample(x)
+        alpha_loss = (-self.log_alpha.exp() * (logp + self.target_entropy)).mean()
+        self.a_optimizer.zero_grad()
+        alpha_loss.backward()
+        self.a_optimizer.step()
+        for net, target in ((self.qf1, self.qf1_target), (self.qf2, self.qf2_target)):
+            for p, tp in zip(net.parameters(), target.parameters(), strict=True):
+                tp.data.copy_(self.tau * p.data + (1 - self.tau) * tp.data)
+        return {"qf_loss": qf_loss.item(), "actor_loss": actor_loss.item(), "alpha": alpha}
+
+
+def batches(in_dim: int, action_dim: int, n: int, seed: int = 0) -> list[tuple[torch.Tensor, ...]]:
+    g = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randn(BATCH, in_dim, generator=g), torch.rand(BATCH, action_dim, generator=g) * 2 - 1, torch.randn(BATCH, 1, generator=g),
+         torch.randn(BATCH, in_dim, generator=g), (torch.rand(BATCH, 1, generator=g) < 0.01).float())
+        for _ in range(n)
+    ]  # fmt: skip
+
+
+def sac_comparison(reps: int, updates: int) -> None:
+    print(f"SAC updates/s, batch {BATCH}, {reps} interleaved repetitions of {updates} updates, medians\n")
+    print("| sizes | ours | CleanRL-style | ours / CleanRL-style |")
+    print("|---|---:|---:|---:|")
+    for name, (in_dim, action_dim, hidden) in SIZES.items():
+        torch.manual_seed(0)
+        ours = SAC(TanhGaussianActor(in_dim, action_dim, hidden), in_dim, action_dim, SACConfig(hidden=hidden, auto_alpha=True))
+        plain = CleanRLStyleSAC(in_dim, action_dim, hidden)
+        data = batches(in_dim, action_dim, updates)
+        rates: dict[str, list[float]] = {"ours": [], "plain": []}
+        for _ in range(reps):
+            for key, agent in (("ours", ours), ("plain", plain)):
+                t0 = time.perf_counter()
+                for b in data:
+                    agent.update(*b)
+                rates[key].append(updates / (time.perf_counter() - t0))
+        o, p = statistics.median(rates["ours"]), statistics.median(rates["plain"])
+        print(f"| {name} ({hidden[0]} x {hidden[1]}, in {in_dim}, action {action_dim}) | {o:.0f} | {p:.0f} | {o / p:.2f} |", flush=True)
+    print()
+
+
+def epoch_split(configs: list[str], epochs: int, threads: int) -> None:
     trainers = {}
-    for path in args.configs:
-        cfg = load_config(path, **{"train.threads": args.threads})
+    for path in configs:
+        cfg = load_config(path, **{"train.threads": threads})
         tr = Trainer(cfg, tempfile.mkdtemp(prefix="bench_train_"))
         tr.collect(cfg.train.initial_episodes, random=True)
         trainers[f"{cfg.algorithm} ({path})"] = tr
-    rows = {name: {"collect": [], "encoder": [], "relabel": [], "sac": [], "steps": [], "enc_n": 0, "sac_n": 0} for name in trainers}
-    for _ in range(args.epochs):
+    rows = {name: {"collect": [], "encoder": [], "relabel": [], "sac": [], "steps": [], "counts": {}} for name in trainers}
+    for _ in range(epochs):
         for name, tr in trainers.items():
             r = rows[name]
             s0 = tr.step
@@ -42,22 +126,37 @@ def main() -> None:
             tr.collect(tr.cfg.train.episodes_per_epoch, random=False)
             r["collect"].append(time.perf_counter() - t0)
             r["steps"].append(tr.step - s0)
+            r["counts"] = tr.learner.epoch_updates(tr.buffer)
             m = tr.learner.train_epoch(tr.buffer, tr.rng)
             for k in ("encoder", "relabel", "sac"):
                 r[k].append(m.get(f"time_{k}_s", 0.0))
-            r["enc_n"] = tr.cfg.train.encoder_updates if tr.cfg.algorithm == "moss" else 0
-            r["sac_n"] = tr.cfg.train.policy_updates
-    print(f"{args.epochs} alternating epochs per algorithm, medians per epoch, torch threads = {args.threads}\n")
+    print(f"{epochs} alternating epochs per algorithm, medians per epoch, torch threads = {threads}\n")
     print("| algorithm | env steps/s (collect) | encoder updates/s | SAC updates/s | time: collect / encoder+relabel / SAC | epoch wall s |")
     print("|---|---:|---:|---:|---|---:|")
     for name, r in rows.items():
         med = {k: statistics.median(r[k]) for k in ("collect", "encoder", "relabel", "sac", "steps")}
         total = med["collect"] + med["encoder"] + med["relabel"] + med["sac"]
-        enc_rate = r["enc_n"] / med["encoder"] if r["enc_n"] and med["encoder"] else 0.0
+        n_enc = r["counts"].get("encoder", 0)
+        enc_rate = n_enc / med["encoder"] if n_enc and med["encoder"] else 0.0
         print(
-            f"| {name} | {med['steps'] / med['collect']:.0f} | {enc_rate:.1f} | {r['sac_n'] / med['sac']:.1f} | "
+            f"| {name} | {med['steps'] / med['collect']:.0f} | {enc_rate:.1f} | {r['counts']['sac'] / med['sac']:.1f} | "
             f"{med['collect'] / total:.0%} / {(med['encoder'] + med['relabel']) / total:.0%} / {med['sac'] / total:.0%} | {total:.1f} |"
         )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", nargs=2, default=["configs/moss/cheetah_vel.yaml", "configs/oracle/cheetah_vel.yaml"])
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=7, help="interleaved repetitions of the SAC comparison")
+    ap.add_argument("--updates", type=int, default=200, help="SAC updates per repetition")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--skip-epochs", action="store_true", help="only the SAC comparison")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    sac_comparison(args.reps, args.updates)
+    if not args.skip_epochs:
+        epoch_split(args.configs, args.epochs, args.threads)
 
 
 if __name__ == "__main__":

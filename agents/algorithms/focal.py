@@ -89,19 +89,19 @@ class FOCAL(Learner):
             sub, _ = pooled(e[:, : N // k * k].reshape(T * k, N // k, -1), score[:, : N // k * k].reshape(T * k, N // k, 1))
             dml = distance_metric_loss(sub, labels.repeat_interleave(k), f.metric_beta, f.metric_power, f.metric_eps)
             loss = loss + f.metric_weight * dml
-            metrics["dml"] = dml.item()
+            metrics["dml"] = dml.detach()
         if self.key_encoder is not None:
             with torch.no_grad():
                 z_k, _ = pooled(*self.context(buffer, steps, tasks, N, rng, encoder=self.key_encoder))
             con = info_nce(z, z_k, "dot", labels, labels, temperature=f.temperature)
             loss = loss + f.contrastive_weight * con
-            metrics["contrastive"] = con.item()
+            metrics["contrastive"] = con.detach()
         self.encoder_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.encoder_opt.step()
         if self.key_encoder is not None:
             ema_update(self.key_encoder, self.policy.encoder, 1.0 - f.momentum)
-        metrics["encoder_loss"] = loss.item()
+        metrics["encoder_loss"] = loss.detach()
         return z.detach(), metrics
 
     # -- 3. BRAC -----------------------------------------------------------------------------------------------

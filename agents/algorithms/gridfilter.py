@@ -65,7 +65,7 @@ class GridFilter(Learner):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return {"filter_nll": nll.item(), "filter_sigma": f.sigma.item()}
+        return {"filter_nll": nll.detach(), "filter_sigma": f.sigma.detach()}
 
     @torch.no_grad()
     def relabel(self, buffer: EpisodeBuffer) -> None:

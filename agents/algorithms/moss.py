@@ -99,7 +99,7 @@ class MoSS(Learner):
         rec_m, kl_z_m, kl_y_m = ((x * mask).sum() / denom for x in (rec, kl_z, kl_y))
         loss = rec_m + enc.alpha_z * kl_z_m + enc.alpha_y * kl_y_m
 
-        metrics = {"rec": rec_m.item(), "kl_z": kl_z_m.item(), "kl_y": kl_y_m.item()}
+        metrics = {"rec": rec_m.detach(), "kl_z": kl_z_m.detach(), "kl_y": kl_y_m.detach()}
         if paired:
             # query: the last valid step of each window; key: a random valid step of its partner window.
             # Labels are the per-step task, so a pair split by a task switch is not a false positive.
@@ -113,8 +113,8 @@ class MoSS(Learner):
             q_label, k_label = task[rows, last], task[partner, rand[partner]]
             con = info_nce(mu[rows, last], mu[partner, rand[partner]], "euclidean", q_label, k_label)
             loss = loss + enc.contrastive_weight * con
-            metrics["contrastive"] = con.item()
-        metrics["encoder_loss"] = loss.item()
+            metrics["contrastive"] = con.detach()
+        metrics["encoder_loss"] = loss.detach()
         return loss, metrics
 
     def encoder_step(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:

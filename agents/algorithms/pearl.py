@@ -159,11 +159,11 @@ class PEARL(Learner):
             keys_ = self._posterior(*pol.factors(s, a, r, s2, encoder=self.key_encoder), mask_k)
         con = info_nce(queries, keys_, self.aux.similarity, temperature=p.temperature)
         aux = p.aux_weight * con
-        metrics = {"contrastive": con.item()}
+        metrics = {"contrastive": con.detach()}
         if self.aux.kl_on_queries:
             kl_q = kl_to_standard(queries).mean()
             aux = aux + p.kl_beta * kl_q
-            metrics["kl_queries"] = kl_q.item()
+            metrics["kl_queries"] = kl_q.detach()
         return tasks, q, aux, metrics
 
     # -- 2.-3. the joint critic/encoder step -------------------------------------------------------------------
@@ -201,7 +201,7 @@ class PEARL(Learner):
         )
         if self.key_encoder is not None:
             ema_update(self.key_encoder, self.policy.encoder, 1.0 - p.momentum)
-        metrics.update(kl=bt.kl.item(), z_std=bt.q.std.mean().item())
+        metrics.update(kl=bt.kl.detach(), z_std=bt.q.std.mean().detach())
         return metrics
 
     # -- the epoch ------------------------------------------------------------------------------------------

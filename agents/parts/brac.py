@@ -39,13 +39,13 @@ class BehaviourRegulariser:
         self.dual = KLDual(in_dim, action_dim, tuple(hidden))
         self.opt = torch.optim.Adam(self.dual.parameters(), lr=lr)
 
-    def update(self, x: torch.Tensor, a_pi: torch.Tensor, a_data: torch.Tensor) -> float:
-        """One ascent step on the bound (inputs detached); returns the current KL estimate."""
+    def update(self, x: torch.Tensor, a_pi: torch.Tensor, a_data: torch.Tensor) -> torch.Tensor:
+        """One ascent step on the bound (inputs detached); returns the current KL estimate (0-d, detached)."""
         kl = self.dual.estimate(x.detach(), a_pi.detach(), a_data.detach())
         self.opt.zero_grad(set_to_none=True)
         (-kl).backward()
         self.opt.step()
-        return float(kl.item())
+        return kl.detach()
 
     def penalty(self, x: torch.Tensor, a_pi: torch.Tensor) -> torch.Tensor:
         """strength * g(x, a_pi) [B, 1]: the part of the estimate the actor can move (x detached)."""

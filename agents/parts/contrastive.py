@@ -87,5 +87,5 @@ def info_nce(
 @torch.no_grad()
 def ema_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """target <- (1 - tau) * target + tau * source, parameter by parameter (tau = 1 - momentum)."""
-    for pt, ps in zip(target.parameters(), source.parameters(), strict=True):
-        pt.lerp_(ps, tau)
+    with torch.no_grad():
+        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)

@@ -10,7 +10,6 @@ import copy
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from agents.config import SACConfig
@@ -26,8 +25,9 @@ class SAC:
         self.actor = actor
         self.critic = TwinQ(in_dim, action_dim, cfg.hidden)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        # fused: one kernel for every parameter's Adam step (measured faster on the CPU too)
+        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, fused=True)
         self.log_alpha = nn.Parameter(torch.tensor(float(cfg.alpha)).log())
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
         self.target_entropy = cfg.target_entropy if cfg.target_entropy is not None else -float(action_dim)
@@ -43,8 +43,8 @@ class SAC:
             a2, logp2 = self.actor.sample(x2)
             q1t, q2t = self.critic_target(x2, a2)
             target = cfg.reward_scale * r + cfg.gamma * (1 - done) * (torch.min(q1t, q2t) - self.alpha * logp2)
-        q1, q2 = self.critic(x, a)
-        return F.mse_loss(q1, target) + F.mse_loss(q2, target), q1
+        q = self.critic(x, a)  # [2, B, 1]
+        return (q - target).square().mean((1, 2)).sum(), q[0]
 
     def update(
         self,
@@ -56,8 +56,9 @@ class SAC:
         encoder_loss: torch.Tensor | None = None,
         encoder_opt: torch.optim.Optimizer | None = None,
         actor_penalty: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    ) -> dict[str, float]:
-        """One critic + actor (+ temperature) step; r, done [B, 1]. Returns scalar metrics.
+    ) -> dict[str, torch.Tensor]:
+        """One critic + actor (+ temperature) step; r, done [B, 1]. Returns scalar metrics as 0-d tensors
+        (detached, on the update's device: reading them is left to the caller, once per epoch).
 
         PEARL-style learners build x from an encoder *with* gradient and pass that encoder's optimiser as
         `encoder_opt` (and its own terms, e.g. the KL bottleneck, as `encoder_loss`): the critic loss plus
@@ -82,7 +83,9 @@ class SAC:
 
         x = x.detach()
         a_pi, logp = self.actor.sample(x)
-        q_pi = torch.min(*self.critic(x, a_pi))
+        self.critic.requires_grad_(False)  # the actor's loss needs no critic gradients
+        q_pi = self.critic(x, a_pi).min(0).values
+        self.critic.requires_grad_(True)
         actor_loss = (self.alpha * logp - q_pi).mean()
         if actor_penalty is not None:
             actor_loss = actor_loss + actor_penalty(x, a_pi).mean()
@@ -97,12 +100,7 @@ class SAC:
             alpha_loss.backward()
             self.alpha_opt.step()
         ema_update(self.critic_target, self.critic, cfg.tau)
-        return {
-            "critic_loss": critic_loss.item(),
-            "actor_loss": actor_loss.item(),
-            "alpha": self.alpha.item(),
-            "q": q1.mean().item(),
-        }
+        return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "alpha": self.alpha, "q": q1.mean().detach()}
 
     def _clip(self, module: nn.Module) -> None:
         if self.cfg.max_grad_norm:

@@ -45,6 +45,14 @@ def env_record(env, env_id: str) -> dict[str, Any]:
     }
 
 
+def read_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """An epoch's metrics as floats. Learners leave them as 0-d tensors on the training device; they are
+    read here, once per epoch, in one transfer (a read is a host sync on a GPU)."""
+    tensors = {k: v for k, v in metrics.items() if isinstance(v, torch.Tensor)}
+    values = torch.stack([v.detach().reshape(()).double() for v in tensors.values()]).tolist() if tensors else []
+    return {**{k: float(v) for k, v in metrics.items() if k not in tensors}, **dict(zip(tensors, values, strict=True))}
+
+
 class Trainer:
     def __init__(
         self,
@@ -148,7 +156,7 @@ class Trainer:
                 recs = self.collect(cfg.episodes_per_epoch, random=False)
             t1 = time.perf_counter()
             counts = self.learner.epoch_updates(self.buffer)
-            metrics = self.learner.train_epoch(self.buffer, self.rng)
+            metrics = read_metrics(self.learner.train_epoch(self.buffer, self.rng))
             t2 = time.perf_counter()
             self.timing["collect"] += t1 - t0
             self.timing["update"] += t2 - t1
