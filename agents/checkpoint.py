@@ -142,7 +142,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if algorithm not in POLICIES:
         raise CheckpointError(f"{path}: unknown algorithm {raw['algorithm']!r} (known: {sorted(POLICIES)})")
     try:
-        config = migrate_stored_config(raw["config"], str(path)) if isinstance(raw["config"], dict) else raw["config"]
+        config = migrate_stored_config(raw["config"], str(path), resuming=False) if isinstance(raw["config"], dict) else raw["config"]
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
     return Checkpoint(

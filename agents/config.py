@@ -75,14 +75,14 @@ class EncoderConfig(Strict):
 class PearlConfig(Strict):
     """PEARL, TCL-PEARL and CoCOA (one section; `algorithm` picks the auxiliary loss: pearl = none, tcl =
     trajectory contrastive loss, cocoa = CoCOA's). The encoder steps with every SAC step (`train.policy_updates`
-    per epoch); `train.encoder_updates` is MoSS's and is not used. See agents/algorithms/pearl.py."""
+    per epoch); `train.encoder_updates` (MoSS's and the grid filter's) is not used. See agents/algorithms/pearl.py."""
 
     latent_dim: int = Field(5, ge=1)  # PEARL latent_size
     encoder_hidden: tuple[int, ...] = (200, 200)  # TCL: 2-layer MLP of 200 units
     encoder_lr: float = Field(3e-4, gt=0)  # PEARL context_lr
     kl_beta: float = Field(0.1, ge=0)  # PEARL kl_lambda: weight of KL(q(z|c) || N(0, I))
     meta_batch: int = Field(16, ge=1)  # training tasks per update; sac.batch_size is split among them
-    # transitions per task of the RL context (PEARL embedding_batch_size; also tcl/cocoa, rl_context task)
+    # transitions per task of the RL context (PEARL embedding_batch_size; tcl and cocoa too)
     context_size: int = Field(64, ge=1)
     vary_context: bool = True  # the RL context of each task keeps a uniform 0..size of its transitions
     sample_z: bool = (
@@ -217,12 +217,15 @@ RunConfig = Annotated[MoSSRun | OracleRun | PearlRun | FocalRun | GridFilterRun,
 RUN_MODELS: tuple[type[RunBase], ...] = (MoSSRun, OracleRun, PearlRun, FocalRun, GridFilterRun)
 _RUN_ADAPTER: TypeAdapter[RunBase] = TypeAdapter(RunConfig)
 
-#: each algorithm's own section, by algorithm name
+#: each algorithm's own section, by algorithm name; OFFLINE: the algorithms that learn from datasets only
 SECTIONS: dict[str, str | None] = {}
+OFFLINE: set[str] = set()
 for _m in RUN_MODELS:
     _own = [f for f in _m.model_fields if f not in RunBase.model_fields and f != "offline"]
     for _name in get_args(_m.model_fields["algorithm"].annotation):
         SECTIONS[_name] = _own[0] if _own else None
+        if "offline" in _m.model_fields:
+            OFFLINE.add(_name)
 
 #: options that no longer exist, by dotted key, with the value at which each did nothing (a checkpoint's
 #: stored config or policy spec that holds one at that value still loads; any other value is refused)
@@ -247,14 +250,19 @@ REMOVED: dict[str, Any] = {
     "train.policy_updates_frozen": None,
     "pearl.rl_context": "task",
 }
+#: values that no longer exist, by dotted key: (the removed values, what a loaded checkpoint's config gets)
+REMOVED_VALUES: dict[str, tuple[tuple[Any, ...], Any]] = {"encoder.decode": (("task",), "segment")}
 RENAMED_ALGORITHMS = {"filter": "gridfilter"}
 
 
-def migrate_stored_config(raw: dict[str, Any], source: str) -> dict[str, Any]:
+def migrate_stored_config(raw: dict[str, Any], source: str, resuming: bool = True) -> dict[str, Any]:
     """A config stored by an older version (in a checkpoint or a run's config.yaml) in today's form: the
     old algorithm name `filter` and its section renamed, the sections of other algorithms (once stored
-    in every config) dropped, and removed options dropped where they sit at the value at which they did
-    nothing. One set to anything else is refused: the run used a feature that no longer exists."""
+    in every config) dropped, and removed options (and removed values) dropped where they did nothing.
+    Resuming, one that did something is refused: the run used a training feature that no longer exists.
+    Not resuming (a checkpoint loaded to act, whose acting settings `agents.checkpoint` checks), such
+    training-only settings are dropped too: they do not change what the policy does."""
+    _check_algorithm_type(raw, source)
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     old = raw.get("algorithm")
     if old in RENAMED_ALGORITHMS:
@@ -266,20 +274,33 @@ def migrate_stored_config(raw: dict[str, Any], source: str) -> dict[str, Any]:
     own = SECTIONS.get(raw.get("algorithm"))  # type: ignore[arg-type]
     for section in {s for s in SECTIONS.values() if s} - {own}:
         raw.pop(section, None)
-    if raw.get("algorithm") not in ("focal", "focalpp") and raw.get("offline") is None:
+    if raw.get("algorithm") not in OFFLINE and raw.get("offline") is None:
         raw.pop("offline", None)
     for dotted, off in REMOVED.items():
         section, key = dotted.split(".")
         node = raw.get(section)
         if isinstance(node, dict) and key in node:
             value = node.pop(key)
-            if value != off and not (isinstance(off, list) and value in ([], ())):
+            if resuming and value != off and not (isinstance(off, list) and value in ([], ())):
                 raise ConfigError(f"{source}: {dotted}: option removed; this run set it to {value!r}, which this version cannot reproduce")
+    for dotted, (values, today) in REMOVED_VALUES.items():
+        section, key = dotted.split(".")
+        node = raw.get(section)
+        if isinstance(node, dict) and node.get(key) in values:
+            if resuming:
+                raise ConfigError(f"{source}: {dotted}: {node[key]!r} is no longer offered; this run used it, which this version cannot reproduce")
+            node[key] = today
     return raw
+
+
+def _check_algorithm_type(raw: dict[str, Any], source: str) -> None:
+    if not isinstance(raw.get("algorithm"), str):
+        raise ConfigError(f"{source}: algorithm: must be one of {', '.join(SECTIONS)}, got {raw.get('algorithm')!r}")
 
 
 def check_removed(raw: dict[str, Any], source: str) -> None:
     """Refuse a config file that names a removed option, a renamed algorithm or another algorithm's section."""
+    _check_algorithm_type(raw, source)
     algorithm = raw.get("algorithm")
     if algorithm in RENAMED_ALGORITHMS:
         new = RENAMED_ALGORITHMS[algorithm]
@@ -291,11 +312,15 @@ def check_removed(raw: dict[str, Any], source: str) -> None:
         section, key = dotted.split(".")
         if isinstance(raw.get(section), dict) and key in raw[section]:
             raise ConfigError(f"{source}: {dotted}: option removed")
+    for dotted, (values, today) in REMOVED_VALUES.items():
+        section, key = dotted.split(".")
+        if isinstance(raw.get(section), dict) and raw[section].get(key) in values:
+            raise ConfigError(f"{source}: {dotted}: {raw[section][key]!r} is no longer offered (today: {today!r} or the others its field lists)")
     own = SECTIONS.get(algorithm)  # type: ignore[arg-type]
     others = {s for s in SECTIONS.values() if s} | {"offline"}
-    for section in sorted(others - {own} - ({"offline"} if algorithm in ("focal", "focalpp") else set())):
+    for section in sorted(others - {own} - ({"offline"} if algorithm in OFFLINE else set())):
         if section in raw:
-            users = sorted(a for a, s in SECTIONS.items() if s == section) or ["focal", "focalpp"]
+            users = sorted(a for a, s in SECTIONS.items() if s == section) or sorted(OFFLINE)
             raise ConfigError(f"{source}: {section}: a section of {', '.join(users)}, not of algorithm {algorithm!r}")
 
 

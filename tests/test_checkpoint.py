@@ -312,13 +312,25 @@ def test_version_1_moss_checkpoint_config_is_brought_to_todays_form(tmp_path: Pa
 
 @pytest.mark.parametrize(
     ("config_probes", "phrases"),
-    [(0, ["gridfilter policy setting 'probes' was removed", "sets it to 3"]), (3, ["gridfilter.probes: option removed", "3"])],
+    [(0, ["gridfilter policy setting 'probes' was removed", "sets it to 3"]), (3, ["gridfilter policy setting 'probes' was removed", "sets it to 3"])],
 )
 def test_version_1_filter_checkpoint_that_used_probes_is_refused(tmp_path: Path, config_probes: int, phrases: list[str]) -> None:
     """Its spec (or also its config, as a run with probes stored both) sets a removed setting: refused, named."""
     config = v1_stored_config("filter", filter={"grid": 5, "hidden": 16, "probes": config_probes})
     path = write_v1(tmp_path / "v1.pt", "filter", make_gridfilter(), config, {**V1_FILTER_SPEC, "probes": 3})
     expect_error(path, str(path), "probes", *phrases)
+
+
+def test_version_1_checkpoint_that_used_a_training_only_option_still_acts(tmp_path: Path) -> None:
+    """A removed option that only shaped training (freezing the encoder, a coarse-to-fine schedule, the
+    paper-free decode target) leaves the policy intact: the checkpoint loads, its config in today's form."""
+    config = v1_stored_config("filter", filter={"grid": 5, "hidden": 16, "coarse": [[2, 40]]})
+    config["train"]["encoder_until"] = 1000
+    config["encoder"]["decode"] = "task"
+    path = write_v1(tmp_path / "v1.pt", "filter", make_gridfilter(), config, V1_FILTER_SPEC)
+    ck = load_checkpoint(path)
+    assert "encoder_until" not in ck.config["train"] and "coarse" not in ck.config["gridfilter"]
+    assert build_policy(ck).belief_dim == 4
 
 
 @pytest.mark.parametrize(("key", "value"), [("mode", True), ("min_sigma", 0.1)])

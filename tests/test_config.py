@@ -348,3 +348,16 @@ def test_a_stored_config_that_used_a_removed_option_is_refused_naming_it(algorit
         parse_config(raw, source="ck.pt", stored=True)
     msg = str(exc.value)
     assert msg.startswith(f"ck.pt: {dotted}: option removed") and repr(value) in msg
+
+
+def test_a_removed_value_and_a_non_string_algorithm_are_refused_by_name() -> None:
+    raw = {"algorithm": "moss", "env": {"id": "PointRobot"}, "encoder": {"decode": "task"}}
+    with pytest.raises(ConfigError, match="encoder.decode: 'task' is no longer offered"):
+        parse_config(raw, source="my.yaml")
+    with pytest.raises(ConfigError, match="encoder.decode: 'task' is no longer offered; this run used it"):
+        parse_config(raw, source="config.yaml", stored=True)
+    for bad in (["moss"], {"name": "moss"}, None):
+        with pytest.raises(ConfigError, match="algorithm: must be one of moss"):
+            parse_config({"algorithm": bad, "env": {"id": "PointRobot"}})
+        with pytest.raises(ConfigError, match="algorithm: must be one of moss"):
+            parse_config({"algorithm": bad, "env": {"id": "PointRobot"}}, stored=True)

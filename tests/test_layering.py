@@ -44,17 +44,22 @@ def offenders(importer_prefix: str, forbidden: tuple[str, ...]) -> list[str]:
     )
 
 
+SERVING_FORBIDS = ("agents.algorithms", "agents.training", "agents.evaluation", "tools", *LEARNING_PARTS)
 RULES = [
-    ("envs", ("agents", "runtime")),
-    ("agents", ("runtime",)),
-    ("agents.parts", ("agents.policies", "agents.evaluation", "agents.algorithms", "agents.training", "agents.checkpoint")),
-    ("agents.policies", ("agents.evaluation", "agents.algorithms", "agents.training", "agents.checkpoint", *LEARNING_PARTS)),
+    ("envs", ("agents", "runtime", "tools")),
+    ("agents", ("runtime", "tools")),
+    ("runtime", ("tools",)),
+    ("agents.parts", ("agents.policies", "agents.evaluation", "agents.algorithms", "agents.training", "agents.checkpoint", "envs")),
+    ("agents.policies", ("agents.evaluation", "agents.algorithms", "agents.training", "agents.checkpoint", "envs", *LEARNING_PARTS)),
     ("agents.checkpoint", ("agents.evaluation", "agents.algorithms", "agents.training", *LEARNING_PARTS)),
     ("agents.evaluation", ("agents.algorithms", "agents.training", *LEARNING_PARTS[:2])),
-    ("agents.algorithms", ("agents.training",)),
-    ("agents.config", ("agents.parts", "agents.policies", "agents.evaluation", "agents.algorithms", "agents.training")),
-    ("runtime.server", ("agents.algorithms", "agents.training", "agents.evaluation", *LEARNING_PARTS)),
-    ("runtime.sessions", ("agents.algorithms", "agents.training", "agents.evaluation", *LEARNING_PARTS)),
+    ("agents.algorithms", ("agents.training", "agents.evaluation", "agents.checkpoint")),
+    ("agents.config", ("agents.parts", "agents.policies", "agents.evaluation", "agents.algorithms", "agents.training", "agents.checkpoint")),
+    ("runtime.server", SERVING_FORBIDS),
+    ("runtime.sessions", SERVING_FORBIDS),
+    ("runtime.replay", SERVING_FORBIDS),
+    ("runtime.client", ("agents",)),
+    ("runtime.protocol", ("agents",)),
 ]
 
 

@@ -50,3 +50,30 @@ def test_update_leaves_metrics_on_the_device_and_the_actor_step_leaves_the_criti
         assert p.requires_grad
     moved = [(t - t0).abs().max() for t, t0 in zip(sac.critic_target.parameters(), target0, strict=True)]
     assert all(0 < d < 0.01 for d in moved)  # Polyak: the target moved, by tau of the way
+
+
+def test_training_state_of_the_two_mlp_critic_resumes_with_its_adam_moments() -> None:
+    """A run saved with the two-MLP critic (q1, q2 Sequentials, one Adam over q1's then q2's parameters)
+    resumes: after loading, the same loss steps TwinQ exactly as it would have stepped the two MLPs."""
+    torch.manual_seed(1)
+    old = torch.nn.ModuleDict({"q1": MLP(6, (8, 8), 1), "q2": MLP(6, (8, 8), 1)})
+    old_opt = torch.optim.Adam(old.parameters(), lr=1e-2)
+    xa = torch.randn(16, 6)
+
+    def old_step() -> None:
+        old_opt.zero_grad()
+        (old["q1"](xa).square().sum() + 2 * old["q2"](xa).sum()).backward()
+        old_opt.step()
+
+    old_step()
+    old_step()
+    sac = SAC(TanhGaussianActor(4, 2, (8, 8)), 4, 2, SACConfig(hidden=(8, 8)))
+    sd = sac.state_dict()
+    sac.load_state_dict({**sd, "critic": old.state_dict(), "critic_target": old.state_dict(), "critic_opt": old_opt.state_dict()})
+    old_step()
+    sac.critic_opt.zero_grad()
+    q = sac.critic(xa[:, :4], xa[:, 4:])
+    (q[0].square().sum() + 2 * q[1].sum()).backward()
+    sac.critic_opt.step()
+    for k, net in enumerate((old["q1"], old["q2"])):
+        torch.testing.assert_close(sac.critic(xa[:, :4], xa[:, 4:])[k], net(xa))

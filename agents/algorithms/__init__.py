@@ -79,6 +79,8 @@ ALGORITHMS: dict[str, Algorithm] = {
 def build_agent(cfg: RunBase, spaces: Spaces, task_dim: int) -> tuple[AgentPolicy, Learner]:
     """The policy and learner of `cfg.algorithm` for an env with these spaces and task-vector size."""
     algo = ALGORITHMS[cfg.algorithm]
+    if not isinstance(cfg, algo.config):
+        raise TypeError(f"a {cfg.algorithm} run needs a {algo.config.__name__} config, got {type(cfg).__name__}")
     policy = algo.policy(spaces, **algo.policy_settings(cfg, task_dim), actor_hidden=tuple(cfg.sac.hidden))
     return policy, algo.learner(policy, cfg)  # type: ignore[call-arg]
 

@@ -83,11 +83,6 @@ class LatentGridFilter(nn.Module):
                     state_dict[prefix + "translation." + key[len(prefix) :]] = state_dict.pop(key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    @property
-    def spacing(self) -> float:
-        """Distance between neighbouring points of the training grid along an axis."""
-        return grid_spacing(self.grid)
-
     def log_likelihood(
         self, s: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s2: torch.Tensor, z: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -160,11 +155,6 @@ class LatentGridFilter(nn.Module):
         # centred second moment: E[z^2] - mu^2 cancels badly in float32 once q is concentrated
         var = (q.unsqueeze(-1) * (z - mu.unsqueeze(-2)) ** 2).sum(-2)
         return torch.cat([mu, var.clamp_min(1e-12).sqrt()], -1)
-
-
-def grid_spacing(n: int) -> float:
-    """Distance between neighbouring points of an n-point grid on [-1, 1] (`grid_points`)."""
-    return 2.0 / (n - 1)
 
 
 def grid_points(n: int, dim: int) -> torch.Tensor:

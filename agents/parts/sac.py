@@ -117,10 +117,38 @@ class SAC:
         }
 
     def load_state_dict(self, sd: dict) -> None:
+        critic_opt = sd["critic_opt"]
+        if "q1.0.weight" in sd["critic"]:  # saved with the two-MLP critic: its Adam moments, stacked as TwinQ's
+            critic_opt = _stacked_critic_adam(critic_opt, len(self.critic.weights))
         self.critic.load_state_dict(sd["critic"])
         self.critic_target.load_state_dict(sd["critic_target"])
         self.actor_opt.load_state_dict(sd["actor_opt"])
-        self.critic_opt.load_state_dict(sd["critic_opt"])
+        self.critic_opt.load_state_dict(critic_opt)
+        for opt in (self.actor_opt, self.critic_opt):  # an older run's saved settings say not fused
+            for g in opt.param_groups:
+                g.update(fused=True, foreach=None)
         with torch.no_grad():
             self.log_alpha.copy_(sd["log_alpha"])
         self.alpha_opt.load_state_dict(sd["alpha_opt"])
+
+
+def _stacked_critic_adam(opt_sd: dict, layers: int) -> dict:
+    """An Adam state dict over the two-MLP critic's parameters (q1's weight, bias per layer, then q2's)
+    rearranged for TwinQ's (every layer's stacked weight [2, in, out], then every stacked bias [2, 1, out])."""
+    state, group = opt_sd["state"], opt_sd["param_groups"][0]
+    ids = group["params"]  # 2 * layers entries per member
+
+    def member(k: int, i: int, j: int) -> dict:  # member k, layer i, j = 0 weight / 1 bias
+        return state.get(ids[k * 2 * layers + 2 * i + j], {})
+
+    new_state: dict[int, dict] = {}
+    for j, stack in ((0, lambda t: torch.stack([x.T for x in t]).contiguous()), (1, lambda t: torch.stack(t).unsqueeze(1).contiguous())):
+        for i in range(layers):
+            parts = [member(k, i, j) for k in (0, 1)]
+            if not parts[0]:
+                continue  # no step taken yet
+            new_state[j * layers + i] = {
+                "step": torch.as_tensor(parts[0]["step"], dtype=torch.float32).clone(),
+                **{m: stack([p[m] for p in parts]) for m in ("exp_avg", "exp_avg_sq")},
+            }
+    return {"state": new_state, "param_groups": [{**group, "params": list(range(2 * layers))}]}

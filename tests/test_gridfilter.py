@@ -224,9 +224,9 @@ def test_relabel_every_n_catches_up_with_a_moved_likelihood_on_the_nth_call() ->
 
 
 def test_likelihood_on_explicit_points_equals_the_acting_grid_only_on_those_points() -> None:
-    policy = filter_policy()  # grid 5 on [-1, 1]: spacing 0.5
+    policy = filter_policy()  # grid 5 on [-1, 1]: points 0.5 apart
     f = policy.filter
-    assert f.spacing == pytest.approx(0.5)
+    assert torch.equal(f.train_z[:2], torch.tensor([[-1.0, -1.0], [-1.0, -0.5]]))
     s, a, r, s2 = streams(2, 6)
     a = policy.normalize_action(a)
     assert torch.equal(f.log_likelihood(s, a, r, s2, f.z.clone()), f.log_likelihood(s, a, r, s2))
