@@ -307,6 +307,8 @@ def serve(
     json_logs: bool | None = typer.Option(None, "--json-logs/--console-logs", help="log format (default: console on a terminal)"),
     spin_us: float = typer.Option(SERVE_SPIN_US, "--spin-us", min=0.0, help="busy-poll this long for the next request before blocking (0: always block)"),
     policy_set: list[str] = typer.Option([], "--policy-set", help=POLICY_SET_HELP),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", min=0, max=65535, help="serve Prometheus metrics on http://ADDR:PORT/metrics (0: a free port, logged)"),
+    metrics_addr: str = typer.Option("127.0.0.1", "--metrics-addr", help="address the metrics endpoint binds (loopback by default; 0.0.0.0 for every interface)"),
 ) -> None:
     """Serve a checkpoint over ZeroMQ (protocol v1, docs/serving.md) until SIGINT/SIGTERM."""
     import signal
@@ -327,9 +329,25 @@ def serve(
         fail(str(e))
     except zmq.ZMQError as e:  # address in use, bad endpoint ...
         fail(f"cannot bind {bind!r}: {e}")
+    metrics = None
+    if metrics_port is not None:
+        from runtime.metrics import start_metrics
+
+        try:
+            metrics = start_metrics(server, metrics_port, metrics_addr)
+        except OSError as e:  # port in use, address not on this host
+            server.close()
+            fail(f"cannot serve metrics on {metrics_addr}:{metrics_port}: {e}")
+        import structlog
+
+        structlog.get_logger("serve").info("metrics", url=metrics.url)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.stop())
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        if metrics is not None:
+            metrics.close()
 
 
 @app.command()

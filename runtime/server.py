@@ -14,6 +14,7 @@ This module imports only the served side of `agents` (policies, checkpoint): no 
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import Counter, deque
@@ -80,18 +81,35 @@ def hello_info(ck: Checkpoint, policy: AgentPolicy, overrides: dict[str, Any] | 
     return info
 
 
+#: upper bounds of the cumulative histograms (Prometheus buckets): request latency in seconds, wave sizes
+LATENCY_BOUNDS_S = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0)
+WAVE_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
 class Stats:
-    """Counters and latency samples (the last 10,000 of each) for the `stats` op."""
+    """Counters, cumulative histograms and latency samples (the last 10,000 of each) for the `stats` op and
+    the Prometheus endpoint (runtime/metrics.py), which reads them when scraped."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.requests = 0
         self.steps = 0
+        self.ops: Counter[str] = Counter()  # decoded, valid requests by op
         self.errors: Counter[str] = Counter()
         self.waves = 0
         self.wave_items = 0
         self.batch_us: deque[float] = deque(maxlen=10_000)
         self.request_us: deque[float] = deque(maxlen=10_000)
+        self.latency_counts = np.zeros(len(LATENCY_BOUNDS_S) + 1, np.int64)  # last: above every bound
+        self.latency_sum_s = 0.0
+        self.wave_counts = np.zeros(len(WAVE_BOUNDS) + 1, np.int64)
+
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.started
+
+    def observe_latencies(self, seconds: np.ndarray) -> None:
+        self.latency_counts += np.bincount(np.searchsorted(LATENCY_BOUNDS_S, seconds), minlength=len(self.latency_counts))
+        self.latency_sum_s += float(seconds.sum())
 
     def snapshot(self) -> dict[str, Any]:
         def pct(d: deque[float]) -> dict[str, float | None]:
@@ -110,7 +128,7 @@ class Stats:
             "batches": self.waves,
             "mean_batch_size": round(self.wave_items / self.waves, 3) if self.waves else 0.0,
             "latency_us": {"batch": pct(self.batch_us), "request": pct(self.request_us)},
-            "uptime_s": round(time.monotonic() - self.started, 3),
+            "uptime_s": round(self.uptime_s(), 3),
         }
 
 
@@ -349,6 +367,7 @@ class Server:
                     )
                 continue
             op = req.op
+            self.stats.ops[op] += 1
             if op == "step" or op == "open" or op == "reset" or op == "close":
                 sid = req.session
                 if sid is not None:
@@ -393,9 +412,14 @@ class Server:
         st.requests += len(msgs)
         st.batch_us.append((t1 - t0) * 1e6)
         if n == 1:
-            st.request_us.append((t1 - msgs[0][1]) * 1e6)
+            lat = t1 - msgs[0][1]
+            st.request_us.append(lat * 1e6)
+            st.latency_counts[bisect.bisect_left(LATENCY_BOUNDS_S, lat)] += 1
+            st.latency_sum_s += lat
         else:
-            st.request_us.extend(((t1 - np.fromiter((tr for _, tr in msgs), float, n)) * 1e6).tolist())
+            lat_s = t1 - np.fromiter((tr for _, tr in msgs), float, n)
+            st.request_us.extend((lat_s * 1e6).tolist())
+            st.observe_latencies(lat_s)
 
     def _error(self, req_id: Any, code: str, message: str, session: str | None) -> dict[str, Any]:
         self.stats.errors[code] += 1
@@ -473,6 +497,7 @@ class Server:
             return
         self.stats.waves += 1
         self.stats.wave_items += len(items)
+        self.stats.wave_counts[bisect.bisect_left(WAVE_BOUNDS, len(items))] += 1
         if len(items) >= P.BULK_MIN:
             try:
                 self._replies(items, action, belief, replies)
