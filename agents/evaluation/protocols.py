@@ -97,12 +97,13 @@ def evaluation_episodes(
     deterministic: bool = True,
     record_beliefs: bool = False,
 ) -> list[EpisodeRecord]:
-    """Run `episodes` episodes (task i mod n) in batches of `parallel` envs; `policy=None` is the random policy."""
-    records: list[EpisodeRecord] = []
-    with env_pool(env_cfg, split, nonstationary, min(parallel, episodes)) as (pool, n_tasks):
-        for idx in batches(episodes, len(pool)):
-            records += run_episodes(policy, pool[: len(idx)], reset_kwargs(idx, n_tasks, seed), deterministic, record_beliefs)
-    return records
+    """Run `episodes` episodes (task i mod n, reset seed `seed + i`) in batches of `parallel` envs;
+    `policy=None` is the random policy. A trial protocol of one episode per trial."""
+
+    def run_episode(k: int, pool: list, kw: list[dict[str, Any]], _: None) -> tuple[list[EpisodeRecord], None]:
+        return run_episodes(policy, pool, kw, deterministic, record_beliefs), None
+
+    return run_trials(env_cfg, split, nonstationary, episodes, 1, seed, parallel, run_episode)[0]
 
 
 class _HeldBelief:
@@ -238,17 +239,17 @@ def context_episodes(
     if m["split"] != split or m["env"].get("task_seed", 0) != env_cfg.task_seed:
         raise ValueError(f"context dataset holds split {m['split']!r}, task seed {m['env'].get('task_seed')}; asked for {split!r}, {env_cfg.task_seed}")
     rng = np.random.default_rng(seed)
-    with env_pool(env_cfg, split, "none", min(parallel, episodes)) as (pool, n_tasks):
-        records: list[EpisodeRecord] = []
-        for idx in batches(episodes, len(pool)):
-            rows = []
-            for i in idx:
-                eps = np.flatnonzero(dataset.task == i % n_tasks)
-                if len(eps) == 0:
-                    raise ValueError(f"the context dataset has no episode of {split} task {i % n_tasks}")
-                e = rng.choice(eps, context_size)
-                rows.append((e, (rng.random(context_size) * dataset.length[e]).astype(np.int64)))
-            ctx = [torch.as_tensor(np.stack([getattr(dataset, k)[e, t] for e, t in rows])) for k in ("obs", "action", "reward", "next_obs")]
-            belief = policy.belief(policy.absorb(policy.init_state(len(idx)), *ctx))
-            records += run_episodes(_HeldBelief(policy, belief), pool[: len(idx)], reset_kwargs(idx, n_tasks, seed), True)  # type: ignore[arg-type]
-    return records
+
+    def run_episode(k: int, pool: list, kw: list[dict[str, Any]], _: None) -> tuple[list[EpisodeRecord], None]:
+        rows = []
+        for task in (x["options"]["task_index"] for x in kw):
+            eps = np.flatnonzero(dataset.task == task)
+            if len(eps) == 0:
+                raise ValueError(f"the context dataset has no episode of {split} task {task}")
+            e = rng.choice(eps, context_size)
+            rows.append((e, (rng.random(context_size) * dataset.length[e]).astype(np.int64)))
+        ctx = [torch.as_tensor(np.stack([getattr(dataset, k)[e, t] for e, t in rows])) for k in ("obs", "action", "reward", "next_obs")]
+        belief = policy.belief(policy.absorb(policy.init_state(len(kw)), *ctx))
+        return run_episodes(_HeldBelief(policy, belief), pool, kw, True), None  # type: ignore[arg-type]
+
+    return run_trials(env_cfg, split, "none", episodes, 1, seed, parallel, run_episode)[0]
