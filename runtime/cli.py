@@ -302,6 +302,7 @@ def serve(
     max_sessions: int = typer.Option(1024, "--max-sessions", min=1, help="open sessions at most (then too_many_sessions)"),
     idle_timeout: float = typer.Option(600.0, "--idle-timeout", min=0.001, help="seconds without a request before a session is evicted"),
     state_dir: Path | None = typer.Option(None, "--state-dir", help="save sessions here on shutdown and restore them on start"),
+    snapshot_every: float | None = typer.Option(None, "--snapshot-every", min=0.001, help="with --state-dir: also snapshot every session this often (seconds), so a crash loses at most that much"),
     max_frame_bytes: int = typer.Option(65_536, "--max-frame-bytes", min=64, help="larger messages get frame_too_large"),
     batching: bool = typer.Option(True, "--batching/--no-batching", help="--no-batching: one forward pass per request (benchmark baseline)"),
     json_logs: bool | None = typer.Option(None, "--json-logs/--console-logs", help="log format (default: console on a terminal)"),
@@ -316,6 +317,8 @@ def serve(
     import zmq
 
     configure_logging(json=json_logs)
+    if snapshot_every is not None and state_dir is None:
+        fail("--snapshot-every writes sessions to --state-dir: give one")
     from agents.checkpoint import CheckpointError
     from runtime.server import Server
     from runtime.sessions import StateFileError
@@ -323,7 +326,7 @@ def serve(
     try:
         server = Server.from_checkpoint(
             checkpoint, key_values(policy_set, "--policy-set", "refine=2"), bind=bind, max_sessions=max_sessions, idle_timeout=idle_timeout, state_dir=state_dir,
-            max_frame_bytes=max_frame_bytes, batching=batching, spin_us=spin_us,
+            max_frame_bytes=max_frame_bytes, batching=batching, spin_us=spin_us, snapshot_every=snapshot_every,
         )
     except (CheckpointError, StateFileError) as e:
         fail(str(e))

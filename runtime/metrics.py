@@ -12,11 +12,15 @@ server's thread. Names and labels:
     metarl_sessions_open, metarl_sessions_max  open sessions and the limit
     metarl_sessions_evicted_total              sessions evicted after the idle timeout
     metarl_uptime_seconds
+    metarl_snapshots_total, metarl_snapshot_failures_total, metarl_snapshot_age_seconds
+                                               with --snapshot-every: snapshots written, failed, and the age
+                                               of the sessions in the last one written
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +71,12 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily("metarl_sessions_max", "The open-session limit", value=store.max_sessions)
         yield CounterMetricFamily("metarl_sessions_evicted", "Sessions evicted after the idle timeout", value=store.n_evicted)
         yield GaugeMetricFamily("metarl_uptime_seconds", "Seconds since the server started", value=st.uptime_s())
+        if self.server.snapshot_every is not None:
+            yield CounterMetricFamily("metarl_snapshots", "Session snapshots written (--snapshot-every)", value=st.snapshots)
+            yield CounterMetricFamily("metarl_snapshot_failures", "Session snapshots that could not be written", value=st.snapshot_failures)
+            if st.last_snapshot is not None:
+                age = time.monotonic() - st.last_snapshot
+                yield GaugeMetricFamily("metarl_snapshot_age_seconds", "Age of the sessions in the last written snapshot", value=age)
 
 
 @dataclass

@@ -30,7 +30,7 @@ import zmq
 from agents.checkpoint import Checkpoint, build_policy, load_checkpoint
 from agents.policies import AgentPolicy, State, put_state, select_state
 from runtime import protocol as P
-from runtime.sessions import STATE_FILE, SessionStore
+from runtime.sessions import STATE_FILE, SessionStore, write_snapshot
 
 log = structlog.get_logger("runtime.server")
 
@@ -100,6 +100,9 @@ class Stats:
         self.wave_items = 0
         self.batch_us: deque[float] = deque(maxlen=10_000)
         self.request_us: deque[float] = deque(maxlen=10_000)
+        self.snapshots = 0
+        self.snapshot_failures = 0
+        self.last_snapshot: float | None = None  # monotonic time the last written snapshot was taken
         self.latency_counts = np.zeros(len(LATENCY_BOUNDS_S) + 1, np.int64)  # last: above every bound
         self.latency_sum_s = 0.0
         self.wave_counts = np.zeros(len(WAVE_BOUNDS) + 1, np.int64)
@@ -147,7 +150,13 @@ class Server:
         context: zmq.Context | None = None,
         torch_threads: int | None = 1,
         spin_us: float = 0.0,
+        snapshot_every: float | None = None,
     ) -> None:
+        """`state_dir`: sessions are saved there on shutdown and restored on start; with `snapshot_every`
+        (seconds) also written there that often while serving (copied on the loop, written by a thread), so
+        a crashed server restarts with every session as of its last snapshot."""
+        if snapshot_every is not None and (state_dir is None or snapshot_every <= 0):
+            raise ValueError("snapshot_every needs a state_dir and a positive number of seconds")
         self.policy = policy.eval()
         self.info = info
         self.spec = P.Spec(
@@ -164,6 +173,9 @@ class Server:
         self._poll_ms = int(max(1, min(100, idle_timeout * 250)))
         self._spin_s = max(0.0, float(spin_us)) * 1e-6
         self._next_evict = 0.0
+        self.snapshot_every = snapshot_every
+        self._next_snapshot = time.monotonic() + (snapshot_every or 0.0)
+        self._writer: threading.Thread | None = None
         # saved sessions fit only the same policy: checkpoint, and the settings it is served with (state shapes)
         self._meta = {
             "checkpoint_sha256": info["checkpoint"]["sha256"],
@@ -205,7 +217,8 @@ class Server:
             except Exception:
                 self.sock.close(0)
                 raise
-            self.state_path.replace(self.state_path.with_name(STATE_FILE + ".restored"))
+            if snapshot_every is None:  # nothing will overwrite it: keep a later crash from restoring it again
+                self.state_path.replace(self.state_path.with_name(STATE_FILE + ".restored"))
             log.info("sessions restored", sessions=n, path=str(self.state_path))
 
     @classmethod
@@ -238,6 +251,7 @@ class Server:
                     if self._wait():
                         self._handle_safely(self._drain())
                     self._maybe_evict()
+                    self._maybe_snapshot()
                 while msgs := self._drain():  # answer what is in flight
                     self._handle_safely(msgs)
         finally:
@@ -249,10 +263,34 @@ class Server:
         except Exception:  # handle() answers every request itself; this is the last line against a bug
             log.exception("batch failed", messages=len(msgs))
 
+    def _maybe_snapshot(self) -> None:
+        """Every `snapshot_every` seconds: copy the sessions here and write them on a thread (skipped while the
+        previous write is still running)."""
+        if self.snapshot_every is None or time.monotonic() < self._next_snapshot:
+            return
+        self._next_snapshot = time.monotonic() + self.snapshot_every
+        if self._writer is not None and self._writer.is_alive():
+            return
+        snap, taken = self.store.snapshot(), time.monotonic()
+
+        def write() -> None:
+            try:
+                write_snapshot(self.state_path, self._meta, snap)  # type: ignore[arg-type]
+                self.stats.snapshots += 1
+                self.stats.last_snapshot = taken
+            except OSError as e:  # a full disk must not stop serving
+                self.stats.snapshot_failures += 1
+                log.error("session snapshot failed", error=str(e), path=str(self.state_path))
+
+        self._writer = threading.Thread(target=write, name="session-snapshot", daemon=True)
+        self._writer.start()
+
     def close(self) -> None:
         if self.sock.closed:
             return
         self.sock.close()
+        if self._writer is not None:
+            self._writer.join()
         if self.state_path is not None:
             n = self.store.save(self.state_path, self._meta)
             log.info("sessions saved", sessions=n, path=str(self.state_path))

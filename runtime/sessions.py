@@ -5,7 +5,8 @@ Rows live in preallocated tensors (`state`, from `policy.init_state`) that grow 
 `max_sessions`, so a batch of any sessions is gathered and scattered with `select_state`/`put_state`.
 Sessions idle longer than `idle_timeout` seconds are evicted. `save`/`load` persist the sessions as one
 msgpack file (tensors as raw little-endian bytes with dtype and shape; never pickle) so a restarted server
-continues every session with the same belief.
+continues every session with the same belief; `snapshot` + `write_snapshot` do the same in two halves,
+so the serving loop only copies rows and a writer thread does the rest.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -151,30 +153,17 @@ class SessionStore:
     # -- persistence --------------------------------------------------------------------------------
     def save(self, path: Path, meta: dict[str, Any]) -> int:
         """Write every session to `path` atomically; returns how many."""
-        sessions = []
-        for sid, slot in self.slots.items():
-            sessions.append(
-                {
-                    "id": sid,
-                    "t": int(self.t[slot]),
-                    "done": bool(self.done[slot]),
-                    "deterministic": bool(self.deterministic[slot]),
-                    "last_obs": self.last_obs[slot].astype("<f4").tobytes(),
-                    "state": {k: _tensor_out(v[slot]) for k, v in self.state.items()},
-                }
-            )
-        doc = {
-            "format": STATE_FORMAT,
-            "version": STATE_VERSION,
-            "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **meta,
-            "sessions": sessions,
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(msgpack.packb(doc, use_bin_type=True))
-        os.replace(tmp, path)
-        return len(sessions)
+        return write_snapshot(path, meta, self.snapshot())
+
+    def snapshot(self) -> Snapshot:
+        """A copy of every session's row (ids, counters, last observation, state rows): cheap enough for the
+        serving loop; `write_snapshot` turns it into the file, on any thread."""
+        ids, slots = list(self.slots), list(self.slots.values())
+        idx = torch.as_tensor(slots, dtype=torch.long)
+        return Snapshot(
+            ids, self.t[slots].copy(), self.done[slots].copy(), self.deterministic[slots].copy(),
+            self.last_obs[slots].copy(), {k: v.index_select(0, idx) for k, v in self.state.items()},
+        )  # fmt: skip
 
     def load(self, path: Path, meta: dict[str, Any]) -> int:
         """Restore the sessions of `path` (written by `save` for the same checkpoint); returns how many."""
@@ -212,6 +201,49 @@ class SessionStore:
         except (KeyError, TypeError, ValueError, ProtocolError) as e:
             raise StateFileError(f"{path}: damaged session record ({type(e).__name__}: {e})") from None
         return len(sessions)
+
+
+@dataclass
+class Snapshot:
+    """Every session's row at one moment (copies: the store may change while it is written)."""
+
+    ids: list[str]
+    t: np.ndarray
+    done: np.ndarray
+    deterministic: np.ndarray
+    last_obs: np.ndarray
+    state: dict[str, torch.Tensor]
+
+
+def write_snapshot(path: Path, meta: dict[str, Any], snap: Snapshot) -> int:
+    """Write `snap` to `path` atomically (a temporary file, then a rename): a crash mid-write leaves the
+    previous file whole. Returns the number of sessions written."""
+    sessions = [
+        {
+            "id": sid,
+            "t": int(snap.t[j]),
+            "done": bool(snap.done[j]),
+            "deterministic": bool(snap.deterministic[j]),
+            "last_obs": snap.last_obs[j].astype("<f4").tobytes(),
+            "state": {k: _tensor_out(v[j]) for k, v in snap.state.items()},
+        }
+        for j, sid in enumerate(snap.ids)
+    ]
+    doc = {
+        "format": STATE_FORMAT,
+        "version": STATE_VERSION,
+        "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **meta,
+        "sessions": sessions,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(msgpack.packb(doc, use_bin_type=True))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return len(sessions)
 
 
 def _tensor_out(t: torch.Tensor) -> dict[str, Any]:

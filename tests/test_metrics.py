@@ -90,3 +90,20 @@ def test_runtime_serve_metrics_port_logs_its_url_and_answers(tmp_path: Path) -> 
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_snapshot_metrics_report_how_old_the_last_snapshot_is(tmp_path: Path) -> None:
+    ck = make_checkpoint(tmp_path / "moss.pt")
+    with running_server(ck, state_dir=tmp_path / "state", snapshot_every=0.05) as srv:
+        metrics = start_metrics(srv, 0)
+        try:
+            with Client(srv.endpoint) as c:
+                c.open([0.0, 0.0])
+            deadline = time.monotonic() + 10
+            while srv.stats.snapshots < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            got = scrape(metrics.url)
+        finally:
+            metrics.close()
+    assert got["metarl_snapshots_total"][()] >= 2 and got["metarl_snapshot_failures_total"][()] == 0
+    assert 0 <= got["metarl_snapshot_age_seconds"][()] < 5
