@@ -303,7 +303,7 @@ def serve(
     idle_timeout: float = typer.Option(600.0, "--idle-timeout", min=0.001, help="seconds without a request before a session is evicted"),
     state_dir: Path | None = typer.Option(None, "--state-dir", help="save sessions here on shutdown and restore them on start"),
     snapshot_every: float | None = typer.Option(None, "--snapshot-every", min=0.001, help="with --state-dir: also snapshot every session this often (seconds), so a crash loses at most that much"),
-    max_frame_bytes: int = typer.Option(65_536, "--max-frame-bytes", min=64, help="larger messages get frame_too_large"),
+    max_frame_bytes: int | None = typer.Option(None, "--max-frame-bytes", min=64, help="larger requests get frame_too_large (default: 4x the model's largest valid request, at least 4 KiB; stated in hello)"),
     batching: bool = typer.Option(True, "--batching/--no-batching", help="--no-batching: one forward pass per request (benchmark baseline)"),
     json_logs: bool | None = typer.Option(None, "--json-logs/--console-logs", help="log format (default: console on a terminal)"),
     spin_us: float = typer.Option(SERVE_SPIN_US, "--spin-us", min=0.0, help="busy-poll this long for the next request before blocking (0: always block)"),

@@ -62,6 +62,8 @@ class Client:
             reply = P.unpack(self.sock.recv())
             if isinstance(reply, dict) and reply.get("id") == rid:
                 break  # replies to earlier, timed-out requests are skipped
+            if isinstance(reply, dict) and "id" not in reply and reply.get("ok") is False:
+                break  # refused before it was decoded (e.g. frame_too_large): the reply cannot carry our id
         if not reply.get("ok"):
             err = reply.get("error") or {}
             raise ClientError(

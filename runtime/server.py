@@ -81,6 +81,19 @@ def hello_info(ck: Checkpoint, policy: AgentPolicy, overrides: dict[str, Any] | 
     return info
 
 
+#: the largest message a server reads (ZeroMQ's MAXMSGSIZE): up to it an oversized request is answered
+#: `frame_too_large`; beyond it ZeroMQ drops the message and the sender's connection
+TRANSPORT_CAP_BYTES = 64 << 20
+
+
+def request_limit(spec: P.Spec) -> int:
+    """The default per-request size limit for a model: four times its largest valid request (a `step` or
+    `open` with every vector as msgpack float64, 9 bytes a number, and the longest session id, request id
+    and field names), and at least 4 KiB."""
+    numbers = 2 * spec.obs_dim + spec.action_dim + (spec.task_dim or 0)
+    return max(4096, 4 * (9 * numbers + 512))
+
+
 #: upper bounds of the cumulative histograms (Prometheus buckets): request latency in seconds, wave sizes
 LATENCY_BOUNDS_S = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0)
 WAVE_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -144,7 +157,7 @@ class Server:
         max_sessions: int = 1024,
         idle_timeout: float = 600.0,
         state_dir: str | Path | None = None,
-        max_frame_bytes: int = 65_536,
+        max_frame_bytes: int | None = None,
         batching: bool = True,
         drain_cap: int = DRAIN_CAP,
         context: zmq.Context | None = None,
@@ -163,7 +176,7 @@ class Server:
             policy.obs_dim, policy.action_dim, policy.belief_dim if policy.needs_task_vector else None
         )
         self.store = SessionStore(policy, max_sessions, idle_timeout)
-        self.max_frame_bytes = int(max_frame_bytes)
+        self.max_frame_bytes = int(max_frame_bytes) if max_frame_bytes is not None else request_limit(self.spec)
         self.batching = batching
         self.torch_threads = torch_threads  # process-wide; None: leave torch alone (in-process tests)
         self.drain_cap = int(drain_cap)
@@ -187,8 +200,10 @@ class Server:
         self.sock.setsockopt(zmq.LINGER, 1000)
         self.sock.setsockopt(zmq.SNDHWM, 0)
         self.sock.setsockopt(zmq.RCVHWM, 0)
-        # frames up to 16x the limit get `frame_too_large`; beyond that ZeroMQ drops the connection
-        self.sock.setsockopt(zmq.MAXMSGSIZE, max(1 << 20, 16 * self.max_frame_bytes))
+        # frames up to the transport cap get a `frame_too_large` reply; ZeroMQ drops a larger one together
+        # with its sender's connection, before it is read into memory
+        self.transport_cap = max(TRANSPORT_CAP_BYTES, 2 * self.max_frame_bytes)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, self.transport_cap)
         try:
             self.sock.bind(bind)
         except zmq.ZMQError:
@@ -426,6 +441,7 @@ class Server:
                     **self.info,
                     max_sessions=self.store.max_sessions,
                     max_frame_bytes=self.max_frame_bytes,
+                    transport_cap_bytes=self.transport_cap,
                 )
             else:  # stats
                 replies[i] = P.ok_reply(

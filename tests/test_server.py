@@ -491,3 +491,35 @@ def test_a_wave_answers_each_bad_step_alone_and_packs_replies_as_pack_does(ckpt,
     for k, (obs, st) in enumerate(runs):
         want, _ = alone(policy, obs, st)
         np.testing.assert_allclose(np.array(beliefs[k]), want, atol=1e-5)
+
+
+def test_an_oversized_request_gets_a_typed_reply_and_a_huge_one_leaves_the_server_serving(ckpt, policy):
+    """Up to the transport cap an oversized request is answered `frame_too_large` naming the limit (here
+    an `open` of two million numbers, ~18 MB), on the same connection, and every other session goes on;
+    above the cap ZeroMQ drops the message and its connection, and the server keeps serving others."""
+    from runtime.server import TRANSPORT_CAP_BYTES, request_limit
+
+    obs0, steps = transitions(3, 4)
+    with running_server(ckpt) as srv, Client(srv.endpoint) as other, Client(srv.endpoint, timeout_s=20) as c:
+        hello = c.hello()
+        assert hello["max_frame_bytes"] == request_limit(srv.spec) == srv.max_frame_bytes < 16_384
+        assert hello["transport_cap_bytes"] == TRANSPORT_CAP_BYTES
+        sid = other.open(obs0)["session"]
+        with pytest.raises(ClientError) as big:
+            c.open(np.zeros(2_000_000))
+        assert big.value.code == "frame_too_large" and str(srv.max_frame_bytes) in str(big.value)
+        assert c.open(obs0)["ok"]  # the same connection still works
+        a, r, nxt = steps[0]
+        assert other.step(sid, a, r, nxt)["t"] == 1
+        # above the cap: no reply on that connection, and the server serves a new one
+        ctx = zmq.Context.instance()
+        huge = ctx.socket(zmq.DEALER)
+        huge.setsockopt(zmq.LINGER, 0)
+        huge.connect(srv.endpoint)
+        huge.send(b"\x00" * (TRANSPORT_CAP_BYTES + 1))
+        assert huge.poll(1000) == 0
+        huge.close(0)
+        with Client(srv.endpoint) as fresh:
+            assert fresh.hello()["ok"]
+        a, r, nxt = steps[1]
+        assert other.step(sid, a, r, nxt)["t"] == 2
