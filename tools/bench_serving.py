@@ -13,6 +13,8 @@ N plain steps of N sessions, hot, no sockets to a client), for each of `--sessio
 (c) steps/s with 1, 16, 64 and 256 concurrent sessions: a load-generator process with one DEALER per 16
     sessions, each session sending its next step as soon as its reply arrives (per-request p50/p99 too);
 (d) the same loads against `runtime serve --no-batching` (one forward pass per request);
+(e) the same load generator against the bare ROUTER echo at each --sessions above 1: the transport ceiling
+    of this machine, of which (c) is reported as a share;
 and, for reference, the policy's own update + belief + act for one session in-process (no sockets).
 Throughput is the median over 1-second windows after a 1-second warm-up. Without --checkpoint a MoSS policy
 with the default sizes (GRU 64, latent 5, actor 256x256) for PointRobot's spaces is built, seeded.
@@ -143,8 +145,9 @@ def loadgen(endpoint: str, n_sessions: int, seconds: float, out_q) -> None:
         s.connect(endpoint)
         socks.append(s)
     sids = []
-    for k in range(n_sessions):
-        socks[k // 16].send(P.pack({"op": "open", "id": k, "obs": [0.0, 0.0]}))
+    for k in range(n_sessions):  # ids chosen here, so a bare echo answers an open as the server would
+        sid = f"s{os.getpid() % 65536:04x}{k:012x}"  # unique per load run: earlier runs' sessions stay open
+        socks[k // 16].send(P.pack({"op": "open", "id": k, "obs": [0.0, 0.0], "session": sid}))
         sids.append(msgpack.unpackb(socks[k // 16].recv())["session"])
     sent_at: dict[int, tuple[int, float]] = {}
     next_id = [0]
@@ -180,7 +183,7 @@ def loadgen(endpoint: str, n_sessions: int, seconds: float, out_q) -> None:
                 except zmq.Again:
                     break
                 k, t_sent = sent_at.pop(r["id"])
-                if r["ok"] is not True:
+                if r.get("ok") is False:  # a bare echo's reply is the request itself
                     errors += 1
                 t = time.perf_counter()
                 if warm <= t < end:
@@ -259,6 +262,25 @@ def stats_of(endpoint: str) -> dict:
     r = msgpack.unpackb(s.recv())
     s.close()
     return r
+
+
+def echo_load(n: int, seconds: float) -> dict:
+    """The load generator against a bare ROUTER echo (another process): the transport ceiling."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    echo = ctx.Process(target=echo_server, args=(q,))
+    echo.start()
+    try:
+        endpoint = q.get()
+        p = ctx.Process(target=loadgen, args=(endpoint, n, seconds, q))
+        p.start()
+        res = q.get()
+        p.join()
+    finally:
+        echo.terminate()
+        echo.join()
+    res["steps_s"] = float(np.median(res["windows"]))
+    return res
 
 
 def load(endpoint: str, n: int, seconds: float) -> dict:
@@ -355,6 +377,10 @@ def main() -> None:
         stop_serve(proc)
 
     results = {}
+    for n in [n for n in args.sessions if n > 1]:
+        r = echo_load(n, args.seconds)
+        results[("echo", n)] = r
+        rows.append(("(e) bare ROUTER echo, pipelined: the transport ceiling", str(n), r["p50"], r["p99"], r["steps_s"], None))
     for batching in (True, False):
         proc, ep = start_serve(ck, batching, args.spin_us)
         try:
@@ -399,17 +425,21 @@ def main() -> None:
         sps_s = f"{sps:,.0f}" if sps is not None else ""
         mb_s = f"{mb:.1f}" if mb is not None else ""
         print(f"| {name} | {n} | {p50:,.0f} | {p99:,.0f} | {sps_s} | {mb_s} |")
-    fl, one_p50 = float(np.median(floor)), rows[2][2]
+    fl, one_p50 = float(np.median(floor)), float(np.median(one))
     print(
         f"\nServer-side time of a one-session step (arrival to reply sent, p50/p99 us): "
         f"{server_one['p50']}/{server_one['p99']} (spin as in (b)), "
         f"{server_blocking['p50']}/{server_blocking['p99']} (--spin-us 0)"
     )
     print("\nTargets:")
+    bound = fl + float(np.median(alone)) + 50
     print(
-        f"- one-session p50 <= floor + 150 us: {one_p50:,.0f} vs {fl + 150:,.0f} -> {'met' if one_p50 <= fl + 150 else 'missed'}"
+        f"- one-session p50 <= floor + batch-1 compute + 50 us: {one_p50:,.0f} vs {bound:,.0f} -> {'met' if one_p50 <= bound else 'missed'}"
     )
     big = max(args.sessions)
+    if ("echo", big) in results and (True, big) in results:
+        share = results[(True, big)]["steps_s"] / max(results[("echo", big)]["steps_s"], 1)
+        print(f"- {big} sessions: batched serving / echo ceiling = {share:.2f} (target >= 0.6) -> {'met' if share >= 0.6 else 'missed'}")
     if (True, big) in results and (False, big) in results:
         ratio = results[(True, big)]["steps_s"] / max(results[(False, big)]["steps_s"], 1)
         print(
