@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from agents.config import RENAMED_ALGORITHMS, ConfigError, migrate_stored_config
+from agents.config import RENAMED_ALGORITHMS, ConfigError, did_nothing, migrate_stored_config
 from agents.policies import POLICIES, AgentPolicy
 
 FORMAT = "metarl-checkpoint"
@@ -166,7 +166,7 @@ def _current_spec(path: Path, algorithm: str, spec: dict[str, Any]) -> dict[str,
     for key, off in REMOVED_POLICY_SETTINGS.get(algorithm, {}).items():
         if key in spec:
             value = spec.pop(key)
-            if value != off and not (isinstance(off, list) and value in ([], ())):
+            if not did_nothing(value, off):
                 raise CheckpointError(f"{path}: {algorithm} policy setting {key!r} was removed; this checkpoint sets it to {value!r}, which this version cannot serve")
     return spec
 

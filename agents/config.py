@@ -255,6 +255,28 @@ REMOVED_VALUES: dict[str, tuple[tuple[Any, ...], Any]] = {"encoder.decode": (("t
 RENAMED_ALGORITHMS = {"filter": "gridfilter"}
 
 
+def did_nothing(value: Any, off: Any) -> bool:
+    """Whether a removed option's stored value is the one at which it had no effect (lists and tuples alike)."""
+    return value == off or (isinstance(off, list) and value in ([], ()))
+
+
+def _present(raw: dict[str, Any], table: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """(dotted key, its section's mapping, key) for every key of `table` that `raw` holds."""
+    found = []
+    for dotted in table:
+        section, key = dotted.split(".")
+        node = raw.get(section)
+        if isinstance(node, dict) and key in node:
+            found.append((dotted, node, key))
+    return found
+
+
+def _foreign_sections(algorithm: Any) -> list[str]:
+    """The sections a config of `algorithm` may not hold: every other algorithm's (and `offline` unless it learns offline)."""
+    others = {s for s in SECTIONS.values() if s} | {"offline"}
+    return sorted(others - {SECTIONS.get(algorithm)} - ({"offline"} if algorithm in OFFLINE else set()))
+
+
 def migrate_stored_config(raw: dict[str, Any], source: str, resuming: bool = True) -> dict[str, Any]:
     """A config stored by an older version (in a checkpoint or a run's config.yaml) in today's form: the
     old algorithm name `filter` and its section renamed, the sections of other algorithms (once stored
@@ -271,22 +293,16 @@ def migrate_stored_config(raw: dict[str, Any], source: str, resuming: bool = Tru
             raw[RENAMED_ALGORITHMS[old]] = raw.pop(old)
     for name in RENAMED_ALGORITHMS:  # version 1 stored the old-named section in every config
         raw.pop(name, None)
-    own = SECTIONS.get(raw.get("algorithm"))  # type: ignore[arg-type]
-    for section in {s for s in SECTIONS.values() if s} - {own}:
-        raw.pop(section, None)
-    if raw.get("algorithm") not in OFFLINE and raw.get("offline") is None:
-        raw.pop("offline", None)
-    for dotted, off in REMOVED.items():
-        section, key = dotted.split(".")
-        node = raw.get(section)
-        if isinstance(node, dict) and key in node:
-            value = node.pop(key)
-            if resuming and value != off and not (isinstance(off, list) and value in ([], ())):
-                raise ConfigError(f"{source}: {dotted}: option removed; this run set it to {value!r}, which this version cannot reproduce")
-    for dotted, (values, today) in REMOVED_VALUES.items():
-        section, key = dotted.split(".")
-        node = raw.get(section)
-        if isinstance(node, dict) and node.get(key) in values:
+    for section in _foreign_sections(raw.get("algorithm")):
+        if section != "offline" or raw.get("offline") is None:  # an offline section set by hand is refused later
+            raw.pop(section, None)
+    for dotted, node, key in _present(raw, REMOVED):
+        value = node.pop(key)
+        if resuming and not did_nothing(value, REMOVED[dotted]):
+            raise ConfigError(f"{source}: {dotted}: option removed; this run set it to {value!r}, which this version cannot reproduce")
+    for dotted, node, key in _present(raw, REMOVED_VALUES):
+        values, today = REMOVED_VALUES[dotted]
+        if node[key] in values:
             if resuming:
                 raise ConfigError(f"{source}: {dotted}: {node[key]!r} is no longer offered; this run used it, which this version cannot reproduce")
             node[key] = today
@@ -308,17 +324,13 @@ def check_removed(raw: dict[str, Any], source: str) -> None:
     for name, new in RENAMED_ALGORITHMS.items():
         if name in raw:
             raise ConfigError(f"{source}: {name}: the section is now `{new}:`")
-    for dotted in REMOVED:
-        section, key = dotted.split(".")
-        if isinstance(raw.get(section), dict) and key in raw[section]:
-            raise ConfigError(f"{source}: {dotted}: option removed")
-    for dotted, (values, today) in REMOVED_VALUES.items():
-        section, key = dotted.split(".")
-        if isinstance(raw.get(section), dict) and raw[section].get(key) in values:
-            raise ConfigError(f"{source}: {dotted}: {raw[section][key]!r} is no longer offered (today: {today!r} or the others its field lists)")
-    own = SECTIONS.get(algorithm)  # type: ignore[arg-type]
-    others = {s for s in SECTIONS.values() if s} | {"offline"}
-    for section in sorted(others - {own} - ({"offline"} if algorithm in OFFLINE else set())):
+    for dotted, _, _ in _present(raw, REMOVED):
+        raise ConfigError(f"{source}: {dotted}: option removed")
+    for dotted, node, key in _present(raw, REMOVED_VALUES):
+        values, today = REMOVED_VALUES[dotted]
+        if node[key] in values:
+            raise ConfigError(f"{source}: {dotted}: {node[key]!r} is no longer offered (today: {today!r} or the others its field lists)")
+    for section in _foreign_sections(algorithm):
         if section in raw:
             users = sorted(a for a, s in SECTIONS.items() if s == section) or sorted(OFFLINE)
             raise ConfigError(f"{source}: {section}: a section of {', '.join(users)}, not of algorithm {algorithm!r}")

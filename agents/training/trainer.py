@@ -10,6 +10,7 @@ Files in the run directory: `checkpoint.pt` (policy + optimisers + counters + RN
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -33,13 +34,10 @@ log = structlog.get_logger("trainer")
 
 
 def env_record(env, env_id: str) -> dict[str, Any]:
-    act = env.action_space
+    """What a checkpoint records of the env it was trained on: id, spaces, horizon, task-vector size."""
     return {
         "id": env_id,
-        "obs_dim": int(np.prod(env.observation_space.shape)),
-        "action_dim": int(act.shape[0]),
-        "action_low": act.low.tolist(),
-        "action_high": act.high.tolist(),
+        **dataclasses.asdict(Spaces.of(env)),
         "max_episode_steps": int(env.spec.max_episode_steps) if env.spec and env.spec.max_episode_steps else None,
         "task_dim": int(env.unwrapped.task_dim),
     }
