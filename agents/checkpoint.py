@@ -1,4 +1,4 @@
-"""Checkpoint files (docs/design.md).
+"""Checkpoint files (docs/architecture.md).
 
 One torch file holding plain containers and tensors only, loaded with `weights_only=True` (a checkpoint
 can never run code): a format tag and version, the algorithm, the resolved config, the env id and spaces,
