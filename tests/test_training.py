@@ -216,6 +216,20 @@ def test_contrastive_pairs_share_a_task(reference_run, tmp_path: Path) -> None:
     assert loss.requires_grad and np.isfinite(metrics["contrastive"]) and metrics["contrastive"] > 0
 
 
+def test_encoder_batch_is_full_with_few_training_tasks(reference_run, tmp_path: Path) -> None:
+    """With fewer training tasks than pairs (CheetahDir has two), tasks repeat and the batch stays full."""
+    shutil.copytree(reference_run[0], tmp_path / "run")
+    trainer = Trainer(tiny(), tmp_path / "run", resume=True)
+    learner, buffer = trainer.learner, trainer.buffer
+    learner.relabel(buffer)
+    n_tasks = len(buffer.episodes_by_task())
+    learner.cfg.encoder.batch_size = 2 * n_tasks + 6
+    e, _, paired = learner._windows(buffer, np.random.default_rng(0))
+    first_task = buffer.task[e, 0]
+    assert paired and len(e) == 2 * n_tasks + 6
+    assert torch.equal(first_task[0::2], first_task[1::2])
+
+
 # -- (2) reproducibility ----------------------------------------------------------------------------------
 def test_same_seed_same_numbers(tmp_path: Path, reference_run) -> None:
     ref_out, ref_weights = reference_run

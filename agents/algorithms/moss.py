@@ -65,14 +65,16 @@ class MoSS(Learner):
 
     # -- 1. encoder -------------------------------------------------------------------------------------
     def _windows(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """Window starts; with the contrastive loss on, rows 2i and 2i+1 share a training task."""
+        """Window starts; with the contrastive loss on, rows 2i and 2i+1 share a training task. The batch is
+        always `batch_size` windows: with fewer training tasks than pairs (CheetahDir has two) tasks repeat,
+        and the labelled InfoNCE takes repeats as positives, never as negatives."""
         n = self.cfg.encoder.batch_size
         by_task = buffer.episodes_by_task()
         if not (self.cfg.encoder.contrastive and len(by_task) >= 2 and n >= 4):
             e, t0 = buffer.sample_windows(n, self.cfg.encoder.time_steps, rng)
             return e, t0, False
         tasks = list(by_task)
-        chosen = rng.choice(len(tasks), size=min(n // 2, len(tasks)), replace=False)
+        chosen = rng.choice(len(tasks), size=n // 2, replace=n // 2 > len(tasks))
         eps = []
         for c in chosen:
             pool = by_task[tasks[c]]
