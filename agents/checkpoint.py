@@ -2,8 +2,9 @@
 
 One torch file holding plain containers and tensors only, loaded with `weights_only=True` (a checkpoint
 can never run code): a format tag and version, the algorithm, the resolved config, the env id and spaces,
-the policy's spec and state dict, optional training state (optimisers, counters, RNG) for resuming, and
-training statistics. Serving uses `load_checkpoint` + `build_policy`; it imports no training code.
+the policy's spec and state dict, optional training state (optimisers, counters, RNG) for resuming,
+training statistics, and optionally the task readout (the belief in task units, agents/parts/readout.py)
+with its fit quality; files without one load and serve as before. Serving uses `load_checkpoint` + `build_policy`; it imports no training code.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 
 from agents.config import RENAMED_ALGORITHMS, ConfigError, did_nothing, migrate_stored_config
+from agents.parts.readout import TaskReadout
 from agents.policies import POLICIES, AgentPolicy
 
 FORMAT = "metarl-checkpoint"
@@ -51,6 +53,7 @@ class Checkpoint:
     stats: dict[str, Any]
     created: str
     sha256: str
+    readout: dict[str, Any] | None = None  # TaskReadout.record(): spec, state, quality
 
     def summary(self) -> dict[str, Any]:
         n_params = sum(int(v.numel()) for v in self.policy_state.values())
@@ -66,6 +69,7 @@ class Checkpoint:
             "stats": self.stats,
             "created": self.created,
             "sha256": self.sha256,
+            "readout": {"spec": self.readout["spec"], "quality": self.readout["quality"]} if self.readout else None,
             "config": self.config,
         }
 
@@ -77,8 +81,9 @@ def save_checkpoint(
     env: dict[str, Any],
     stats: dict[str, Any],
     training: dict[str, Any] | None = None,
+    readout: dict[str, Any] | None = None,
 ) -> Path:
-    """Write atomically (temp file + rename), so an interrupted save never leaves a truncated checkpoint."""
+    """`readout`: a `TaskReadout.record(...)`, or None. Write atomically (temp file + rename), so an interrupted save never leaves a truncated checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -91,6 +96,7 @@ def save_checkpoint(
         "policy": {k: v.detach().clone() for k, v in policy.state_dict().items()},
         "training": training,
         "stats": stats,
+        "readout": readout,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     tmp = path.with_name(path.name + ".tmp")
@@ -157,6 +163,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         stats=raw.get("stats", {}),
         created=raw.get("created", ""),
         sha256=file_sha256(path),
+        readout=raw.get("readout"),
     )
 
 
@@ -192,3 +199,25 @@ def build_policy(ckpt: Checkpoint, overrides: dict[str, Any] | None = None) -> A
     except RuntimeError as e:
         raise CheckpointError(f"{ckpt.path}: policy weights do not match its spec: {e}") from None
     return policy.eval()
+
+
+def store_readout(ckpt: Checkpoint, readout: dict[str, Any], out: str | Path | None = None) -> Path:
+    """Write `ckpt`'s file again with `readout` (a `TaskReadout.record(...)`) in place of its own, to `out`
+    (default: the same path, replaced atomically). Everything else in the file is kept as it was."""
+    raw = torch.load(ckpt.path, map_location="cpu", weights_only=True)
+    raw["readout"] = readout
+    path = Path(out) if out is not None else ckpt.path
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(raw, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def build_readout(ckpt: Checkpoint) -> TaskReadout | None:
+    """The checkpoint's task readout in eval mode, or None when it has none."""
+    if not ckpt.readout:
+        return None
+    try:
+        return TaskReadout.from_record(ckpt.readout)
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{ckpt.path}: damaged task readout: {e}") from None

@@ -11,7 +11,8 @@ and every following record a transition
     {"type": "transition", "session": str, "episode": int, "t": int, "task_id": str,
      "obs": list[float], "action": list[float], "reward": float, "next_obs": list[float],
      "terminated": bool, "truncated": bool, "change_point": bool,
-     "switch": {"step": int, "old": str, "new": str} | None}
+     "switch": {"step": int, "old": str, "new": str} | None,
+     "task_vector": list[float]}      # optional: the true task vector that produced the transition
 
 `t` counts steps within the episode from 0; `change_point` marks the transition from which a new task
 applies (the `NonStationary` switch of that step). `ScenarioWriter` writes a log, `ScenarioRecorder` records
@@ -156,6 +157,7 @@ class ScenarioWriter:
         truncated: bool,
         change_point: bool | None = None,
         switch: Mapping[str, Any] | None = None,
+        task_vector: Any = None,
     ) -> dict[str, Any]:
         """Append one transition; returns the record as written.
 
@@ -183,6 +185,8 @@ class ScenarioWriter:
             "change_point": bool(sw is not None if change_point is None else change_point),
             "switch": sw,
         }
+        if task_vector is not None:
+            record["task_vector"] = self._vec(task_vector, "task_vector")
         key = (record["session"], record["episode"])
         if self._last_episode is not None and key != self._last_episode:
             self.flush()
@@ -206,8 +210,10 @@ class ScenarioWriter:
         terminated: Sequence[bool],
         truncated: Sequence[bool],
         switches: Sequence[Mapping[str, Any] | None],
+        task_vector: np.ndarray | None = None,
     ) -> None:
-        """Append L transitions at once (arrays [L, ...]; `switches[t]` is step t's switch or None).
+        """Append L transitions at once (arrays [L, ...]; `switches[t]` is step t's switch or None;
+        `task_vector` [L, V], optional: the true task of each transition).
 
         msgpack: one `episode` record with the vectors stacked into float64 `bin`s (the per-step cost of
         recording is then an append, not a serialisation); JSONL: L transition records. The reader gives
@@ -228,9 +234,14 @@ class ScenarioWriter:
                     terminated=terminated[t],
                     truncated=truncated[t],
                     switch=switches[t],
+                    task_vector=None if task_vector is None else task_vector[t],
                 )
             return
         o, a, o2 = (np.asarray(x, dtype="<f8").reshape(L, -1) for x in (obs, action, next_obs))
+        extra: dict[str, Any] = {}
+        if task_vector is not None:
+            tv = np.asarray(task_vector, dtype="<f8").reshape(L, -1)
+            extra = {"task_vector": tv.tobytes(), "task_dim": tv.shape[1]}
         self._write(
             {
                 "type": "episode",
@@ -250,6 +261,7 @@ class ScenarioWriter:
                     else {"step": int(sw["step"]), "old": str(sw["old"]), "new": str(sw["new"])}
                     for sw in switches
                 ],
+                **extra,
             }
         )
         self.n_transitions += L
@@ -394,9 +406,10 @@ def _expand_episode(path: Path, n: int, rec: dict[str, Any]) -> list[dict[str, A
         r = np.frombuffer(rec["reward"], dtype="<f8").reshape(L)
         o2 = np.frombuffer(rec["next_obs"], dtype="<f8").reshape(L, od)
         rows = list(zip(rec["task_id"], rec["truncated"], rec["switches"], strict=True))
+        tv = np.frombuffer(rec["task_vector"], dtype="<f8").reshape(L, int(rec["task_dim"])) if "task_vector" in rec else None
     except (KeyError, TypeError, ValueError) as e:
         raise ScenarioError(f"{where}: malformed episode record ({e})") from None
-    return [
+    out = [
         {
             "type": "transition",
             "session": rec.get("session"),
@@ -414,6 +427,10 @@ def _expand_episode(path: Path, n: int, rec: dict[str, Any]) -> list[dict[str, A
         }
         for t, (task_id, trunc, sw) in enumerate(rows)
     ]
+    if tv is not None:
+        for t, tr in enumerate(out):
+            tr["task_vector"] = tv[t].tolist()
+    return out
 
 
 def _check_transition(path: Path, n: int, rec: Any) -> dict[str, Any]:
@@ -428,7 +445,11 @@ def _check_transition(path: Path, n: int, rec: Any) -> dict[str, Any]:
         value = rec[key]
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
             raise ScenarioError(f"{where}: field {key!r} has type {type(value).__name__}")
-    for key in ("obs", "action", "next_obs"):
+    for key in ("obs", "action", "next_obs", "task_vector"):
+        if key == "task_vector" and key not in rec:  # optional
+            continue
+        if not isinstance(rec[key], (list, bytes)):
+            raise ScenarioError(f"{where}: field {key!r} has type {type(rec[key]).__name__}")
         if isinstance(rec[key], bytes):
             if len(rec[key]) % 8:
                 raise ScenarioError(f"{where}: field {key!r} is not whole little-endian float64 values")
@@ -522,7 +543,7 @@ class ScenarioRecorder(gym.Wrapper):
         steps, self._steps = self._steps, []
         if not steps:
             return
-        actions, next_obs, rewards, terms, truncs, task_ids, switches = zip(*steps, strict=True)
+        actions, next_obs, rewards, terms, truncs, task_ids, switches, task_vectors = zip(*steps, strict=True)
         if any(t is None for t in task_ids):
             task = getattr(self.env.unwrapped, "task", None)
             fallback = task.id if task is not None else ""
@@ -543,6 +564,7 @@ class ScenarioRecorder(gym.Wrapper):
             terminated=terms,
             truncated=truncs,
             switches=switches,
+            task_vector=None if any(v is None for v in task_vectors) else np.stack(task_vectors).reshape(L, -1),
         )
         self._first_obs = nxt[-1]
 
@@ -570,6 +592,7 @@ class ScenarioRecorder(gym.Wrapper):
                 bool(truncated),
                 info.get("task_id"),
                 info.get("task_switch"),
+                info.get("task_vector"),
             )
         )
         if terminated or truncated:

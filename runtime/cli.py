@@ -292,6 +292,32 @@ def inspect(
             typer.echo(f"{k:>18}: {v}")
 
 
+@app.command()
+def readout(
+    path: Path = typer.Argument(..., help="checkpoint file"),
+    episodes: int = typer.Option(64, min=4, help="training-task episodes to fit on (another third is held out)"),
+    seed: int = typer.Option(0),
+    out: Path | None = typer.Option(None, "--out", help="write the result here (default: replace PATH)"),
+) -> None:
+    """Fit the task readout (the belief in task units) on fresh training-task episodes and store it in the checkpoint."""
+    configure_logging()
+    from agents.checkpoint import CheckpointError, build_policy, load_checkpoint, store_readout
+    from agents.config import ConfigError, parse_config
+    from agents.evaluation.readout import fit_readout_on_rollouts
+
+    try:
+        ckpt = load_checkpoint(path)
+        policy = build_policy(ckpt)
+        if policy.needs_task_vector:
+            fail(f"{path}: a {ckpt.algorithm} checkpoint acts on the true task; there is no belief to read")
+        cfg = parse_config(ckpt.config, str(path), stored=True)
+    except (CheckpointError, ConfigError) as e:
+        fail(str(e))
+    fitted, quality = fit_readout_on_rollouts(policy, cfg.env, episodes, seed)
+    written = store_readout(ckpt, fitted.record(quality), out)
+    typer.echo(f"task readout ({fitted.kind}, {fitted.out_dim} outputs) stored in {written}: {quality}")
+
+
 SERVE_SPIN_US = 500.0  # docs/serving.md, "Latency": what busy-polling buys a one-session round trip
 
 
@@ -402,6 +428,10 @@ def client(
     typer.echo(f"mean return {out['mean_return']:.3f} over {len(results)} episode(s), {out['switches']} switch(es)")
 
 
+#: families whose task vector is a goal in the plane of obs[:2]: replay also draws the path
+GOAL_PLANE_FAMILIES = ("PointRobot", "SparsePointRobot")
+
+
 @app.command()
 def replay(
     file: Path = typer.Argument(..., help="scenario log (.msgpack or .jsonl), e.g. from `runtime client --record`"),
@@ -413,27 +443,33 @@ def replay(
 ) -> None:
     """Replay a scenario log through the encoder: steps to settle after each change point, and a belief plot."""
     configure_logging()
-    from agents.checkpoint import CheckpointError, build_policy, load_checkpoint
+    from agents.checkpoint import CheckpointError, build_policy, build_readout, load_checkpoint
     from envs.scenario import ScenarioError, read_scenario
     from runtime.replay import plot as draw
     from runtime.replay import replay_beliefs, report
 
     try:
         scenario = read_scenario(file)
-        policy = build_policy(load_checkpoint(checkpoint))
-        episodes = replay_beliefs(policy, scenario)
+        ckpt = load_checkpoint(checkpoint)
+        policy, readout = build_policy(ckpt), build_readout(ckpt)
+        episodes = replay_beliefs(policy, scenario, readout)
     except (CheckpointError, ScenarioError, ValueError) as e:
         fail(str(e))
     out = {"file": str(file), "checkpoint": str(checkpoint), "env_id": scenario.env_id, **report(episodes, tolerance)}
+    if readout is not None:
+        out["readout"] = {"kind": readout.kind, "names": readout.names, "quality": ckpt.readout["quality"]}  # type: ignore[index]
     if plot is not None:
-        out["plot"] = str(draw(episodes, plot, panels, f"{file.name} through {checkpoint.name}"))
+        goal_task = scenario.env_id in GOAL_PLANE_FAMILIES
+        names = readout.names if readout is not None and readout.kind == "base_task" else None
+        out["plot"] = str(draw(episodes, plot, panels, f"{file.name} through {checkpoint.name}", names, path=goal_task))
     if as_json:
         emit_json(out)
         return
     typer.echo(f"{out['episodes']} episode(s), {out['transitions']} transitions, {len(out['change_points'])} change point(s)")
     for r in out["change_points"]:
         state = f"settled after {r['steps']} steps" if r["settled"] else f"not settled within {r['segment']} steps"
-        typer.echo(f"  {r['session']} ep {r['episode']} t={r['t']:<4} {r['old']} -> {r['new']}: {state} (shift {r['shift']:.2f})")
+        err = f", task read {r['estimate_error']:.3f} from the true one" if "estimate_error" in r else ""
+        typer.echo(f"  {r['session']} ep {r['episode']} t={r['t']:<4} {r['old']} -> {r['new']}: {state} (shift {r['shift']:.2f}{err})")
     if out["median_steps"] is not None:
         typer.echo(f"median settling time {out['median_steps']:g} steps (tolerance {tolerance:g} of the belief range)")
     if plot is not None:

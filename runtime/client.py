@@ -249,6 +249,7 @@ def drive(
                         terminated=bool(terminated),
                         truncated=bool(truncated),
                         switch=switch,
+                        task_vector=info.get("task_vector"),
                     )
                 r = client.step(
                     session,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from serving_helpers import make_checkpoint, quiet_logs, running_server  # noqa: F401 (autouse fixture)
 
 from agents.checkpoint import build_policy, load_checkpoint
@@ -67,3 +68,35 @@ def test_replay_refuses_mismatched_sizes_and_the_oracle(tmp_path):
     scenario.transitions[0]["obs"] = [0.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="sizes"):
         replay_beliefs(build_policy(load_checkpoint(ck)), scenario)
+
+
+def test_replay_reads_the_task_from_the_belief_and_draws_the_path(tmp_path):
+    """With a readout in the checkpoint and true task vectors in the log: the estimate of every belief,
+    the estimate's error at each segment's end, and a plot with the point robot's path."""
+    from agents.checkpoint import build_readout, store_readout
+    from agents.parts.readout import TaskReadout
+
+    ck_path = make_checkpoint(tmp_path / "moss.pt", seed=11, env={"p": 1.0})
+    ck = load_checkpoint(ck_path)
+    policy = build_policy(ck)
+    readout = TaskReadout(policy.belief_dim, 2)
+    readout.out_mean.copy_(torch.tensor([0.25, -0.5]))  # an untrained net reads about its output mean
+    store_readout(ck, readout.record({"r2": 0.0}))
+    ck = load_checkpoint(ck_path)
+    log = tmp_path / "run.msgpack"
+    with running_server(ck_path) as srv, Client(srv.endpoint) as c:
+        drive(c, env_settings(c.hello(), max_episode_steps=60), "test", 2, 500, record=log)
+    scenario = read_scenario(log)
+    episodes = replay_beliefs(policy, scenario, build_readout(ck))
+    for eb in episodes:
+        assert eb.estimate.shape == (61, 2) and eb.task.shape == (60, 2) and eb.obs.shape == (61, 2)
+        np.testing.assert_allclose(eb.estimate, build_readout(ck)(torch.as_tensor(eb.beliefs)).numpy(), atol=1e-6)
+        # the log's true task changes exactly at the change points
+        changes = [t for t in range(1, 60) if not np.array_equal(eb.task[t], eb.task[t - 1])]
+        assert changes == [cp["t"] for cp in eb.change_points]
+    rows = report(episodes)["change_points"]
+    eb = episodes[0]
+    e = eb.change_points[1]["t"]
+    assert rows[0]["estimate_error"] == pytest.approx(float(np.linalg.norm(eb.estimate[e] - eb.task[e - 1])), abs=1e-4)
+    png = plot(episodes, tmp_path / "task.png", max_panels=2, path=True)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

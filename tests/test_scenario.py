@@ -54,6 +54,7 @@ def _record(path: Path, episodes: int = 2, steps: int = 30, session: str = "sim-
                     "truncated": truncated,
                     "change_point": "task_switch" in info,
                     "switch": info.get("task_switch"),
+                    "task_vector": [float(v) for v in info["task_vector"]],
                 }
             )
             obs = next_obs

@@ -17,7 +17,7 @@ import structlog
 import torch
 from typer.testing import CliRunner
 
-from agents.checkpoint import load_checkpoint
+from agents.checkpoint import build_readout, load_checkpoint
 from agents.config import RunConfig, parse_config
 from agents.evaluation import evaluation_episodes, summarize
 from agents.training.trainer import Trainer
@@ -372,3 +372,22 @@ def test_encoder_loss_sampling_stays_inside_episodes(reference_run, tmp_path: Pa
     trainer.learner.relabel(trainer.buffer)
     loss, metrics = trainer.learner.encoder_loss(trainer.buffer, _EdgeRng())
     assert np.isfinite(loss.item()) and np.isfinite(metrics["rec"])
+
+
+def test_checkpoints_carry_a_task_readout(reference_run) -> None:
+    """Every checkpoint of an inferring agent holds a readout fitted on its training tasks; it reads the
+    task in task units (2-d goals here) and serves from the policy file alone."""
+    out, _ = reference_run
+    for name in ("checkpoint.pt", "policy.pt"):
+        ck = load_checkpoint(out / name)
+        q = ck.readout["quality"]
+        assert ck.readout["spec"]["out_dim"] == 2 and q["held_out"] >= 1 and len(q["r2_per_dim"]) == 2
+    readout = build_readout(load_checkpoint(out / "policy.pt"))
+    assert readout(torch.zeros(3, readout.belief_dim)).shape == (3, 2)
+    stats = load_checkpoint(out / "policy.pt").stats
+    assert stats["timing_s"]["readout"] > 0
+
+
+def test_the_oracle_has_no_readout(tmp_path: Path) -> None:
+    Trainer(tiny("oracle", train__total_steps=160), tmp_path).train()
+    assert load_checkpoint(tmp_path / "policy.pt").readout is None

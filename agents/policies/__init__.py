@@ -1,7 +1,16 @@
 """Served policies, by algorithm name (what `runtime serve` and checkpoints rebuild). These modules hold
 inference only: no optimiser, loss or buffer is imported here."""
 
-from agents.policies.base import AgentPolicy, Spaces, State, cat_states, put_state, select_state, settings_of
+from agents.policies.base import (
+    AgentPolicy,
+    Spaces,
+    State,
+    beliefs_along,
+    cat_states,
+    put_state,
+    select_state,
+    settings_of,
+)
 from agents.policies.focal import FOCALPolicy, FOCALPPPolicy
 from agents.policies.gridfilter import GridFilterPolicy
 from agents.policies.moss import MoSSPolicy
@@ -25,6 +34,7 @@ __all__ = [
     "Spaces",
     "State",
     "TCLPolicy",
+    "beliefs_along",
     "cat_states",
     "put_state",
     "select_state",

@@ -151,5 +151,31 @@ def put_state(state: State, idx: torch.Tensor | list[int], sub: State) -> None:
         v.index_copy_(0, idx, sub[k])
 
 
+@torch.no_grad()
+def beliefs_along(
+    policy: AgentPolicy, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor, lengths: torch.Tensor
+) -> torch.Tensor:
+    """Beliefs b_0 .. b_T [n, T+1, belief_dim] of n logged episodes (b_k: after k transitions), all batched
+    through the inference contract. Inputs padded to T steps: obs/next_obs [n, T, O], action [n, T, A] in env
+    units, reward [n, T]; lengths [n]. Past an episode's end its rows hold its last belief."""
+    n, T = obs.shape[:2]
+    lengths = torch.as_tensor(lengths)
+    state = policy.init_state(n)
+    out = torch.empty(n, T + 1, policy.belief_dim)
+    out[:, 0] = policy.belief(state)
+    for k in range(T):
+        live = torch.nonzero(lengths > k).squeeze(1)
+        if len(live) == n:
+            state = policy.update(state, obs[:, k], action[:, k], reward[:, k], next_obs[:, k])
+        elif len(live):
+            new = policy.update(select_state(state, live), obs[live, k], action[live, k], reward[live, k], next_obs[live, k])
+            put_state(state, live, new)
+        else:
+            out[:, k + 1 :] = out[:, k : k + 1]
+            break
+        out[:, k + 1] = policy.belief(state)
+    return out
+
+
 def cat_states(states: list[State]) -> State:
     return {k: torch.cat([s[k] for s in states], 0) for k in states[0]}

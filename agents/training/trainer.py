@@ -25,6 +25,7 @@ from agents.algorithms import ALGORITHMS, build_agent
 from agents.checkpoint import load_checkpoint, save_checkpoint
 from agents.config import RunBase
 from agents.evaluation import context_episodes, evaluation_episodes, make_env, summarize
+from agents.evaluation.readout import fit_readout_on_buffer
 from agents.parts.buffer import EpisodeBuffer
 from agents.policies import Spaces
 from agents.training.collect import Collector, InProcessCollector, draw_reset_kwargs
@@ -78,6 +79,7 @@ class Trainer:
         self.n_train_tasks = len(env0.unwrapped.tasks("train"))
         self.horizon = int(env0.spec.max_episode_steps)
         self.env_info = env_record(env0, cfg.env.id)
+        self.bases = tuple(env0.unwrapped.distribution.bases)
         self.policy, self.learner = build_agent(cfg, Spaces.of(env0), self.env_info["task_dim"])
         self.context_data: OfflineDataset | None = None
         if offline is not None:
@@ -242,9 +244,21 @@ class Trainer:
             tmp = self.out / "buffer.pt.tmp"
             torch.save(self.buffer.state_dict(), tmp)
             tmp.replace(self.out / "buffer.pt")
-        save_checkpoint(self.out / "checkpoint.pt", self.policy, cfg, self.env_info, self.stats(), training)
-        save_checkpoint(self.out / "policy.pt", self.policy, cfg, self.env_info, self.stats(), None)
+        readout = self.fit_readout()
+        save_checkpoint(self.out / "checkpoint.pt", self.policy, cfg, self.env_info, self.stats(), training, readout)
+        save_checkpoint(self.out / "policy.pt", self.policy, cfg, self.env_info, self.stats(), None, readout)
         log.info("checkpoint saved", step=self.step, path=str(self.out / "checkpoint.pt"))
+
+    def fit_readout(self) -> dict[str, Any] | None:
+        """The task readout of the current policy (fitted on buffer episodes of training tasks), as a
+        checkpoint record; None for the oracle, whose belief is the task itself."""
+        if self.policy.needs_task_vector or len(self.buffer) == 0:
+            return None
+        t0 = time.perf_counter()
+        readout, quality = fit_readout_on_buffer(self.policy, self.buffer, self.bases, seed=self.step)
+        self.timing["readout"] = self.timing.get("readout", 0.0) + time.perf_counter() - t0
+        log.info("task readout", step=self.step, **{k: v for k, v in quality.items() if k in ("r2", "accuracy")})
+        return readout.record(quality)
 
     def _resume(self) -> None:
         ck = load_checkpoint(self.out / "checkpoint.pt")

@@ -1,0 +1,134 @@
+"""Fitting the task readout (agents/parts/readout.py): the belief in task units, on training tasks only.
+
+The beliefs come from logged training-task episodes run through the policy's own inference contract
+(`beliefs_along`: what serving computes), paired with the task that produced each transition: b_{t+1}
+(after transition t) with the task vector of step t. A quarter of the episodes is held out; the quality
+figures are measured on them: R^2 and RMSE (task units) per task dimension, or base-task accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agents.config import EnvConfig
+from agents.evaluation.protocols import env_pool, reset_kwargs
+from agents.evaluation.rollout import EpisodeRecord, run_episodes
+from agents.parts.buffer import EpisodeBuffer
+from agents.parts.readout import TaskReadout
+from agents.policies import AgentPolicy, beliefs_along
+
+EPISODES = 64  # episodes a readout is fitted on (plus HELD_OUT of them held out)
+HELD_OUT = 0.25
+FIT_STEPS = 1500
+BATCH = 512
+
+
+def fit_readout(
+    policy: AgentPolicy,
+    obs: torch.Tensor,
+    action: torch.Tensor,
+    reward: torch.Tensor,
+    next_obs: torch.Tensor,
+    lengths: torch.Tensor,
+    task_vector: torch.Tensor,
+    bases: Sequence[str] = ("default",),
+    seed: int = 0,
+    steps: int = FIT_STEPS,
+) -> tuple[TaskReadout, dict[str, Any]]:
+    """A readout fitted on n padded episodes ([n, T, ...], env units; task_vector [n, T, D]) and its quality
+    on the held-out ones. With several `bases` (a multi-task family, whose task vector starts with a one-hot
+    of the base) it reads base-task probabilities. Leaves the global RNG as it found it."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        g = torch.Generator().manual_seed(seed)
+        n, T = obs.shape[:2]
+        b = beliefs_along(policy, obs, action, reward, next_obs, lengths)[:, 1:]  # after each step
+        mask = torch.arange(T).unsqueeze(0) < torch.as_tensor(lengths).unsqueeze(1)
+        perm = torch.randperm(n, generator=g)
+        n_held = int(round(HELD_OUT * n)) if n >= 4 else 0
+        fit, held = perm[n_held:], perm[:n_held]
+        multi = len(bases) > 1
+        kind = "base_task" if multi else "vector"
+        target = task_vector[..., : len(bases)].argmax(-1) if multi else task_vector
+        x, y = b[fit][mask[fit]], target[fit][mask[fit]]
+        readout = TaskReadout(b.shape[-1], len(bases) if multi else task_vector.shape[-1], kind,
+                              names=list(bases) if multi else None)
+        readout.in_mean.copy_(x.mean(0))
+        readout.in_std.copy_(x.std(0).clamp(min=1e-6) if len(x) > 1 else torch.ones(x.shape[1]))
+        if not multi:
+            readout.out_mean.copy_(y.mean(0))
+            readout.out_std.copy_(y.std(0).clamp(min=1e-6) if len(y) > 1 else torch.ones(y.shape[1]))
+        opt = torch.optim.Adam(readout.net.parameters(), lr=1e-3)
+        for _ in range(steps):
+            j = torch.randint(len(x), (min(BATCH, len(x)),), generator=g)
+            out = readout.raw(x[j])
+            if multi:
+                loss = F.cross_entropy(out, y[j])
+            else:
+                loss = ((out - (y[j] - readout.out_mean) / readout.out_std) ** 2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        readout.requires_grad_(False).eval()
+        quality: dict[str, Any] = {"episodes": len(fit), "held_out": n_held, "transitions": len(x)}
+        if n_held:
+            with torch.no_grad():
+                quality.update(_quality(readout, b[held][mask[held]], target[held][mask[held]]))
+    return readout, quality
+
+
+def _quality(readout: TaskReadout, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    pred = readout(x)
+    if readout.kind == "base_task":
+        return {"accuracy": round(float((pred.argmax(-1) == y).float().mean()), 4)}
+    err = pred - y
+    sst = ((y - y.mean(0)) ** 2).sum(0)
+    r2 = [round(float(1 - e / s), 4) if s > 0 else None for e, s in zip((err**2).sum(0), sst, strict=True)]
+    known = [v for v in r2 if v is not None]
+    return {
+        "r2": round(float(np.mean(known)), 4) if known else None,
+        "r2_per_dim": r2,
+        "rmse": [round(float(v), 4) for v in err.pow(2).mean(0).sqrt()],
+    }
+
+
+def fit_readout_on_buffer(
+    policy: AgentPolicy, buffer: EpisodeBuffer, bases: Sequence[str], episodes: int = EPISODES, seed: int = 0
+) -> tuple[TaskReadout, dict[str, Any]]:
+    """Fitted on up to `episodes` / (1 - HELD_OUT) episodes of a training buffer, drawn with `seed`."""
+    n = min(len(buffer), int(round(episodes / (1 - HELD_OUT))))
+    idx = torch.as_tensor(np.sort(np.random.default_rng(seed).choice(len(buffer), n, replace=False)))
+    L = int(buffer.length[idx].max())
+    return fit_readout(
+        policy, buffer.obs[idx, :L], buffer.action[idx, :L], buffer.reward[idx, :L], buffer.next_obs[idx, :L],
+        buffer.length[idx], buffer.task_vector[idx, :L], bases, seed,
+    )
+
+
+def fit_readout_on_rollouts(
+    policy: AgentPolicy, env_cfg: EnvConfig, episodes: int = EPISODES, seed: int = 0, parallel: int = 16
+) -> tuple[TaskReadout, dict[str, Any]]:
+    """Fitted on fresh training-task episodes of the policy's own stochastic actions (for a checkpoint
+    that has no buffer beside it)."""
+    n = int(round(episodes / (1 - HELD_OUT)))
+    records: list[EpisodeRecord] = []
+    with env_pool(env_cfg, "train", None, min(parallel, n)) as (pool, n_tasks):
+        bases = tuple(pool[0].unwrapped.distribution.bases)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            for start in range(0, n, len(pool)):
+                idx = list(range(start, min(start + len(pool), n)))
+                records += run_episodes(policy, pool[: len(idx)], reset_kwargs(idx, n_tasks, seed), deterministic=False)
+    L = max(len(r.episode) for r in records)
+
+    def pad(name: str) -> torch.Tensor:
+        xs = [getattr(r.episode, name) for r in records]
+        return torch.as_tensor(np.stack([np.pad(x, [(0, L - len(x))] + [(0, 0)] * (x.ndim - 1)) for x in xs]), dtype=torch.float32)
+
+    lengths = torch.as_tensor([len(r.episode) for r in records])
+    return fit_readout(policy, pad("obs"), pad("action"), pad("reward"), pad("next_obs"), lengths, pad("task_vector"), bases, seed)
