@@ -318,6 +318,62 @@ def readout(
     typer.echo(f"task readout ({fitted.kind}, {fitted.out_dim} outputs) stored in {written}: {quality}")
 
 
+@app.command()
+def probe(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint of an agent that infers its belief"),
+    reference: Path | None = typer.Option(None, "--reference", help="oracle checkpoint: the reward gap at the same steps"),
+    episodes: int = typer.Option(40, min=1, help="test-split episodes (task i mod n, the env's own switch schedule)"),
+    seed: int = typer.Option(20_000),
+    split: str = typer.Option("test"),
+    random_actions: bool = typer.Option(False, "--random-actions", help="act at random: what the encoder reads from behaviour not its own"),
+    refit: bool = typer.Option(False, "--refit", help="fit a fresh readout on training-task episodes even if the checkpoint has one"),
+    plot: Path | None = typer.Option(None, "--plot", help="write the scores by steps since a switch to this PNG"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """What the belief knows about the task, by steps since the last switch (and the reward gap to --reference)."""
+    configure_logging()
+    from agents.checkpoint import CheckpointError, build_policy, build_readout, load_checkpoint
+    from agents.config import ConfigError, parse_config
+    from agents.evaluation import make_env
+    from agents.evaluation.belief_probe import probe as run_probe
+    from agents.evaluation.readout import fit_readout_on_rollouts
+    from envs.tasks import TaskError
+
+    try:
+        ckpt = load_checkpoint(checkpoint)
+        policy = build_policy(ckpt)
+        if policy.needs_task_vector:
+            fail(f"{checkpoint}: a {ckpt.algorithm} checkpoint acts on the true task; there is no belief to probe")
+        cfg = parse_config(ckpt.config, str(checkpoint), stored=True)
+        ref = build_policy(load_checkpoint(reference)) if reference is not None else None
+        readout = None if refit else build_readout(ckpt)
+        make_env(cfg.env, split).close()  # an unknown split is refused before any work
+    except (CheckpointError, ConfigError, TaskError) as e:
+        fail(str(e))
+    quality = ckpt.readout["quality"] if readout is not None and ckpt.readout else None
+    if readout is None:
+        readout, quality = fit_readout_on_rollouts(policy, cfg.env)
+    out = {"checkpoint": str(checkpoint), "readout_quality": quality,
+           **run_probe(policy, readout, cfg.env, episodes, seed, split, random_actions, ref)}
+    if plot is not None:
+        from runtime.plots import plot_probe
+
+        out["plot"] = str(plot_probe(out, plot, f"{checkpoint.name}" + (" (random actions)" if random_actions else "")))
+    if as_json:
+        emit_json(out)
+        return
+    score = {"direction": "direction_accuracy", "base_task": "base_accuracy", "vector": "r2"}[out["kind"]]
+    typer.echo(f"{out['episodes']} {split} episodes, {out['switches']} switches; readout {quality}")
+    for where in ("after_switch", "after_start"):
+        typer.echo(f"{where.replace('_', ' ')}:  k  {score:>18}  {'median_error' if score == 'r2' else ''}  reward_gap")
+        for k, row in out[where].items():
+            err = f"{row['median_error']:>12.3f}" if "median_error" in row else ""
+            gap = f"{row['reward_gap']:>10.3f}" if "reward_gap" in row else ""
+            typer.echo(f"  {k:>14}  {row[score] if row[score] is not None else float('nan'):>18.3f}  {err}  {gap}   (n={row['n']})")
+    if plot is not None:
+        typer.echo(f"plot: {out['plot']}")
+
+
 SERVE_SPIN_US = 500.0  # docs/serving.md, "Latency": what busy-polling buys a one-session round trip
 
 
