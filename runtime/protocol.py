@@ -119,7 +119,7 @@ class Close(_Request, tag="close", kw_only=True):
 
 
 Request = Hello | Open | Step | Reset | Close | Stats
-REQUESTS: dict[str, type[Struct]] = {cls.__struct_config__.tag: cls for cls in get_args(Request)}
+REQUESTS: dict[str, type[Request]] = {cls.__struct_config__.tag: cls for cls in get_args(Request)}
 OPS = tuple(REQUESTS)
 
 
@@ -250,7 +250,7 @@ def request(op: str, req_id: Any = NO_ID, binary: bool = False, **fields: Any) -
         elif isinstance(v, np.generic):
             v = v.item()
         out[k] = v
-    return REQUESTS[op](id=req_id, **out)  # type: ignore[return-value]
+    return REQUESTS[op](id=req_id, **out)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -273,17 +273,16 @@ def check(req: Request, spec: Spec) -> None:
     rid = req.id
     if type(rid) not in _ID_TYPES:
         raise ProtocolError("bad_request", f"id: expected nil, a number, a string or bin, got {_tname(rid)}")
-    t = type(req)
-    if t is Step:
-        _check_vector(req.action, spec.action_dim, "action", rid)  # type: ignore[union-attr]
-        _check_vector(req.next_obs, spec.obs_dim, "next_obs", rid)  # type: ignore[union-attr]
-        if not -_F32_MAX <= req.reward <= _F32_MAX:  # type: ignore[union-attr]  (also false for NaN)
+    if isinstance(req, Step):
+        _check_vector(req.action, spec.action_dim, "action", rid)
+        _check_vector(req.next_obs, spec.obs_dim, "next_obs", rid)
+        if not -_F32_MAX <= req.reward <= _F32_MAX:  # also false for NaN
             raise ProtocolError("non_finite", "reward: NaN or infinite value (as float32)", rid)
-    elif t is Open or t is Reset:
-        _check_vector(req.obs, spec.obs_dim, "obs", rid)  # type: ignore[union-attr]
+    elif isinstance(req, (Open, Reset)):
+        _check_vector(req.obs, spec.obs_dim, "obs", rid)
     else:
         return
-    tv = req.task_vector  # type: ignore[union-attr]
+    tv = req.task_vector
     if spec.task_dim is not None:
         if tv is UNSET:
             raise ProtocolError(
@@ -300,7 +299,7 @@ def check(req: Request, spec: Spec) -> None:
 
 def wants_bin(req: Open | Step | Reset) -> bool:
     """Whether the reply's vectors are bin: when any vector of the request was."""
-    if type(req) is Step:
+    if isinstance(req, Step):
         return type(req.action) is bytes or type(req.next_obs) is bytes or type(req.task_vector) is bytes
     return type(req.obs) is bytes or type(req.task_vector) is bytes
 
