@@ -1,13 +1,12 @@
 """`runtime serve`: a ZeroMQ ROUTER that serves a checkpoint's policy to many sessions at once.
 
-Loop: block in poll, then drain every waiting message (non-blocking, up to `drain_cap`), decode each and
-check them together (`protocol.parse_many`: the plain steps' vectors by one numpy pass per field), and run
-the requests of all sessions as one *wave*: one batched `policy.update` over the sessions that sent
-`step`, one batched `policy.belief`, and one `policy.act` per action mode over every session that needs an
-action (open, reset, step). Replies leave in arrival order (a wave's ok replies packed together,
-`protocol.pack_rows`). A session that appears twice in
-one drain (pipelined steps) starts a new wave, so its requests still run in order. `batching=False` runs
-one wave per request (the benchmark's baseline).
+Loop: block in poll, then drain every waiting message (non-blocking, up to `drain_cap`), decode and check
+each against the wire schema (`protocol.parse`), and run the requests of all sessions as one *wave*: one
+batched `policy.update` over the sessions that sent `step` (their vectors converted by one numpy pass per
+field), one batched `policy.belief`, and one `policy.act` per action mode over every session that needs an
+action (open, reset, step). Replies leave in arrival order. A session that appears twice in one drain
+(pipelined steps) starts a new wave, so its requests still run in order. `batching=False` runs one wave
+per request (the benchmark's baseline).
 
 This module imports only the served side of `agents` (policies, checkpoint): no training code.
 """
@@ -21,7 +20,6 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import numpy as np
 import structlog
 import torch
@@ -40,25 +38,9 @@ _NOBLOCK, _SNDMORE_NOBLOCK = int(zmq.NOBLOCK), int(zmq.SNDMORE | zmq.NOBLOCK)  #
 _RCVMORE = int(zmq.RCVMORE)
 
 
-def _reply_heads() -> dict[tuple[bool, bool], bytes]:
-    """msgpack of an ok reply's map header and its leading entries, per (has id, is open): what `P.pack`
-    writes for `ok_reply(id, action=, belief=, t=[, session=])` up to `action` (the id's value excluded)."""
-    heads = {}
-    for has_id in (False, True):
-        for is_open in (False, True):
-            n = 4 + has_id + is_open  # ok, [id], action, belief, t, [session]
-            heads[has_id, is_open] = (
-                bytes([0x80 | n]) + P.pack("ok") + P.pack(True) + (P.pack("id") if has_id else b"")
-            )
-    return heads
-
-
-_HEADS = _reply_heads()
-_T_KEY, _SESSION_KEY = P.pack("t"), P.pack("session")
-
-
 def hello_info(ck: Checkpoint, policy: AgentPolicy, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The static part of the `hello` reply; `overrides`: the policy settings served other than stored."""
+    """The static fields of the `hello` reply (`P.HelloReply`); `overrides`: the policy settings served
+    other than stored."""
     env_cfg = ck.config.get("env") if isinstance(ck.config, dict) else None
     info = {
         "protocol": P.PROTOCOL,
@@ -69,15 +51,14 @@ def hello_info(ck: Checkpoint, policy: AgentPolicy, overrides: dict[str, Any] | 
         "action_high": policy.action_high.tolist(),
         "belief_dim": policy.belief_dim,
         "needs_task_vector": bool(policy.needs_task_vector),
-        "checkpoint": {
-            "sha256": ck.sha256,
-            "env_id": (ck.env or {}).get("id") or (env_cfg or {}).get("id"),
-            "training_steps": int((ck.stats or {}).get("env_steps", 0) or 0),
-        },
+        "checkpoint": P.CheckpointInfo(
+            sha256=ck.sha256,
+            env_id=(ck.env or {}).get("id") or (env_cfg or {}).get("id"),
+            training_steps=int((ck.stats or {}).get("env_steps", 0) or 0),
+            policy_set=dict(overrides) if overrides else P.UNSET,
+        ),
         "env": dict(env_cfg or {}),
     }
-    if overrides:
-        info["checkpoint"]["policy_set"] = dict(overrides)
     return info
 
 
@@ -128,14 +109,13 @@ class Stats:
         self.latency_sum_s += float(seconds.sum())
 
     def snapshot(self) -> dict[str, Any]:
-        def pct(d: deque[float]) -> dict[str, float | None]:
+        """The counter fields of the `stats` reply (`P.StatsReply`)."""
+
+        def pct(d: deque[float]) -> P.Percentiles:
             if not d:
-                return {"p50": None, "p99": None}
-            a = np.fromiter(d, float)
-            return {
-                "p50": round(float(np.percentile(a, 50)), 1),
-                "p99": round(float(np.percentile(a, 99)), 1),
-            }
+                return P.Percentiles(None, None)
+            p50, p99 = np.percentile(np.fromiter(d, float), [50, 99]).tolist()
+            return P.Percentiles(round(p50, 1), round(p99, 1))
 
         return {
             "requests": self.requests,
@@ -143,7 +123,7 @@ class Stats:
             "errors": dict(self.errors),
             "batches": self.waves,
             "mean_batch_size": round(self.wave_items / self.waves, 3) if self.waves else 0.0,
-            "latency_us": {"batch": pct(self.batch_us), "request": pct(self.request_us)},
+            "latency_us": P.Latencies(batch=pct(self.batch_us), request=pct(self.request_us)),
             "uptime_s": round(self.uptime_s(), 3),
         }
 
@@ -191,9 +171,9 @@ class Server:
         self._writer: threading.Thread | None = None
         # saved sessions fit only the same policy: checkpoint, and the settings it is served with (state shapes)
         self._meta = {
-            "checkpoint_sha256": info["checkpoint"]["sha256"],
+            "checkpoint_sha256": info["checkpoint"].sha256,
             "algorithm": info["algorithm"],
-            "policy_set": info["checkpoint"].get("policy_set"),
+            "policy_set": info["checkpoint"].policy_set or None,  # UNSET (not served otherwise): None
         }
         self.ctx = context or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.ROUTER)
@@ -212,12 +192,6 @@ class Server:
         self.endpoint: str = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._poller = zmq.Poller()
         self._poller.register(self.sock, zmq.POLLIN)
-        # P.pack without a new Packer per reply (msgpack.packb builds one each call); this thread only
-        self._packer = msgpack.Packer(use_bin_type=True)
-        # zmq.Socket.send is a Python wrapper (routing_id, group) around the compiled send: ~0.2 us a call
-        self._send = (
-            super(zmq.Socket, self.sock).send if isinstance(self.sock, zmq.Socket) else self.sock.send
-        )
         # a wave of one step (the latency case) fills one preallocated float32 row; its four torch views
         # (s, a, r, s') are made once here, so that wave creates no input tensor at all
         o, a = policy.obs_dim, policy.action_dim
@@ -377,11 +351,11 @@ class Server:
     def _handle(self, msgs: list[tuple[list[bytes], float]]) -> None:
         t0 = time.perf_counter()
         n = len(msgs)
-        replies: list[Any] = [None] * n  # a reply map, or the reply already packed (bytes)
+        replies: list[Any] = [None] * n  # a reply Struct per message
         envelopes: list[list[bytes]] = [[]] * n
-        decoded: list[Any] = []  # the messages that decode, and where each came
-        at: list[int] = []
-        unpack, limit = P.unpack, self.max_frame_bytes
+        parse, spec, limit, ops = P.parse, self.spec, self.max_frame_bytes, self.stats.ops
+        wave: list[tuple[int, P.Request]] = []
+        touched: set[str] = set()
         for i, (frames, _) in enumerate(msgs):
             if len(frames) == 2 and frames[1]:  # a DEALER's [identity, body]: split_envelope's common case
                 envelopes[i], body = frames[:1], frames[1]
@@ -397,68 +371,55 @@ class Server:
                     )
                     continue
             try:
-                decoded.append(unpack(body, limit))
-            except P.ProtocolError as e:  # not decoded: its reply carries no id
-                replies[i] = self._error(P.NO_ID, e.code, e.message, None)
+                req = parse(body, spec, limit)
+            except P.ProtocolError as e:
+                replies[i] = self._error(e.id, e.code, e.message, None)
                 continue
-            except Exception as e:  # a bug in decoding: answer it, keep serving
+            except Exception as e:  # a bug in decoding or checking: answer it, keep serving
                 log.exception("decoding failed")
                 replies[i] = self._error(P.NO_ID, "internal", f"{type(e).__name__}: {e}", None)
                 continue
-            at.append(i)
-        parsed, rows = P.parse_many(decoded, self.spec)  # per message: its Request, or why it is refused
-        wave: list[tuple[int, P.Request]] = []
-        touched: set[str] = set()
-        for i, msg, req in zip(at, decoded, parsed, strict=True):
-            if type(req) is not P.Request:
-                if isinstance(req, P.ProtocolError):
-                    replies[i] = self._error(P.request_id(msg), req.code, req.message, None)
-                else:  # a bug in checking: answer it, keep serving
-                    log.error("decoding failed", exc_info=req)
-                    replies[i] = self._error(
-                        P.request_id(msg), "internal", f"{type(req).__name__}: {req}", None
-                    )
-                continue
-            op = req.op
-            self.stats.ops[op] += 1
-            if op == "step" or op == "open" or op == "reset" or op == "close":
+            t = type(req)
+            if t is P.Step or t is P.Open or t is P.Reset or t is P.Close:
+                ops[req.op] += 1
                 sid = req.session
-                if sid is not None:
+                if sid is not P.UNSET:  # an `open` without one gets a fresh id
                     if sid in touched:
-                        self._run_wave(wave, replies, rows)
+                        self._run_wave(wave, replies)
                         wave, touched = [], set()
-                    touched.add(sid)
-                if op == "close":
-                    replies[i] = self._close(req)
+                    touched.add(sid)  # type: ignore[arg-type]
+                if t is P.Close:
+                    replies[i] = self._close(req)  # type: ignore[arg-type]
                 else:
                     wave.append((i, req))
                     if not self.batching:
-                        self._run_wave(wave, replies, rows)
+                        self._run_wave(wave, replies)
                         wave, touched = [], set()
-            elif req.op == "hello":
-                replies[i] = P.ok_reply(
-                    req.id,
+            elif t is P.Hello:
+                ops["hello"] += 1
+                replies[i] = P.HelloReply(
+                    id=req.id,
                     **self.info,
                     max_sessions=self.store.max_sessions,
                     max_frame_bytes=self.max_frame_bytes,
                     transport_cap_bytes=self.transport_cap,
                 )
-            else:  # stats
-                replies[i] = P.ok_reply(
-                    req.id,
+            else:
+                ops["stats"] += 1
+                replies[i] = P.StatsReply(
+                    id=req.id,
                     sessions=len(self.store),
                     max_sessions=self.store.max_sessions,
                     evicted=self.store.n_evicted,
                     **self.stats.snapshot(),
                 )
-        self._run_wave(wave, replies, rows)
-        send, pack = self._send, self._packer.pack
+        self._run_wave(wave, replies)
+        send, encode = self.sock.send, P.pack
         for envelope, reply in zip(envelopes, replies, strict=True):
-            assert reply is not None
             try:
                 for frame in envelope:
                     send(frame, _SNDMORE_NOBLOCK)
-                send(reply if type(reply) is bytes else pack(reply), _NOBLOCK)
+                send(encode(reply), _NOBLOCK)
             except zmq.ZMQError as e:  # peer gone, or an unroutable envelope
                 log.debug("reply dropped", error=str(e))
         t1 = time.perf_counter()
@@ -475,7 +436,7 @@ class Server:
             st.request_us.extend((lat_s * 1e6).tolist())
             st.observe_latencies(lat_s)
 
-    def _error(self, req_id: Any, code: str, message: str, session: str | None) -> dict[str, Any]:
+    def _error(self, req_id: Any, code: str, message: str, session: str | None) -> P.ErrorReply:
         self.stats.errors[code] += 1
         log.info(
             "request refused",
@@ -486,55 +447,53 @@ class Server:
         )
         return P.error_reply(req_id, code, message)
 
-    def _close(self, req: P.Request) -> dict[str, Any]:
+    def _close(self, req: P.Close) -> P.OkReply | P.ErrorReply:
         try:
-            self.store.close(req.session)  # type: ignore[arg-type]
+            self.store.close(req.session)
         except P.ProtocolError as e:
             return self._error(req.id, e.code, e.message, req.session)
         log.info("session closed", session=req.session)
-        return P.ok_reply(req.id)
+        return P.OkReply(id=req.id)
 
-    def _run_wave(
-        self, wave: list[tuple[int, P.Request]], replies: list[Any], rows: P.StepRows | None = None
-    ) -> None:
-        """One batched update over the steps of `wave`, then one belief and act pass over all of it.
-        `rows`: the vectors of the batch's plain steps (`P.parse_many`), gathered by index."""
+    def _run_wave(self, wave: list[tuple[int, P.Request]], replies: list[Any]) -> None:
+        """One batched update over the steps of `wave`, then one belief and act pass over all of it."""
         if not wave:
             return
         store = self.store
-        ready: list[tuple[int, P.Request, str, int]] = []  # (reply index, request, session id, slot)
-        steps: list[tuple[int, P.Request, str, int]] = []
+        ready: list[tuple[int, Any, str, int]] = []  # (reply index, open/reset request, session id, slot)
+        steps: list[tuple[int, Any, str, int]] = []  # (reply index, step request, session id, slot)
         fresh: list[int] = []
         slot_of, done, last_seen, now = store.slots.get, store.done, store.last_seen, store.clock()
         for i, req in wave:
-            if req.op == "step":  # the common case: an open session, episode not over
-                slot = slot_of(req.session)  # type: ignore[arg-type]
+            is_step = type(req) is P.Step
+            if is_step:  # the common case: an open session, episode not over
+                slot = slot_of(req.session)
                 if slot is not None and not done[slot]:
                     last_seen[slot] = now  # as store.slot(): before any open of this wave may evict
-                    steps.append((i, req, req.session, slot))  # type: ignore[arg-type]
+                    steps.append((i, req, req.session, slot))
                     continue
             try:
-                if req.op == "open":
-                    sid, slot = store.open(req.session)
+                if type(req) is P.Open:
+                    sid, slot = store.open(None if req.session is P.UNSET else req.session)
                     store.deterministic[slot] = req.deterministic
                     log.info("session opened", session=sid, deterministic=req.deterministic)
                 else:
-                    sid = req.session  # type: ignore[assignment]
+                    sid = req.session
                     slot = store.slot(sid)
-                    if req.op == "step" and store.done[slot]:
+                    if is_step and store.done[slot]:
                         raise P.ProtocolError(
                             "bad_request", f"session {sid!r}: the episode ended (done); send reset"
                         )
             except P.ProtocolError as e:
-                replies[i] = self._error(req.id, e.code, e.message, req.session)
+                replies[i] = self._error(req.id, e.code, e.message, req.session or None)
                 continue
-            if req.op == "step":
+            if is_step:
                 steps.append((i, req, sid, slot))
             else:
-                if req.op == "reset" and not req.keep_belief:
+                if type(req) is P.Reset and not req.keep_belief:
                     fresh.append(slot)
                 store.t[slot], store.done[slot] = 0, False
-                store.last_obs[slot] = req.obs
+                store.last_obs[slot] = P.decode_vector(req.obs)
                 ready.append((i, req, sid, slot))
         if fresh:
             store.init_rows(fresh)
@@ -542,61 +501,31 @@ class Server:
             return
         items = steps + ready
         try:
-            action, belief = self._compute(steps, ready, rows)
+            action, belief = self._compute(steps, ready)
         except Exception as e:  # a bug, not a bad request: answer, log, keep serving
             log.exception("wave failed", size=len(wave))
             for i, req in wave:
                 if replies[i] is None:
-                    replies[i] = self._error(req.id, "internal", f"{type(e).__name__}: {e}", req.session)
+                    replies[i] = self._error(req.id, "internal", f"{type(e).__name__}: {e}", req.session or None)
             return
         self.stats.waves += 1
         self.stats.wave_items += len(items)
         self.stats.wave_counts[bisect.bisect_left(WAVE_BOUNDS, len(items))] += 1
-        if len(items) >= P.BULK_MIN:
-            try:
-                self._replies(items, action, belief, replies)
-                return
-            except Exception:  # a bug in the packed path: build the replies one by one below
-                log.exception("packing replies failed", size=len(items))
-        actions = beliefs = a_rows = b_rows = None  # float32 little-endian rows for bin, lists for arrays
-        t = store.t
-        for j, (i, req, sid, slot) in enumerate(items):
-            if req.binary:
-                if actions is None:
-                    actions = action.numpy().astype("<f4", copy=False)
-                    beliefs = belief.numpy().astype("<f4", copy=False)
-                fields = {"action": actions[j].tobytes(), "belief": beliefs[j].tobytes(), "t": int(t[slot])}  # type: ignore[index]
-            else:
-                if a_rows is None:
-                    a_rows, b_rows = action.tolist(), belief.tolist()
-                fields = {"action": a_rows[j], "belief": b_rows[j], "t": int(t[slot])}  # type: ignore[index]
-            if req.op == "open":
-                fields["session"] = sid
-            replies[i] = P.ok_reply(req.id, **fields)
-
-    def _replies(self, items: list, action: torch.Tensor, belief: torch.Tensor, replies: list[Any]) -> None:
-        """The ok replies of a wave, packed: the bytes `P.pack(P.ok_reply(id, action=, belief=, t=[,
-        session=]))` gives, with the action and belief rows of all items encoded by one numpy pass
-        (`P.pack_rows`) and only the id and `t` packed per reply."""
-        n = len(items)
-        ts = self.store.t[np.fromiter((x[3] for x in items), np.intp, n)].tolist()
-        encoded: dict[bool, tuple[bytes, int]] = {}
-        fields = [("action", action.numpy()), ("belief", belief.numpy())]
-        pk, heads, no_id = self._packer.pack, _HEADS, P.NO_ID
+        ts = store.t[[x[3] for x in items]].tolist()
+        lists = bins = None  # the action and belief rows: lists of floats for arrays, float32 bytes for bin
         for j, (i, req, sid, _slot) in enumerate(items):
-            b = req.binary
-            enc = encoded.get(b)
-            if enc is None:
-                enc = encoded[b] = P.pack_rows(fields, b)
-            data, width = enc
-            rid, is_open = req.id, req.op == "open"
-            head = heads[False, is_open] if rid is no_id else heads[True, is_open] + pk(rid)
-            body = head + data[j * width : (j + 1) * width] + _T_KEY + pk(ts[j])
-            replies[i] = body + _SESSION_KEY + pk(sid) if is_open else body
+            if P.wants_bin(req):
+                if bins is None:
+                    bins = [x.numpy().astype("<f4", copy=False) for x in (action, belief)]
+                a, b = bins[0][j].tobytes(), bins[1][j].tobytes()
+            else:
+                if lists is None:
+                    lists = [action.tolist(), belief.tolist()]
+                a, b = lists[0][j], lists[1][j]
+            session = sid if type(req) is P.Open else P.UNSET
+            replies[i] = P.ActReply(id=req.id, action=a, belief=b, t=ts[j], session=session)
 
-    def _compute(
-        self, steps: list, ready: list, rows_in: P.StepRows | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _compute(self, steps: list, ready: list) -> tuple[torch.Tensor, torch.Tensor]:
         """update over `steps`, then belief and act over steps + ready (in that order).
 
         Rows of the session store are addressed by a slice when the batch is one session (numpy and torch
@@ -612,18 +541,9 @@ class Server:
         if steps:
             ns = len(steps)
             rows, rows_t = _rows([x[3] for x in steps])
-            if ns == 1:
-                req = steps[0][1]
-                a_np, s2 = req.action[None], req.obs[None]
-                rew = np.array([[req.reward]], np.float32)
-            elif rows_in is not None and all(x[1].row >= 0 for x in steps):
-                sel = np.fromiter((x[1].row for x in steps), np.intp, ns)
-                a_np, s2 = rows_in.action[sel], rows_in.obs[sel]
-                rew = np.fromiter((x[1].reward for x in steps), np.float32, ns).reshape(ns, 1)
-            else:
-                a_np = np.stack([x[1].action for x in steps])
-                s2 = np.stack([x[1].obs for x in steps])
-                rew = np.fromiter((x[1].reward for x in steps), np.float32, ns).reshape(ns, 1)
+            a_np = P.decode_rows([x[1].action for x in steps])
+            s2 = P.decode_rows([x[1].next_obs for x in steps])
+            rew = np.fromiter((x[1].reward for x in steps), np.float32, ns).reshape(ns, 1)
             sub = _gather(store.state, rows_t)
             new_state = policy.update(
                 sub,
@@ -633,7 +553,7 @@ class Server:
                 torch.from_numpy(s2),
             )
             if oracle:
-                tv = torch.from_numpy(np.stack([x[1].task_vector for x in steps]))
+                tv = torch.from_numpy(P.decode_rows([x[1].task_vector for x in steps]))
                 new_state = policy.set_task_vector(new_state, tv)  # type: ignore[attr-defined]
             _scatter(store.state, rows_t, new_state)
             store.last_obs[rows] = s2
@@ -642,7 +562,7 @@ class Server:
             self.stats.steps += ns
         if oracle and ready:  # open/reset set the task vector too
             _, sl = _rows([x[3] for x in ready])
-            tv = torch.from_numpy(np.stack([x[1].task_vector for x in ready]))
+            tv = torch.from_numpy(P.decode_rows([x[1].task_vector for x in ready]))
             _scatter(store.state, sl, policy.set_task_vector(_gather(store.state, sl), tv))  # type: ignore[attr-defined]
         if ready:
             rows, rows_t = _rows([x[3] for x in steps + ready])
@@ -661,27 +581,26 @@ class Server:
             action[m] = policy.act(obs[m], belief[m], mode)
         return action, belief
 
-    def _compute_one(
-        self, _i: int, req: P.Request, _sid: str, slot: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _compute_one(self, _i: int, req: P.Step, _sid: str, slot: int) -> tuple[torch.Tensor, torch.Tensor]:
         """`_compute` for a wave of exactly one step: the same contract calls, with the transition written
         into the preallocated row behind `_one_views` and the session's state rows used as views."""
         store, policy = self.store, self.policy
         buf, (s, a, r, s2) = self._one, self._one_views
         o, n_a = policy.obs_dim, policy.action_dim
+        next_obs = P.decode_vector(req.next_obs)
         buf[:o] = store.last_obs[slot]
-        buf[o : o + n_a] = req.action
+        buf[o : o + n_a] = P.decode_vector(req.action)
         buf[o + n_a] = req.reward
-        buf[o + n_a + 1 :] = req.obs
+        buf[o + n_a + 1 :] = next_obs
         rows = slice(slot, slot + 1)
         sub = {k: v[rows] for k, v in store.state.items()}
         new_state = policy.update(sub, s, a, r, s2)
         if policy.needs_task_vector:
-            tv = torch.from_numpy(req.task_vector[None])  # type: ignore[index]
+            tv = torch.from_numpy(P.decode_vector(req.task_vector)[None])  # type: ignore[arg-type]
             new_state = policy.set_task_vector(new_state, tv)  # type: ignore[attr-defined]
         for k, v in sub.items():
             v.copy_(new_state[k])
-        store.last_obs[slot] = req.obs
+        store.last_obs[slot] = next_obs
         store.t[slot] += 1
         store.done[slot] = req.done
         self.stats.steps += 1

@@ -30,25 +30,34 @@ def step(**over):
 _DROP = object()
 
 
-def code_of(msg, spec=SPEC, max_frame_bytes=None) -> str:
+def parse(msg, spec=SPEC, max_frame_bytes=None):
+    return P.parse(msg if isinstance(msg, bytes) else P.pack(msg), spec, max_frame_bytes)
+
+
+def refusal(msg, spec=SPEC, max_frame_bytes=None) -> P.ProtocolError:
     with pytest.raises(P.ProtocolError) as e:
-        raw = msg if isinstance(msg, bytes) else P.pack(msg)
-        P.parse_request(P.unpack(raw, max_frame_bytes), spec)
-    return e.value.code
+        parse(msg, spec, max_frame_bytes)
+    assert isinstance(e.value.message, str) and e.value.message
+    return e.value
+
+
+def code_of(msg, spec=SPEC, max_frame_bytes=None) -> str:
+    return refusal(msg, spec, max_frame_bytes).code
 
 
 def test_valid_step_parses_arrays_and_bin_alike():
-    a = P.parse_request(step(), SPEC)
-    b = P.parse_request(step(action=np.array([0.1, -0.1], "<f4").tobytes(), next_obs=[0.2, 0.3]), SPEC)
-    assert a.op == "step" and a.id == 7 and a.session == "a" and not a.binary and b.binary
-    np.testing.assert_array_equal(a.action, b.action)
-    assert a.action.dtype == np.float32 and a.reward == -1.5 and a.done is False
+    a = parse(step())
+    b = parse(step(action=np.array([0.1, -0.1], "<f4").tobytes(), next_obs=[0.2, 0.3]))
+    assert type(a) is P.Step and a.op == "step" and a.id == 7 and a.session == "a"
+    assert not P.wants_bin(a) and P.wants_bin(b)
+    np.testing.assert_array_equal(P.decode_vector(a.action), P.decode_vector(b.action))
+    assert P.decode_vector(b.action).dtype == np.float32 and a.reward == -1.5 and a.done is False
 
 
 def test_defaults_of_open_and_reset():
-    o = P.parse_request({"op": "open", "obs": [0, 1]}, SPEC)
-    assert o.deterministic is True and o.session is None and o.id is P.NO_ID
-    r = P.parse_request({"op": "reset", "session": "x", "obs": [0.0, 1.0], "keep_belief": True}, SPEC)
+    o = parse({"op": "open", "obs": [0, 1]})
+    assert o.deterministic is True and o.session is P.UNSET and o.id is P.NO_ID and o.obs == [0.0, 1.0]
+    r = parse({"op": "reset", "session": "x", "obs": [0.0, 1.0], "keep_belief": True})
     assert r.keep_belief is True
 
 
@@ -86,10 +95,44 @@ def test_defaults_of_open_and_reset():
         (step(done="yes"), "bad_request"),
         (step(task_vector=[0.0, 0.0]), "bad_request"),  # only for oracle checkpoints
         ({"op": "open", "obs": [0.0, 0.0], "deterministic": 1}, "bad_request"),
+        ({"op": "open", "obs": [0.0, 0.0], "session": None}, "bad_request"),
+        ({"op": "close", "session": "a", "protocol": True}, "bad_request"),
+        ({"op": "hello", "id": {"a": 1}}, "bad_request"),
+        (b"\x82\xa2op\xa5hello\xa2id" + b"\x91" * 2000 + b"\xc0", "bad_request"),  # nested too deeply
+        (b"\x91" * 2000 + b"\xc0", "bad_request"),
+        (b"\x81\xa2op\xa2\xff\xfe", "bad_request"),  # not UTF-8
     ],
 )
 def test_refusals_have_their_code(msg, code):
     assert code_of(msg) == code
+
+
+@pytest.mark.parametrize(
+    "msg, code",
+    [
+        ({"op": "fly", "id": "x"}, "unknown_op"),
+        ({"op": "hello", "id": 2**64 - 1, "protocol": 2}, "unsupported_protocol"),
+        ({"op": "hello", "id": None, "protocol": "1"}, "bad_request"),
+        ({"op": "hello", "id": b"\x00", "extra": 1}, "bad_request"),
+        (step(id=-(2**63), session=_DROP), "bad_request"),
+        (step(id=1.5, reward="1"), "bad_request"),
+        (step(id=True, action=[0.1]), "shape_mismatch"),
+        (step(id="s", next_obs=[math.nan, 0.0]), "non_finite"),
+        (step(id=0, task_vector=[0.0, 0.0]), "bad_request"),
+        ({"id": 9, "op": "step", "session": "a", "action": [0.1, 0.2], 1: 2}, "bad_request"),  # non-str key
+    ],
+)
+def test_refusals_echo_a_usable_id(msg, code):
+    """The id of a refused map is echoed whatever else is wrong with it (the fields are checked in any
+    order, and an unknown op, protocol or field, or one that does not fit, does not hide it)."""
+    e = refusal(msg)
+    assert e.code == code and e.id == msg["id"] and type(e.id) is type(msg["id"])
+
+
+def test_refusals_with_an_unusable_id_or_before_decoding_carry_none():
+    for msg in ({"op": "hello", "id": [1]}, {"op": "step", "id": {}}, b"\xc1", [1, 2]):
+        assert refusal(msg).id is P.NO_ID
+    assert refusal({"op": "hello", "id": 1, "pad": "x" * 100}, max_frame_bytes=50).id is P.NO_ID
 
 
 def test_frame_too_large_is_checked_before_decoding():
@@ -100,14 +143,17 @@ def test_frame_too_large_is_checked_before_decoding():
 def test_oracle_needs_task_vector():
     assert code_of({"op": "open", "obs": [0.0, 0.0]}, ORACLE) == "bad_request"
     assert code_of({"op": "open", "obs": [0.0, 0.0], "task_vector": [1.0]}, ORACLE) == "shape_mismatch"
-    r = P.parse_request({"op": "open", "obs": [0.0, 0.0], "task_vector": [0.5, -0.5]}, ORACLE)
-    np.testing.assert_array_equal(r.task_vector, [0.5, -0.5])
+    r = parse({"op": "open", "obs": [0.0, 0.0], "task_vector": [0.5, -0.5]}, ORACLE)
+    np.testing.assert_array_equal(P.decode_vector(r.task_vector), [0.5, -0.5])
 
 
 def test_replies_echo_id_and_use_the_request_form():
-    ok = P.ok_reply("abc", action=P.encode_vector(np.array([1.0, 2.0]), True))
-    assert ok["ok"] is True and ok["id"] == "abc" and ok["action"] == np.array([1, 2], "<f4").tobytes()
-    assert "id" not in P.ok_reply(P.NO_ID)
+    a = P.encode_vector(np.array([1.0, 2.0]), True)
+    ok = msgpack.unpackb(P.pack(P.ActReply(id="abc", action=a, belief=[0.5], t=3)))
+    assert ok == {"ok": True, "id": "abc", "action": np.array([1, 2], "<f4").tobytes(), "belief": [0.5], "t": 3}
+    opened = msgpack.unpackb(P.pack(P.ActReply(action=[0.0], belief=[0.5], t=0, session="s")))
+    assert list(opened) == ["ok", "action", "belief", "t", "session"]  # no id without one
+    assert msgpack.unpackb(P.pack(P.OkReply(id=None))) == {"ok": True, "id": None}
     err = msgpack.unpackb(P.pack(P.error_reply(5, "non_finite", "x")))
     assert err == {"ok": False, "id": 5, "error": {"code": "non_finite", "message": "x"}}
     np.testing.assert_array_equal(P.decode_vector(P.encode_vector([0.25, -1], True)), [0.25, -1])
@@ -125,12 +171,15 @@ def test_request_builder_round_trips_through_parse():
         next_obs=np.zeros(2),
         done=None,
     )
-    assert "done" not in msg and isinstance(msg["action"], bytes)
-    req = P.parse_request(P.unpack(P.pack(msg)), SPEC)
-    assert req.binary and req.id == 3 and req.reward == 1.0
+    raw = msgpack.unpackb(P.pack(msg))
+    assert "done" not in raw and isinstance(raw["action"], bytes) and raw["op"] == "step"
+    req = P.parse(P.pack(msg), SPEC)
+    assert P.wants_bin(req) and req.id == 3 and req.reward == 1.0
+    with pytest.raises(TypeError):  # a field the op does not have is refused before it is sent
+        P.request("step", 1, session="s", deterministc=True)
 
 
-# -- a drained batch at once (parse_many, pack_rows) ------------------------------------------------------
+# -- a catalogue of edge cases, and vectors of many requests at once (decode_rows) ----------------------
 F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -138,111 +187,63 @@ def _f32(*xs):
     return np.array(xs, "<f4").tobytes()
 
 
-def same(got, want):
-    """parse_many's result for a message equals parse_request's: the same Request, or the same error."""
-    if isinstance(want, Exception):
-        assert type(got) is type(want) and str(got) == str(want)
-        if isinstance(want, P.ProtocolError):
-            assert (got.code, got.message) == (want.code, want.message)
-        return
-    assert isinstance(got, P.Request)
-    for f in ("op", "id", "session", "reward", "done", "deterministic", "keep_belief", "binary"):
-        g, w = getattr(got, f), getattr(want, f)
-        assert type(g) is type(w) and (g == w or (isinstance(w, float) and math.isnan(w))), (f, g, w)
-    for f in ("obs", "action", "task_vector"):
-        g, w = getattr(got, f), getattr(want, f)
-        if w is None:
-            assert g is None
-        else:
-            assert g.dtype == w.dtype == np.float32 and g.shape == w.shape
-            np.testing.assert_array_equal(g, w)
-
-
-def parse_alone(msg, spec=SPEC):
-    try:
-        return P.parse_request(msg, spec)
-    except Exception as e:
-        return e
-
-
-BATCH_CASES = [
-    step(),
-    step(id=_DROP, session="b"),
-    step(action=_f32(0.1, -0.1), next_obs=_f32(0.2, 0.3), id="bin"),
-    step(action=[float("nan"), 0.0]),
-    step(next_obs=[1e39, 0.0]),  # finite as float64, overflows as float32
-    step(next_obs=[F32_MAX, -F32_MAX]),  # float32's max: accepted
-    step(next_obs=[3.4028235e38, 0.0]),  # just above it: refused
-    step(action=_f32(0.1, float("inf"))),
-    step(action=[1, 0.5]),  # ints are numbers: valid, parsed alone
-    step(action=[True, 0.5]),
-    step(action=["a", 0.5]),
-    step(action=[[0.1], 0.5]),
-    step(action=[0.1, 0.2, 0.3]),
-    step(action=_f32(0.1)),
-    step(action=_f32(0.1, 0.2), next_obs=[0.2, 0.3]),  # mixed forms
-    step(reward=float("inf")),
-    step(reward=-1e39),
-    step(reward=2),
-    step(reward=True),
-    step(reward=_DROP),
-    step(done=True),
-    step(done=1),
-    step(session=""),
-    step(session="x" * 129),
-    step(session=5),
-    step(id=[1]),
-    step(id=None),
-    step(id=b"raw"),
-    step(protocol=1),
-    step(protocol=2),
-    step(protocol=1.0),
-    step(task_vector=[0.0, 0.0]),
-    step(deterministic=True),
-    step(x=1),
-    step(op="open"),
-    {"op": "open", "obs": [0.0, 0.0]},
-    {"op": "hello"},
-    [1, 2],
-    "step",
-    {1: 2},
+CASES = [  # (request, the code it is refused with, or None when valid)
+    (step(), None),
+    (step(id=_DROP, session="b"), None),
+    (step(action=_f32(0.1, -0.1), next_obs=_f32(0.2, 0.3), id="bin"), None),
+    (step(action=[float("nan"), 0.0]), "non_finite"),
+    (step(next_obs=[1e39, 0.0]), "non_finite"),  # finite as float64, overflows as float32
+    (step(next_obs=[F32_MAX, -F32_MAX]), None),  # float32's max: accepted
+    (step(next_obs=[3.4028235e38, 0.0]), "non_finite"),  # just above it: refused
+    (step(action=_f32(0.1, float("inf"))), "non_finite"),
+    (step(action=[1, 0.5]), None),  # ints are numbers
+    (step(action=[True, 0.5]), "bad_request"),
+    (step(action=["a", 0.5]), "bad_request"),
+    (step(action=[[0.1], 0.5]), "bad_request"),
+    (step(action=[0.1, 0.2, 0.3]), "shape_mismatch"),
+    (step(action=_f32(0.1)), "shape_mismatch"),
+    (step(action=_f32(0.1, 0.2), next_obs=[0.2, 0.3]), None),  # mixed forms
+    (step(reward=float("inf")), "non_finite"),
+    (step(reward=-1e39), "non_finite"),
+    (step(reward=2), None),
+    (step(reward=True), "bad_request"),
+    (step(reward=_DROP), "bad_request"),
+    (step(done=True), None),
+    (step(done=1), "bad_request"),
+    (step(session=""), "bad_request"),
+    (step(session="x" * 129), "bad_request"),
+    (step(session="é" * 128), None),  # 128 characters, more bytes
+    (step(session=5), "bad_request"),
+    (step(id=[1]), "bad_request"),
+    (step(id=None), None),
+    (step(id=b"raw"), None),
+    (step(protocol=1), None),
+    (step(protocol=2), "unsupported_protocol"),
+    (step(protocol=1.0), "bad_request"),
+    (step(task_vector=[0.0, 0.0]), "bad_request"),
+    (step(deterministic=True), "bad_request"),
+    (step(x=1), "bad_request"),
+    (step(op="open"), "bad_request"),
+    ({"op": "open", "obs": [0.0, 0.0]}, None),
+    ({"op": "hello"}, None),
+    ([1, 2], "bad_request"),
+    ("step", "bad_request"),
+    ({1: 2}, "bad_request"),
 ]
 
 
-def test_parse_many_equals_parse_request_message_by_message():
-    plain = [step(id=k, session=f"s{k}", reward=0.25 * k) for k in range(6)]
-    for batch in (plain + BATCH_CASES, BATCH_CASES + plain, plain[:3] + BATCH_CASES[:1], BATCH_CASES):
-        got, rows = P.parse_many(batch, SPEC)
-        assert len(got) == len(batch)
-        for g, m in zip(got, batch, strict=True):
-            same(g, parse_alone(m))
-            if isinstance(g, P.Request) and g.row >= 0:  # its vectors are rows of the bulk arrays
-                np.testing.assert_array_equal(rows.action[g.row], g.action)
-                np.testing.assert_array_equal(rows.obs[g.row], g.obs)
-    got, rows = P.parse_many(plain[:3], SPEC)  # fewer than BULK_MIN: parsed alone
-    assert rows is None and all(g.row == -1 for g in got)
-    oracle = [step(id=k, task_vector=[0.5, 0.5]) for k in range(6)]  # the oracle: always alone
-    for g, m in zip(P.parse_many(oracle, ORACLE)[0], oracle, strict=True):
-        same(g, parse_alone(m, ORACLE))
+@pytest.mark.parametrize("msg, code", CASES)
+def test_catalogue_of_edge_cases(msg, code):
+    if code is None:
+        req = parse(msg)
+        assert req.op == msg["op"] and req.id == msg.get("id", P.NO_ID)
+    else:
+        assert code_of(msg) == code
 
 
-def test_parse_many_rounds_the_reward_to_float32_like_parse_request():
-    msgs = [step(reward=r) for r in (0.1, -1e30, F32_MAX, -F32_MAX, 1e-45, 16777217.0)]
-    for g, m in zip(P.parse_many(msgs, SPEC)[0], msgs, strict=True):
-        assert g.row >= 0
-        same(g, parse_alone(m))
-
-
-@pytest.mark.parametrize("binary", [False, True])
-@pytest.mark.parametrize("dims", [(2, 6), (1, 17), (70, 3)])  # fixarray, array16 / bin8, bin16 headers
-def test_pack_rows_writes_what_pack_writes(binary, dims):
-    rng = np.random.default_rng(0)
-    n = 5
-    a = rng.normal(size=(n, dims[0])).astype(np.float32)
-    b = rng.normal(size=(n, dims[1])).astype(np.float32)
-    b[0, 0], b[1, 0] = np.nan, -np.inf
-    data, width = P.pack_rows([("action", a), ("belief", b)], binary)
-    assert len(data) == n * width
-    for j in range(n):
-        want = P.pack({"action": P.encode_vector(a[j], binary), "belief": P.encode_vector(b[j], binary)})
-        assert data[j * width : (j + 1) * width] == want[1:]  # the map's entries, without its header
+def test_decode_rows_equals_each_vector_decoded_alone():
+    vecs = [[0.1, -0.2], _f32(0.3, 1e-45), [1.0, 16777217.0], _f32(F32_MAX, -F32_MAX)]
+    rows = P.decode_rows(vecs)
+    assert rows.dtype == np.float32 and rows.shape == (4, 2) and rows.flags.writeable
+    np.testing.assert_array_equal(rows, np.stack([P.decode_vector(v) for v in vecs]))
+    np.testing.assert_array_equal(P.decode_rows([[1.0, 2.0]]), [[1.0, 2.0]])
