@@ -69,7 +69,7 @@ class Client:
             raise ClientError(
                 f"server refused {op}: {err.get('code')}: {err.get('message')}", err.get("code")
             )
-        for k in ("action", "belief"):
+        for k in ("action", "belief", "task_estimate"):
             if k in reply:
                 reply[k] = P.decode_vector(reply[k])
         return reply

@@ -142,6 +142,7 @@ class ActReply(_Reply, kw_only=True):
     belief: Vector  # (belief_dim,)
     t: int  # transitions seen in this episode
     session: str | UnsetType = UNSET  # `open` only: the session id
+    task_estimate: Vector | UnsetType = UNSET  # with a task readout: the belief read in task units (TaskReadoutInfo)
 
 
 class CheckpointInfo(Struct, kw_only=True):
@@ -149,6 +150,17 @@ class CheckpointInfo(Struct, kw_only=True):
     env_id: str | None
     training_steps: int
     policy_set: dict[str, Any] | UnsetType = UNSET  # the acting-time settings served other than stored
+
+
+class TaskReadoutInfo(Struct, kw_only=True):
+    """What `task_estimate` holds: the task vector (kind "vector", `dim` numbers in the env's task units) or
+    base-task probabilities (kind "base_task", one per name in `names`); `quality`: the readout's fit on
+    held-out training-task episodes (r2, r2_per_dim, rmse; or accuracy)."""
+
+    kind: str
+    dim: int
+    names: list[str] | None
+    quality: dict[str, Any]
 
 
 class HelloReply(_Reply, kw_only=True):
@@ -165,6 +177,7 @@ class HelloReply(_Reply, kw_only=True):
     max_sessions: int
     max_frame_bytes: int
     transport_cap_bytes: int
+    task_readout: TaskReadoutInfo | UnsetType = UNSET  # present when replies carry `task_estimate`
 
 
 class Percentiles(Struct):

@@ -25,7 +25,8 @@ import structlog
 import torch
 import zmq
 
-from agents.checkpoint import Checkpoint, build_policy, load_checkpoint
+from agents.checkpoint import Checkpoint, build_policy, build_readout, load_checkpoint
+from agents.parts.readout import TaskReadout
 from agents.policies import AgentPolicy, State, put_state, select_state
 from runtime import protocol as P
 from runtime.sessions import STATE_FILE, SessionStore, write_snapshot
@@ -59,6 +60,11 @@ def hello_info(ck: Checkpoint, policy: AgentPolicy, overrides: dict[str, Any] | 
         ),
         "env": dict(env_cfg or {}),
     }
+    if ck.readout:
+        spec = ck.readout["spec"]
+        info["task_readout"] = P.TaskReadoutInfo(
+            kind=spec["kind"], dim=int(spec["out_dim"]), names=spec.get("names"), quality=dict(ck.readout["quality"])
+        )
     return info
 
 
@@ -144,6 +150,7 @@ class Server:
         torch_threads: int | None = 1,
         spin_us: float = 0.0,
         snapshot_every: float | None = None,
+        readout: TaskReadout | None = None,
     ) -> None:
         """`state_dir`: sessions are saved there on shutdown and restored on start; with `snapshot_every`
         (seconds) also written there that often while serving (copied on the loop, written by a thread), so
@@ -151,6 +158,9 @@ class Server:
         if snapshot_every is not None and (state_dir is None or snapshot_every <= 0):
             raise ValueError("snapshot_every needs a state_dir and a positive number of seconds")
         self.policy = policy.eval()
+        self.readout = readout.eval() if readout is not None else None  # ok replies then carry task_estimate
+        if readout is not None and readout.belief_dim != policy.belief_dim:
+            raise ValueError(f"the task readout reads {readout.belief_dim}-d beliefs; the policy's are {policy.belief_dim}-d")
         self.info = info
         self.spec = P.Spec(
             policy.obs_dim, policy.action_dim, policy.belief_dim if policy.needs_task_vector else None
@@ -215,7 +225,7 @@ class Server:
         """Serve the checkpoint at `path`; `overrides` replace acting-time entries of its policy spec."""
         ck = load_checkpoint(path)
         policy = build_policy(ck, overrides)
-        return cls(policy, hello_info(ck, policy, overrides), **kwargs)
+        return cls(policy, hello_info(ck, policy, overrides), readout=build_readout(ck), **kwargs)
 
     # -- loop -----------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -512,18 +522,21 @@ class Server:
         self.stats.wave_items += len(items)
         self.stats.wave_counts[bisect.bisect_left(WAVE_BOUNDS, len(items))] += 1
         ts = store.t[[x[3] for x in items]].tolist()
-        lists = bins = None  # the action and belief rows: lists of floats for arrays, float32 bytes for bin
+        rows = [action, belief] if self.readout is None else [action, belief, self.readout(belief)]
+        lists = bins = None  # the action, belief (and estimate) rows: lists of floats for arrays, float32 bytes for bin
+        unset = P.UNSET
         for j, (i, req, sid, _slot) in enumerate(items):
             if P.wants_bin(req):
                 if bins is None:
-                    bins = [x.numpy().astype("<f4", copy=False) for x in (action, belief)]
-                a, b = bins[0][j].tobytes(), bins[1][j].tobytes()
+                    bins = [x.numpy().astype("<f4", copy=False) for x in rows]
+                vec = [x[j].tobytes() for x in bins]
             else:
                 if lists is None:
-                    lists = [action.tolist(), belief.tolist()]
-                a, b = lists[0][j], lists[1][j]
-            session = sid if type(req) is P.Open else P.UNSET
-            replies[i] = P.ActReply(id=req.id, action=a, belief=b, t=ts[j], session=session)
+                    lists = [x.tolist() for x in rows]
+                vec = [x[j] for x in lists]
+            session = sid if type(req) is P.Open else unset
+            est = vec[2] if len(vec) == 3 else unset
+            replies[i] = P.ActReply(id=req.id, action=vec[0], belief=vec[1], t=ts[j], session=session, task_estimate=est)
 
     def _compute(self, steps: list, ready: list) -> tuple[torch.Tensor, torch.Tensor]:
         """update over `steps`, then belief and act over steps + ready (in that order).

@@ -387,7 +387,7 @@ def test_server_module_imports_no_training_code():
         "import sys, runtime.server\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('agents', 'envs') and m not in "
         "('agents', 'agents.checkpoint', 'agents.config', 'agents.parts', 'agents.parts.latent', 'agents.parts.nets', 'agents.parts.sac_nets', "
-        "'agents.parts.context_encoders', 'agents.parts.grid_filter') "
+        "'agents.parts.context_encoders', 'agents.parts.grid_filter', 'agents.parts.readout') "
         "and not m.startswith('agents.policies')]\n"
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -523,3 +523,32 @@ def test_an_oversized_request_gets_a_typed_reply_and_a_huge_one_leaves_the_serve
             assert fresh.hello()["ok"]
         a, r, nxt = steps[1]
         assert other.step(sid, a, r, nxt)["t"] == 2
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_replies_carry_the_task_read_from_the_belief(tmp_path, binary):
+    """With a task readout in the checkpoint: hello states it, and every open/step/reset reply carries
+    task_estimate = readout(belief), in the request's vector form; without one, neither appears."""
+    from agents.checkpoint import build_readout, store_readout
+    from agents.parts.readout import TaskReadout
+
+    plain = make_checkpoint(tmp_path / "plain.pt", seed=3)
+    with running_server(plain) as srv, Client(srv.endpoint) as c:
+        assert "task_readout" not in c.hello()
+        assert "task_estimate" not in c.open(np.array([0.1, 0.2], np.float32))
+    with_readout = make_checkpoint(tmp_path / "read.pt", seed=3)
+    ck = load_checkpoint(with_readout)
+    torch.manual_seed(0)
+    store_readout(ck, TaskReadout(build_policy(ck).belief_dim, 2).record({"r2": 0.5}))
+    readout = build_readout(load_checkpoint(with_readout))
+    with running_server(with_readout) as srv, Client(srv.endpoint, binary=binary) as c:
+        info = c.hello()["task_readout"]
+        assert info == {"kind": "vector", "dim": 2, "names": None, "quality": {"r2": 0.5}}
+        r = c.open(np.array([0.1, 0.2], np.float32))
+        replies = [r]
+        replies.append(c.step(r["session"], r["action"], -0.3, np.array([0.15, 0.2], np.float32)))
+        replies.append(c.reset(r["session"], np.array([0.0, 0.0], np.float32)))
+        for rep in replies:
+            assert isinstance(rep["task_estimate"], np.ndarray) and rep["task_estimate"].shape == (2,)
+            want = readout(torch.as_tensor(rep["belief"])[None])[0].numpy()
+            np.testing.assert_allclose(rep["task_estimate"], want, rtol=1e-5, atol=1e-6)
