@@ -295,7 +295,7 @@ def inspect(
 @app.command()
 def readout(
     path: Path = typer.Argument(..., help="checkpoint file"),
-    episodes: int = typer.Option(64, min=4, help="training-task episodes to fit on (another third is held out)"),
+    episodes: int = typer.Option(192, min=4, help="training-task episodes to fit on (a third as many more are held out)"),
     seed: int = typer.Option(0),
     out: Path | None = typer.Option(None, "--out", help="write the result here (default: replace PATH)"),
 ) -> None:
@@ -370,6 +370,9 @@ def probe(
             err = f"{row['median_error']:>12.3f}" if "median_error" in row else ""
             gap = f"{row['reward_gap']:>10.3f}" if "reward_gap" in row else ""
             typer.echo(f"  {k:>14}  {row[score] if row[score] is not None else float('nan'):>18.3f}  {err}  {gap}   (n={row['n']})")
+    if "components" in out:
+        c = out["components"]
+        typer.echo(f"mixture: {c['used']} of {c['of']} components used at episode ends, cluster purity {c['purity']:.3f}")
     if plot is not None:
         typer.echo(f"plot: {out['plot']}")
 

@@ -8,7 +8,8 @@ k in REPORT_STEPS, separately after a switch and from the episode start (where t
 prior). Direction tasks (a one-number task of +-1: CheetahDir, AntDir) report the share read with the
 right sign; other tasks R^2 over the instances at that k and the median error (task units); multi-task
 families the base-task accuracy. With a reference (the oracle) on the same episodes (same reset seeds,
-hence the same switch schedule), the mean reward gap reference - agent at the same k.
+hence the same switch schedule), the mean reward gap reference - agent at the same k. For a MoSS mixture
+on a multi-task family, also the cluster purity of the most likely component at each episode's end.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import numpy as np
 import torch
 
 from agents.config import EnvConfig
+from agents.evaluation.embedding import cluster_purity
 from agents.evaluation.protocols import evaluation_episodes, make_env
 from agents.evaluation.rollout import EpisodeRecord
 from agents.parts.readout import TaskReadout
-from agents.policies import AgentPolicy, beliefs_along
+from agents.policies import AgentPolicy, MoSSPolicy, beliefs_along
 
 REPORT_STEPS = (1, 2, 5, 10, 20, 50)
 
@@ -68,7 +70,7 @@ def probe(
     finally:
         env.close()
     with torch.no_grad():
-        b = beliefs_along(policy, *padded(recs))
+        b, final = beliefs_along(policy, *padded(recs), return_state=True)
         est = readout(b).numpy()
     kind = "base_task" if readout.kind == "base_task" else ("direction" if train_values <= {(1.0,), (-1.0,)} else "vector")
     rows: dict[str, dict[int, list]] = {"switch": {k: [] for k in REPORT_STEPS}, "start": {k: [] for k in REPORT_STEPS}}
@@ -85,6 +87,12 @@ def probe(
                            "switches": int(sum(len(r.switches) for r in recs))}
     for where, by_k in rows.items():
         out[f"after_{where}"] = {str(k): _score(kind, v, readout) for k, v in by_k.items() if v}
+    if isinstance(policy, MoSSPolicy) and policy.head.k > 1 and len(dist.bases) > 1:
+        # a mixture belief: does its most likely component at the episode's end name the base task?
+        with torch.no_grad():
+            comp = policy.posterior(final).logits.argmax(-1).numpy()
+        base = [r.episode.task_vector[-1][: len(dist.bases)].argmax() for r in recs]
+        out["components"] = {"used": len(set(comp.tolist())), "of": policy.head.k, "purity": round(cluster_purity(comp, base), 4)}
     return out
 
 

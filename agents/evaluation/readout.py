@@ -22,7 +22,7 @@ from agents.parts.buffer import EpisodeBuffer
 from agents.parts.readout import TaskReadout
 from agents.policies import AgentPolicy, beliefs_along
 
-EPISODES = 64  # episodes a readout is fitted on (plus HELD_OUT of them held out)
+EPISODES = 192  # episodes a readout is fitted on (HELD_OUT more are held out)
 HELD_OUT = 0.25
 FIT_STEPS = 1500
 BATCH = 512

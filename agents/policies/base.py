@@ -153,11 +153,13 @@ def put_state(state: State, idx: torch.Tensor | list[int], sub: State) -> None:
 
 @torch.no_grad()
 def beliefs_along(
-    policy: AgentPolicy, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor, lengths: torch.Tensor
-) -> torch.Tensor:
+    policy: AgentPolicy, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor, lengths: torch.Tensor,
+    return_state: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, State]:
     """Beliefs b_0 .. b_T [n, T+1, belief_dim] of n logged episodes (b_k: after k transitions), all batched
     through the inference contract. Inputs padded to T steps: obs/next_obs [n, T, O], action [n, T, A] in env
-    units, reward [n, T]; lengths [n]. Past an episode's end its rows hold its last belief."""
+    units, reward [n, T]; lengths [n]. Past an episode's end its rows hold its last belief. With
+    `return_state`, also the state after each episode's last transition."""
     n, T = obs.shape[:2]
     lengths = torch.as_tensor(lengths)
     state = policy.init_state(n)
@@ -174,7 +176,7 @@ def beliefs_along(
             out[:, k + 1 :] = out[:, k : k + 1]
             break
         out[:, k + 1] = policy.belief(state)
-    return out
+    return (out, state) if return_state else out
 
 
 def cat_states(states: list[State]) -> State:
