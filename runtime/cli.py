@@ -292,6 +292,22 @@ def inspect(
             typer.echo(f"{k:>18}: {v}")
 
 
+def inferring_agent(path: Path) -> tuple[Any, Any, Any]:
+    """(checkpoint, policy, run config) of a checkpoint whose agent infers its belief; exits naming the
+    problem for a bad file or an oracle (whose belief is the true task)."""
+    from agents.checkpoint import CheckpointError, build_policy, load_checkpoint
+    from agents.config import ConfigError, parse_config
+
+    try:
+        ckpt = load_checkpoint(path)
+        policy = build_policy(ckpt)
+        if policy.needs_task_vector:
+            fail(f"{path}: a {ckpt.algorithm} checkpoint acts on the true task; it has no belief to read")
+        return ckpt, policy, parse_config(ckpt.config, str(path), stored=True)
+    except (CheckpointError, ConfigError) as e:
+        fail(str(e))
+
+
 @app.command()
 def readout(
     path: Path = typer.Argument(..., help="checkpoint file"),
@@ -301,18 +317,10 @@ def readout(
 ) -> None:
     """Fit the task readout (the belief in task units) on fresh training-task episodes and store it in the checkpoint."""
     configure_logging()
-    from agents.checkpoint import CheckpointError, build_policy, load_checkpoint, store_readout
-    from agents.config import ConfigError, parse_config
+    from agents.checkpoint import store_readout
     from agents.evaluation.readout import fit_readout_on_rollouts
 
-    try:
-        ckpt = load_checkpoint(path)
-        policy = build_policy(ckpt)
-        if policy.needs_task_vector:
-            fail(f"{path}: a {ckpt.algorithm} checkpoint acts on the true task; there is no belief to read")
-        cfg = parse_config(ckpt.config, str(path), stored=True)
-    except (CheckpointError, ConfigError) as e:
-        fail(str(e))
+    ckpt, policy, cfg = inferring_agent(path)
     fitted, quality = fit_readout_on_rollouts(policy, cfg.env, episodes, seed)
     written = store_readout(ckpt, fitted.record(quality), out)
     typer.echo(f"task readout ({fitted.kind}, {fitted.out_dim} outputs) stored in {written}: {quality}")
@@ -333,22 +341,17 @@ def probe(
     """What the belief knows about the task, by steps since the last switch (and the reward gap to --reference)."""
     configure_logging()
     from agents.checkpoint import CheckpointError, build_policy, build_readout, load_checkpoint
-    from agents.config import ConfigError, parse_config
     from agents.evaluation import make_env
     from agents.evaluation.belief_probe import probe as run_probe
     from agents.evaluation.readout import fit_readout_on_rollouts
     from envs.tasks import TaskError
 
+    ckpt, policy, cfg = inferring_agent(checkpoint)
     try:
-        ckpt = load_checkpoint(checkpoint)
-        policy = build_policy(ckpt)
-        if policy.needs_task_vector:
-            fail(f"{checkpoint}: a {ckpt.algorithm} checkpoint acts on the true task; there is no belief to probe")
-        cfg = parse_config(ckpt.config, str(checkpoint), stored=True)
         ref = build_policy(load_checkpoint(reference)) if reference is not None else None
         readout = None if refit else build_readout(ckpt)
         make_env(cfg.env, split).close()  # an unknown split is refused before any work
-    except (CheckpointError, ConfigError, TaskError) as e:
+    except (CheckpointError, TaskError) as e:
         fail(str(e))
     quality = ckpt.readout["quality"] if readout is not None and ckpt.readout else None
     if readout is None:

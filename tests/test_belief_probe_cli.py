@@ -73,3 +73,12 @@ def test_cli_probe_on_a_bundled_agent(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = CliRunner().invoke(app, ["probe", "--checkpoint", asset, "--split", "nope"])
     assert bad.exit_code != 0 and "nope" in bad.output
+
+
+def test_probe_and_readout_refuse_an_oracle(tmp_path: Path) -> None:
+    from serving_helpers import make_checkpoint
+
+    oracle = make_checkpoint(tmp_path / "oracle.pt", algorithm="oracle")
+    for args in (["probe", "--checkpoint", str(oracle)], ["readout", str(oracle)]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code != 0 and "acts on the true task" in res.output
