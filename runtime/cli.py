@@ -501,6 +501,7 @@ def replay(
     plot: Path | None = typer.Option(None, "--plot", help="write the belief over time to this PNG"),
     tolerance: float = typer.Option(0.1, min=0.0, help="settled: within this fraction of each belief dimension's range"),
     panels: int = typer.Option(4, min=1, help="episodes drawn in the plot (those with change points first)"),
+    settle_on: str | None = typer.Option(None, "--settle-on", help="estimate (the task read from the belief; default with a task readout) | belief (its raw dimensions)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Replay a scenario log through the encoder: steps to settle after each change point, and a belief plot."""
@@ -515,9 +516,13 @@ def replay(
         ckpt = load_checkpoint(checkpoint)
         policy, readout = build_policy(ckpt), build_readout(ckpt)
         episodes = replay_beliefs(policy, scenario, readout)
+        if settle_on not in (None, "estimate", "belief"):
+            raise ValueError(f"--settle-on must be estimate or belief, got {settle_on!r}")
+        if settle_on == "estimate" and readout is None:
+            raise ValueError(f"--settle-on estimate: {checkpoint} has no task readout (add one with `runtime readout`)")
     except (CheckpointError, ScenarioError, ValueError) as e:
         fail(str(e))
-    out = {"file": str(file), "checkpoint": str(checkpoint), "env_id": scenario.env_id, **report(episodes, tolerance)}
+    out = {"file": str(file), "checkpoint": str(checkpoint), "env_id": scenario.env_id, **report(episodes, tolerance, settle_on)}
     if readout is not None:
         out["readout"] = {"kind": readout.kind, "names": readout.names, "quality": ckpt.readout["quality"]}  # type: ignore[index]
     if plot is not None:
@@ -533,7 +538,8 @@ def replay(
         err = f", task read {r['estimate_error']:.3f} from the true one" if "estimate_error" in r else ""
         typer.echo(f"  {r['session']} ep {r['episode']} t={r['t']:<4} {r['old']} -> {r['new']}: {state} (shift {r['shift']:.2f}{err})")
     if out["median_steps"] is not None:
-        typer.echo(f"median settling time {out['median_steps']:g} steps (tolerance {tolerance:g} of the belief range)")
+        what = "the task estimate's" if out["settled_on"] == "estimate" else "the belief's"
+        typer.echo(f"median settling time {out['median_steps']:g} steps (tolerance {tolerance:g} of {what} range)")
     if plot is not None:
         typer.echo(f"plot: {out['plot']}")
 

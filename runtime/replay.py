@@ -7,7 +7,8 @@ Settling time of a change point. Let the change point's transition be at step t 
 under the new task) and the segment end e be the next change point's step (or the episode length L). The
 reference is the belief at the segment's end, b_e. Per belief dimension d, the tolerance is
 `tolerance * range_d`, where range_d is max - min of dimension d over the episode's beliefs (0 ranges are
-treated as 1e-8). The settling time is the smallest k >= 1 such that every belief b_{t+k}, ..., b_e lies
+treated as 1e-8). With a task readout the same is measured on the task read from each belief (its
+estimate, in task units) instead of the raw belief dimensions, unless asked otherwise. The settling time is the smallest k >= 1 such that every belief b_{t+k}, ..., b_e lies
 within tolerance of b_e in every dimension: the number of new-task transitions the encoder needed before
 its belief stayed put. `settled` is false when that only happens at the segment's last step (k = e - t),
 i.e. the belief was still moving when the segment ended. `shift` is max_d |b_e - b_t| / range_d, how far
@@ -98,9 +99,12 @@ def replay_beliefs(policy: AgentPolicy, scenario, readout: TaskReadout | None = 
     return result
 
 
-def settling(eb: EpisodeBeliefs, tolerance: float = 0.1) -> list[dict[str, Any]]:
-    """Per change point of one episode: steps until the belief settled (module docstring)."""
-    b = eb.beliefs
+def settling(eb: EpisodeBeliefs, tolerance: float = 0.1, on: str = "belief") -> list[dict[str, Any]]:
+    """Per change point of one episode: steps until the belief settled (module docstring); `on="estimate"`
+    measures the task read from it instead of its raw dimensions."""
+    b = eb.estimate if on == "estimate" else eb.beliefs
+    if b is None:
+        raise ValueError("settling on the task estimate needs a checkpoint with a task readout")
     L = len(b) - 1
     rng = np.maximum(b.max(0) - b.min(0), 1e-8)
     tol = tolerance * rng
@@ -132,13 +136,18 @@ def settling(eb: EpisodeBeliefs, tolerance: float = 0.1) -> list[dict[str, Any]]
     return rows
 
 
-def report(episodes: list[EpisodeBeliefs], tolerance: float = 0.1) -> dict[str, Any]:
-    rows = [r for eb in episodes for r in settling(eb, tolerance)]
+def report(episodes: list[EpisodeBeliefs], tolerance: float = 0.1, on: str | None = None) -> dict[str, Any]:
+    """Settling per change point and its median/mean; `on`: "estimate" (the task read from the belief, the
+    default when every episode has one) or "belief" (its raw dimensions)."""
+    if on is None:
+        on = "estimate" if all(eb.estimate is not None for eb in episodes) else "belief"
+    rows = [r for eb in episodes for r in settling(eb, tolerance, on)]
     steps = [r["steps"] for r in rows if r["settled"]]
     return {
         "episodes": len(episodes),
         "transitions": int(sum(len(eb.beliefs) - 1 for eb in episodes)),
         "tolerance": tolerance,
+        "settled_on": on,
         "change_points": rows,
         "settled": len(steps),
         "median_steps": float(np.median(steps)) if steps else None,

@@ -94,7 +94,12 @@ def test_replay_reads_the_task_from_the_belief_and_draws_the_path(tmp_path):
         # the log's true task changes exactly at the change points
         changes = [t for t in range(1, 60) if not np.array_equal(eb.task[t], eb.task[t - 1])]
         assert changes == [cp["t"] for cp in eb.change_points]
-    rows = report(episodes)["change_points"]
+    rep = report(episodes)
+    assert rep["settled_on"] == "estimate" and report(episodes, on="belief")["settled_on"] == "belief"
+    # settling on the estimate is the settling-time definition applied to the estimate's rows
+    for_estimate = [EpisodeBeliefs(eb.session, eb.episode, eb.estimate, eb.change_points) for eb in episodes]
+    assert [r["steps"] for r in rep["change_points"]] == [r["steps"] for r in report(for_estimate, on="belief")["change_points"]]
+    rows = rep["change_points"]
     eb = episodes[0]
     e = eb.change_points[1]["t"]
     assert rows[0]["estimate_error"] == pytest.approx(float(np.linalg.norm(eb.estimate[e] - eb.task[e - 1])), abs=1e-4)

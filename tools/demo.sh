@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The main job, end to end on loopback: serve a bundled checkpoint, drive it with the simulator client through
 # random task switches (non-stationary point robot), record the scenario, replay it through the agent's
-# belief and draw the belief with the change points marked. By default twice: the bundled MoSS agent (the
-# flagship) and the bundled grid filter (ours, not MoSS; it adapts within ~10 steps where MoSS takes ~25).
+# belief and draw the task it reads against the true one, the change points marked. By default three bundled
+# agents: MoSS and the grid filter (ours, not MoSS) on the point robot whose goal may jump every 25 steps,
+# and MoSS on the half cheetah whose running direction may flip every 100 steps (Cheetah-Dir-NS).
 #   CKPT=path/to/policy.pt EPISODES=4 OUT=runs/demo bash tools/demo.sh     # one checkpoint of your own
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup_venv.sh
-CKPTS=${CKPT:-"runtime/assets/moss_point_robot_ns.pt runtime/assets/gridfilter_point_robot_ns.pt"}
+CKPTS=${CKPT:-"runtime/assets/moss_point_robot_ns.pt runtime/assets/gridfilter_point_robot_ns.pt runtime/assets/moss_cheetah_dir_ns.pt"}
 OUT=${OUT:-runs/demo}
 EPISODES=${EPISODES:-4}
 SERVER=
