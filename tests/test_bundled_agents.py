@@ -44,3 +44,22 @@ def test_bundled_agent_takes_the_recorded_actions(asset: str, recorded_as: str) 
     np.testing.assert_allclose(beliefs, ref["beliefs"], atol=1e-5)
     assert ret == pytest.approx(ref["return"], abs=1e-4)
     assert ck.version == 2 and ck.training is None  # today's format, policy only
+
+
+@pytest.mark.slow
+def test_bundled_cheetah_dir_agents_reproduce_the_headline() -> None:
+    """`runtime eval` of the bundled Cheetah-Dir-NS MoSS against its bundled oracle gives the benchmark
+    report's figure (40 test episodes, 80 direction flips)."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from runtime.cli import app
+
+    assets = ROOT / "runtime" / "assets"
+    res = CliRunner().invoke(app, ["eval", "--checkpoint", str(assets / "moss_cheetah_dir_ns.pt"), "--reference",
+                                   str(assets / "oracle_cheetah_dir_ns.pt"), "--episodes", "40", "--json"])
+    assert res.exit_code == 0, res.output
+    out = _json.loads(res.output)
+    assert out["switches"] == 80
+    assert out["normalised_score"] == pytest.approx(0.803, abs=0.02)
