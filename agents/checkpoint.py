@@ -5,6 +5,8 @@ can never run code): a format tag and version, the algorithm, the resolved confi
 the policy's spec and state dict, optional training state (optimisers, counters, RNG) for resuming,
 training statistics, and optionally the task readout (the belief in task units, agents/parts/readout.py)
 with its fit quality; files without one load and serve as before. Serving uses `load_checkpoint` + `build_policy`; it imports no training code.
+Every tensor in the file is a CPU tensor, whichever device trained it; `build_policy` puts the policy on
+the device asked for.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 
 from agents.config import RENAMED_ALGORITHMS, ConfigError, did_nothing, migrate_stored_config
+from agents.device import to_cpu
 from agents.parts.readout import TaskReadout
 from agents.policies import POLICIES, AgentPolicy
 
@@ -83,7 +86,9 @@ def save_checkpoint(
     training: dict[str, Any] | None = None,
     readout: dict[str, Any] | None = None,
 ) -> Path:
-    """`readout`: a `TaskReadout.record(...)`, or None. Write atomically (temp file + rename), so an interrupted save never leaves a truncated checkpoint."""
+    """`readout`: a `TaskReadout.record(...)`, or None. Every tensor is written as a CPU copy (the policy's,
+    the training state's and the readout's), so the file loads on any device. Write atomically (temp file +
+    rename), so an interrupted save never leaves a truncated checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -93,10 +98,10 @@ def save_checkpoint(
         "config": config,
         "env": env,
         "policy_spec": policy.spec(),
-        "policy": {k: v.detach().clone() for k, v in policy.state_dict().items()},
-        "training": training,
+        "policy": to_cpu(policy.state_dict()),
+        "training": to_cpu(training),
         "stats": stats,
-        "readout": readout,
+        "readout": to_cpu(readout),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     tmp = path.with_name(path.name + ".tmp")
@@ -178,8 +183,11 @@ def _current_spec(path: Path, algorithm: str, spec: dict[str, Any]) -> dict[str,
     return spec
 
 
-def build_policy(ckpt: Checkpoint, overrides: dict[str, Any] | None = None) -> AgentPolicy:
-    """The checkpoint's policy in eval mode, weights loaded. `overrides` replace entries of its policy spec
+def build_policy(
+    ckpt: Checkpoint, overrides: dict[str, Any] | None = None, device: str | torch.device = "cpu"
+) -> AgentPolicy:
+    """The checkpoint's policy in eval mode, weights loaded, on `device` (a torch device; see
+    `agents.device.resolve_device` for names such as `auto`). `overrides` replace entries of its policy spec
     (acting-time settings such as the grid filter's `refine`); one that changes a weight's shape is refused
     like a damaged checkpoint."""
     cls = POLICIES[ckpt.algorithm]
@@ -198,7 +206,7 @@ def build_policy(ckpt: Checkpoint, overrides: dict[str, Any] | None = None) -> A
         policy.load_state_dict(ckpt.policy_state)
     except RuntimeError as e:
         raise CheckpointError(f"{ckpt.path}: policy weights do not match its spec: {e}") from None
-    return policy.eval()
+    return policy.to(device).eval()
 
 
 def store_readout(ckpt: Checkpoint, readout: dict[str, Any], out: str | Path | None = None) -> Path:

@@ -3,11 +3,23 @@ with a message naming them; the resolved config is stored in every checkpoint.""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+#: what a device setting may name (agents/device.py resolves it against the machine)
+DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
 
 class ConfigError(ValueError):
@@ -180,6 +192,16 @@ class TrainConfig(Strict):
     eval_episodes: int = Field(20, ge=1)
     checkpoint_every: int = Field(20_000, ge=1)  # env steps
     threads: int = Field(1, ge=1)
+    # where the networks, the optimisers and the replay buffer live: auto = CUDA when present, else the CPU.
+    # Envs always step on the CPU; checkpoints hold CPU tensors whichever device trained them
+    device: str = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, v: str) -> str:
+        if not DEVICE_NAMES.fullmatch(v):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N (N a device index), got {v!r}")
+        return v
 
 
 class RunBase(Strict):

@@ -31,6 +31,19 @@ def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=None, default=float) + "\n")
 
 
+DEVICE_HELP = "auto (CUDA when present, else the CPU) | cpu | cuda | cuda:N; envs step on the CPU either way"
+
+
+def device_of(name: str) -> Any:
+    """The torch device `name` names, checked against this machine; a bad or absent one ends the command."""
+    from agents.device import DeviceError, resolve_device
+
+    try:
+        return resolve_device(name)
+    except DeviceError as e:
+        fail(f"--device: {e}")
+
+
 POLICY_SET_HELP = "override an acting-time policy setting (its spec, `runtime inspect`): --policy-set refine=2 (value read as YAML; repeatable)"
 
 
@@ -58,6 +71,7 @@ def train(
     workers: int | None = typer.Option(None, "--workers", min=1, help="collect on N Ray actors (needs the [ray] extra)"),
     ray_address: str | None = typer.Option(None, "--ray-address", help="with --workers: join this Ray cluster (default: start a local one)"),
     set_: list[str] = typer.Option([], "--set", help="override a config key: --set focal.attention=batch (value read as YAML; repeatable)"),
+    device: str | None = typer.Option(None, "--device", help=f"override train.device: {DEVICE_HELP}; a resumed run may change it"),
 ) -> None:
     """Train an agent; checkpoints to OUT/checkpoint.pt (resumable) and OUT/policy.pt (to serve)."""
     configure_logging()
@@ -75,6 +89,9 @@ def train(
         overrides["seed"] = seed
     if total_steps is not None:
         overrides["train.total_steps"] = total_steps
+    if device is not None:
+        device_of(device)
+        overrides["train.device"] = device
     overrides.update(key_values(set_, "--set", "focal.attention=batch"))
     if resume and set_:
         fail("--set cannot change a run being resumed (its config.yaml is what it continues with)")
@@ -89,19 +106,25 @@ def train(
             raw = yaml.safe_load(saved.read_text())
             if total_steps is not None:
                 raw["train"]["total_steps"] = total_steps
+            if device is not None:  # where it runs does not change what it learns: a resumed run may move
+                raw["train"]["device"] = device
             cfg = parse_config(raw, str(saved), stored=True)  # a run started by an older version resumes too
         else:
             cfg = load_config(config, **overrides)
     except ConfigError as e:
         fail(str(e))
+    from agents.device import DeviceError
     from agents.training.trainer import Trainer
 
     if not resume and (out / "checkpoint.pt").exists():
         fail(f"{out} already holds a run; pass --resume to continue it or --out for a new directory")
-    trainer = Trainer(
-        cfg, out, resume=resume, progress=sys.stderr.isatty() if progress is None else progress,
-        workers=workers, ray_address=ray_address,
-    )
+    try:
+        trainer = Trainer(
+            cfg, out, resume=resume, progress=sys.stderr.isatty() if progress is None else progress,
+            workers=workers, ray_address=ray_address,
+        )
+    except DeviceError as e:
+        fail(f"train.device: {e} (--device overrides it)")
     try:
         result = trainer.train()
     finally:
@@ -115,9 +138,11 @@ def collect(
     out: Path | None = typer.Option(None, "--out", "-o", help="output directory (default: the config's `out`)"),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="progress bar (default: on a terminal)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+    device: str = typer.Option("auto", "--device", help=f"where the behaviour policy acts: {DEVICE_HELP}"),
 ) -> None:
     """Build offline datasets (OUT/<split>.npz) with a behaviour checkpoint at the config's quality levels."""
     configure_logging()
+    dev = device_of(device)
     from agents.checkpoint import CheckpointError, build_policy, load_checkpoint
     from agents.config import CollectConfig, ConfigError, load_config
     from agents.training.datasets import collect_dataset
@@ -137,7 +162,7 @@ def collect(
                 f"{config}: policy {cfg.policy} was trained on {ck.env['id']!r}, the config collects on {cfg.env.id!r} "
                 f"(set policy_env: {ck.env['id']} if its spaces and task vector mean the same there)"
             )
-        policy, behaviour = build_policy(ck), str(cfg.policy)
+        policy, behaviour = build_policy(ck, device=dev), str(cfg.policy)
     out = out or Path(cfg.out)
     levels = {k: (v.noise, v.episodes_per_task) for k, v in cfg.levels.items()}
     show = sys.stderr.isatty() if progress is None else progress
@@ -177,6 +202,7 @@ def evaluate(
     context_dataset: Path | None = typer.Option(None, "--context-dataset", help="--protocol context: offline dataset of the split (runtime collect)"),
     context_size: int = typer.Option(64, "--context-size", min=1, help="--protocol context: transitions per context"),
     policy_set: list[str] = typer.Option([], "--policy-set", help=POLICY_SET_HELP),
+    device: str = typer.Option("auto", "--device", help=f"where the policy acts: {DEVICE_HELP}"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Evaluation on a split: returns per task and overall (+ normalised score and adaptation delay with --reference).
@@ -214,9 +240,10 @@ def evaluate(
         if exploration < 0 or posterior < 1:
             fail(f"--protocol pearl needs --exploration >= 0 and --posterior >= 1, got {exploration} and {posterior}")
     policy_overrides = key_values(policy_set, "--policy-set", "refine=2")
+    dev = device_of(device)
     try:
         ck = load_checkpoint(checkpoint)
-        policy = build_policy(ck, policy_overrides)
+        policy = build_policy(ck, policy_overrides, dev)
         env_cfg = EnvConfig.model_validate(ck.config["env"])
         if env is not None:
             if env not in FAMILIES:
@@ -244,7 +271,7 @@ def evaluate(
             out.update(split=split, protocol="pearl", exploration=exploration, posterior=posterior)
             out["per_episode_return"] = [summarize(t)["mean_return"] for t in trials]
             if reference is not None:
-                oracle_trials = protocol_episodes(build_policy(load_checkpoint(reference)), env_cfg, **pargs)
+                oracle_trials = protocol_episodes(build_policy(load_checkpoint(reference), device=dev), env_cfg, **pargs)
                 o_ret = summarize(oracle_trials[-1])["mean_return"]
                 r_ret = summarize(protocol_episodes(None, env_cfg, **pargs)[-1])["mean_return"]
                 out.update(oracle_return=o_ret, random_return=r_ret, normalised_score=normalised_score(out["mean_return"], r_ret, o_ret))
@@ -257,7 +284,7 @@ def evaluate(
             if bases is not None:
                 out["per_base_return"] = bases
             if reference is not None:
-                oracle = evaluation_episodes(build_policy(load_checkpoint(reference)), env_cfg, **args)
+                oracle = evaluation_episodes(build_policy(load_checkpoint(reference), device=dev), env_cfg, **args)
                 out.update(compare_to_reference(recs, oracle, evaluation_episodes(None, env_cfg, **args)))
     except (CheckpointError, TaskError) as e:
         fail(str(e))
@@ -398,6 +425,7 @@ def serve(
     policy_set: list[str] = typer.Option([], "--policy-set", help=POLICY_SET_HELP),
     metrics_port: int | None = typer.Option(None, "--metrics-port", min=0, max=65535, help="serve Prometheus metrics on http://ADDR:PORT/metrics (0: a free port, logged)"),
     metrics_addr: str = typer.Option("127.0.0.1", "--metrics-addr", help="address the metrics endpoint binds (loopback by default; 0.0.0.0 for every interface)"),
+    device: str = typer.Option("cpu", "--device", help=f"where the policy computes: {DEVICE_HELP} (sessions' states stay on the host)"),
 ) -> None:
     """Serve a checkpoint over ZeroMQ (protocol v1, docs/serving.md) until SIGINT/SIGTERM."""
     import signal
@@ -407,13 +435,14 @@ def serve(
     configure_logging(json=json_logs)
     if snapshot_every is not None and state_dir is None:
         fail("--snapshot-every writes sessions to --state-dir: give one")
+    dev = device_of(device)
     from agents.checkpoint import CheckpointError
     from runtime.server import Server
     from runtime.sessions import StateFileError
 
     try:
         server = Server.from_checkpoint(
-            checkpoint, key_values(policy_set, "--policy-set", "refine=2"), bind=bind, max_sessions=max_sessions, idle_timeout=idle_timeout, state_dir=state_dir,
+            checkpoint, key_values(policy_set, "--policy-set", "refine=2"), device=dev, bind=bind, max_sessions=max_sessions, idle_timeout=idle_timeout, state_dir=state_dir,
             max_frame_bytes=max_frame_bytes, batching=batching, spin_us=spin_us, snapshot_every=snapshot_every,
         )
     except (CheckpointError, StateFileError) as e:

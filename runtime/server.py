@@ -8,6 +8,10 @@ action (open, reset, step). Replies leave in arrival order. A session that appea
 (pipelined steps) starts a new wave, so its requests still run in order. `batching=False` runs one wave
 per request (the benchmark's baseline).
 
+Sessions' states live in host tensors. On a device other than the CPU (`from_checkpoint(device=...)`)
+the policy computes there behind `agents.policies.on_device.HostStates`, which moves each wave's rows to
+the device and back; on the CPU (the default) the policy is called directly.
+
 This module imports only the served side of `agents` (policies, checkpoint): no training code.
 """
 
@@ -28,6 +32,7 @@ import zmq
 from agents.checkpoint import Checkpoint, build_policy, build_readout, load_checkpoint
 from agents.parts.readout import TaskReadout
 from agents.policies import AgentPolicy, State, put_state, select_state
+from agents.policies.on_device import HostStates
 from runtime import protocol as P
 from runtime.sessions import STATE_FILE, SessionStore, write_snapshot
 
@@ -221,10 +226,15 @@ class Server:
             log.info("sessions restored", sessions=n, path=str(self.state_path))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, overrides: dict[str, Any] | None = None, **kwargs: Any) -> Server:
-        """Serve the checkpoint at `path`; `overrides` replace acting-time entries of its policy spec."""
+    def from_checkpoint(
+        cls, path: str | Path, overrides: dict[str, Any] | None = None, device: str | torch.device = "cpu", **kwargs: Any
+    ) -> Server:
+        """Serve the checkpoint at `path` with its policy on `device` (a torch device); `overrides` replace
+        acting-time entries of its policy spec. The task readout reads the beliefs on the CPU."""
         ck = load_checkpoint(path)
-        policy = build_policy(ck, overrides)
+        policy: Any = build_policy(ck, overrides, device)
+        if policy.device.type != "cpu":
+            policy = HostStates(policy)
         return cls(policy, hello_info(ck, policy, overrides), readout=build_readout(ck), **kwargs)
 
     # -- loop -----------------------------------------------------------------------------------------

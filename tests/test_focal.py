@@ -209,7 +209,7 @@ def offline_config(tmp_path: Path, algorithm: str, **focal) -> dict:
         "offline": {"dataset": str(tmp_path / "train.npz"), "context_dataset": str(tmp_path / "test.npz"), "context_size": 16},
         "focal": {"encoder_hidden": [32, 32], "meta_batch": 8, "context_size": 16, "attention_width": 16, "attention_heads": 2, **focal},
         "sac": {"hidden": [32, 32], "batch_size": 64},
-        "train": {"total_steps": 200, "policy_updates": 20, "eval_every": 200, "eval_episodes": 4, "checkpoint_every": 100},
+        "train": {"total_steps": 200, "policy_updates": 20, "eval_every": 200, "eval_episodes": 4, "checkpoint_every": 100, "device": "cpu"},
     }
 
 

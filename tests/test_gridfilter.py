@@ -102,7 +102,7 @@ def config(**train):
             "env": {"id": "PointRobot"},
             "gridfilter": {"grid": 5, "hidden": 16, "hazard": 0.05, "batch_size": 8},
             "sac": {"hidden": [32, 32], "batch_size": 64},
-            "train": {"encoder_updates": 2, "policy_updates": 4, **train},
+            "train": {"encoder_updates": 2, "policy_updates": 4, "device": "cpu", **train},
         }
     )
 

@@ -54,6 +54,7 @@ RULES = [
     ("agents.checkpoint", ("agents.evaluation", "agents.algorithms", "agents.training", *LEARNING_PARTS)),
     ("agents.evaluation", ("agents.algorithms", "agents.training", *LEARNING_PARTS[:2])),
     ("agents.algorithms", ("agents.training", "agents.evaluation", "agents.checkpoint")),
+    ("agents.device", ("agents.parts", "agents.policies", "agents.evaluation", "agents.algorithms", "agents.training", "agents.checkpoint", "envs")),
     ("agents.config", ("agents.parts", "agents.policies", "agents.evaluation", "agents.algorithms", "agents.training", "agents.checkpoint")),
     ("runtime.server", SERVING_FORBIDS),
     ("runtime.sessions", SERVING_FORBIDS),

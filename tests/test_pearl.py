@@ -288,6 +288,7 @@ def tiny(algorithm: str, **overrides: Any) -> RunConfig:
             "eval_every": 160,
             "eval_episodes": 4,
             "checkpoint_every": 160,
+            "device": "cpu",
         },
     }
     for key, value in overrides.items():

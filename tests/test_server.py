@@ -386,7 +386,7 @@ def test_server_module_imports_no_training_code():
     code = (
         "import sys, runtime.server\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('agents', 'envs') and m not in "
-        "('agents', 'agents.checkpoint', 'agents.config', 'agents.parts', 'agents.parts.latent', 'agents.parts.nets', 'agents.parts.sac_nets', "
+        "('agents', 'agents.checkpoint', 'agents.config', 'agents.device', 'agents.parts', 'agents.parts.latent', 'agents.parts.nets', 'agents.parts.sac_nets', "
         "'agents.parts.context_encoders', 'agents.parts.grid_filter', 'agents.parts.readout') "
         "and not m.startswith('agents.policies')]\n"
         "print(bad); sys.exit(1 if bad else 0)"

@@ -67,6 +67,7 @@ def tiny(algorithm: str = "moss", seed: int = 0, **overrides: Any) -> RunConfig:
             "eval_every": PER_EPOCH,
             "eval_episodes": 4,
             "checkpoint_every": 2 * PER_EPOCH,
+            "device": "cpu",  # the CPU tiers train on the CPU on any machine (tests/test_cuda.py: on CUDA)
         },
     }
     if algorithm == "oracle":

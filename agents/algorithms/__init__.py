@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from agents.algorithms.focal import FOCAL
 from agents.algorithms.gridfilter import GridFilter
 from agents.algorithms.learner import Learner
@@ -76,12 +78,16 @@ ALGORITHMS: dict[str, Algorithm] = {
 }
 
 
-def build_agent(cfg: RunBase, spaces: Spaces, task_dim: int) -> tuple[AgentPolicy, Learner]:
-    """The policy and learner of `cfg.algorithm` for an env with these spaces and task-vector size."""
+def build_agent(
+    cfg: RunBase, spaces: Spaces, task_dim: int, device: str | torch.device = "cpu"
+) -> tuple[AgentPolicy, Learner]:
+    """The policy and learner of `cfg.algorithm` for an env with these spaces and task-vector size, on
+    `device`. Every network is drawn on the CPU and then moved, so a seed starts the same weights on any
+    device; a learner builds its own parts on its policy's device."""
     algo = ALGORITHMS[cfg.algorithm]
     if not isinstance(cfg, algo.config):
         raise TypeError(f"a {cfg.algorithm} run needs a {algo.config.__name__} config, got {type(cfg).__name__}")
-    policy = algo.policy(spaces, **algo.policy_settings(cfg, task_dim), actor_hidden=tuple(cfg.sac.hidden))
+    policy = algo.policy(spaces, **algo.policy_settings(cfg, task_dim), actor_hidden=tuple(cfg.sac.hidden)).to(device)
     return policy, algo.learner(policy, cfg)  # type: ignore[call-arg]
 
 

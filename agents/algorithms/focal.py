@@ -27,6 +27,7 @@ import torch
 
 from agents.algorithms.learner import Learner
 from agents.config import FocalRun
+from agents.device import host_to
 from agents.parts.brac import BehaviourRegulariser
 from agents.parts.buffer import EpisodeBuffer, TaskSteps
 from agents.parts.context_encoders import pooled
@@ -41,16 +42,17 @@ def distance_metric_loss(
     z: torch.Tensor, labels: torch.Tensor, beta: float = 1.0, power: float = 2.0, eps: float = 0.1
 ) -> torch.Tensor:
     """FOCAL's DML over every pair of rows of z [N, D] with task `labels` [N]:
-    mean_{same task, i != j} ||z_i - z_j||^2 + mean_{different tasks} beta / (||z_i - z_j||^power + eps)."""
-    d2 = (z.unsqueeze(1) - z.unsqueeze(0)).pow(2).sum(-1)
+    mean_{same task, i != j} ||z_i - z_j||^2 + mean_{different tasks} beta / (||z_i - z_j||^power + eps).
+    The pairs are picked where `labels` lives: labels on the host cost the device no sync."""
+    d2 = (z.unsqueeze(1) - z.unsqueeze(0)).pow(2).sum(-1).flatten()
     same = labels.unsqueeze(1) == labels.unsqueeze(0)
-    off = ~torch.eye(len(z), dtype=torch.bool)
-    pos, neg = same & off, ~same
+    off = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    pos, neg = (same & off).flatten(), (~same).flatten()
     loss = z.sum() * 0.0
-    if pos.any():
-        loss = loss + d2[pos].mean()
+    if pos.any():  # d2[mask] through the mask's indices, in the same order
+        loss = loss + d2[host_to(pos.nonzero().squeeze(1), d2.device)].mean()
     if neg.any():
-        loss = loss + (beta / (d2[neg].clamp_min(1e-12).pow(power / 2) + eps)).mean()
+        loss = loss + (beta / (d2[host_to(neg.nonzero().squeeze(1), d2.device)].clamp_min(1e-12).pow(power / 2) + eps)).mean()
     return loss
 
 
@@ -63,7 +65,7 @@ class FOCAL(Learner):
         self.sac = SAC(policy.actor, in_dim, policy.action_dim, cfg.sac)
         self.key_encoder = copy.deepcopy(policy.encoder).requires_grad_(False) if f.contrastive_weight > 0 else None
         self.brac = (
-            BehaviourRegulariser(in_dim, policy.action_dim, f.brac_strength, f.dual_lr, tuple(cfg.sac.hidden))
+            BehaviourRegulariser(in_dim, policy.action_dim, f.brac_strength, f.dual_lr, tuple(cfg.sac.hidden), policy.device)
             if f.brac_strength > 0
             else None
         )
@@ -82,7 +84,7 @@ class FOCAL(Learner):
         T, N = len(tasks), f.context_size
         e, score = self.context(buffer, steps, tasks, N, rng)
         z, _ = pooled(e, score)  # [T, D]
-        labels = torch.as_tensor(tasks)
+        labels = torch.as_tensor(tasks, device="cpu")
         loss, metrics = z.sum() * 0.0, {}
         if f.metric_weight > 0:
             k = METRIC_SPLITS if N >= METRIC_SPLITS else 1
@@ -93,7 +95,8 @@ class FOCAL(Learner):
         if self.key_encoder is not None:
             with torch.no_grad():
                 z_k, _ = pooled(*self.context(buffer, steps, tasks, N, rng, encoder=self.key_encoder))
-            con = info_nce(z, z_k, "dot", labels, labels, temperature=f.temperature)
+            dev_labels = host_to(labels, z.device)
+            con = info_nce(z, z_k, "dot", dev_labels, dev_labels, temperature=f.temperature)
             loss = loss + f.contrastive_weight * con
             metrics["contrastive"] = con.detach()
         self.encoder_opt.zero_grad(set_to_none=True)

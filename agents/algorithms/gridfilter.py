@@ -24,6 +24,7 @@ import torch
 
 from agents.algorithms.learner import Learner, sac_batch
 from agents.config import GridFilterRun
+from agents.device import host_to
 from agents.parts.buffer import EpisodeBuffer
 from agents.parts.sac import SAC
 from agents.policies.gridfilter import GridFilterPolicy
@@ -46,7 +47,7 @@ class GridFilter(Learner):
 
     def likelihood_step(self, buffer: EpisodeBuffer, rng: np.random.Generator) -> dict[str, float]:
         """One Adam step on -mean_t log p(r_t | steps < t) over `gridfilter.batch_size` whole stored episodes."""
-        idx = torch.as_tensor(rng.integers(len(buffer), size=self.cfg.gridfilter.batch_size))
+        idx = host_to(rng.integers(len(buffer), size=self.cfg.gridfilter.batch_size), buffer.device)
         f, z = self.policy.filter, self.policy.filter.train_z
         samples = self.cfg.gridfilter.grad_samples
         with torch.set_grad_enabled(not samples):  # sampled: the full grid only to weigh the points
@@ -74,18 +75,18 @@ class GridFilter(Learner):
         fewer than `gridfilter.relabel_every` calls ago)."""
         pol, n = self.policy, len(buffer)
         if "belief" not in buffer.derived:
-            buffer.derived["belief"] = torch.zeros(buffer.capacity, buffer.horizon + 1, pol.belief_dim)
+            buffer.derived["belief"] = torch.zeros(buffer.capacity, buffer.horizon + 1, pol.belief_dim, device=buffer.device)
             self._labelled.pop(buffer, None)
         version, upto, skipped = self._labelled.get(buffer, (-1, 0, 0))
         moved = version != self._version and (version < 0 or skipped + 1 >= self.cfg.gridfilter.relabel_every)
         if moved:
-            rows, version, skipped = torch.arange(n), self._version, 0
+            rows, version, skipped = torch.arange(n, device=buffer.device), self._version, 0
         else:  # only the new episodes; a moved likelihood is caught up on every `relabel_every`-th call
             new = min(buffer.n_added - upto, n)
-            rows = torch.arange(buffer.n_added - new, buffer.n_added) % buffer.capacity
+            rows = torch.arange(buffer.n_added - new, buffer.n_added, device=buffer.device) % buffer.capacity
             skipped += version != self._version
         out, z = buffer.derived["belief"], pol.filter.train_z
-        out[rows, 0] = pol.filter.belief(pol.filter.prior(1, len(z)), z).cpu()
+        out[rows, 0] = pol.filter.belief(pol.filter.prior(1, len(z)), z).to(out.device)
         out[rows, 1:] = stored_beliefs(pol, buffer, rows, z)
         self._labelled[buffer] = (version, buffer.n_added, skipped)
 
@@ -106,7 +107,8 @@ class GridFilter(Learner):
 
 def episode_likelihoods(policy: GridFilterPolicy, buffer: EpisodeBuffer, idx, z: torch.Tensor) -> torch.Tensor:
     """log p(r_t | s_t, a_t, s'_t, z_k) [E, T, K] of stored episodes `idx` on the points z [K, D], on the
-    policy's device (the buffer stays on the CPU); z [E, T, M, D]: M points per step, [E, T, M]."""
+    policy's device (the buffer's tensors are moved there if it lives elsewhere); z [E, T, M, D]: M points
+    per step, [E, T, M]."""
     s, a, r, s2 = (v.to(z.device) for v in (buffer.obs[idx], buffer.action[idx], buffer.reward[idx], buffer.next_obs[idx]))
     return policy.filter.log_likelihood(s, policy.normalize_action(a), r, s2, z)
 
@@ -135,9 +137,9 @@ def filter_episodes(policy: GridFilterPolicy, buffer: EpisodeBuffer, idx, z: tor
 @torch.no_grad()
 def stored_beliefs(policy: GridFilterPolicy, buffer: EpisodeBuffer, rows: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """The belief after each step of stored episodes `rows`, filtered on the points z [K, D] from the prior,
-    [len(rows), T, belief_dim] on the CPU; RELABEL_CHUNK episodes at a time."""
+    [len(rows), T, belief_dim] on the buffer's device; RELABEL_CHUNK episodes at a time."""
     out = [
-        policy.filter.belief(filter_episodes(policy, buffer, rows[i : i + RELABEL_CHUNK], z)[1], z).cpu()
+        policy.filter.belief(filter_episodes(policy, buffer, rows[i : i + RELABEL_CHUNK], z)[1], z).to(buffer.device)
         for i in range(0, len(rows), RELABEL_CHUNK)
     ]
-    return torch.cat(out) if out else torch.zeros(0, buffer.horizon, policy.belief_dim)
+    return torch.cat(out) if out else torch.zeros(0, buffer.horizon, policy.belief_dim, device=buffer.device)

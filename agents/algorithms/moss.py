@@ -32,6 +32,7 @@ import torch
 
 from agents.algorithms.learner import Learner, sac_batch
 from agents.config import MoSSRun
+from agents.device import host_to
 from agents.parts.buffer import EpisodeBuffer
 from agents.parts.contrastive import info_nce
 from agents.parts.latent import (
@@ -50,8 +51,8 @@ class MoSS(Learner):
         self.policy, self.cfg = policy, cfg
         enc = cfg.encoder
         o, a, d = policy.obs_dim, policy.action_dim, enc.latent_dim
-        self.state_decoder = MLP(o + a + d, enc.decoder_hidden, o)
-        self.reward_decoder = MLP(o + a + d, enc.decoder_hidden, 1)
+        self.state_decoder = MLP(o + a + d, enc.decoder_hidden, o).to(policy.device)
+        self.reward_decoder = MLP(o + a + d, enc.decoder_hidden, 1).to(policy.device)
         self.vae_params = [
             *policy.encoder.parameters(),
             *policy.head.parameters(),
@@ -93,7 +94,7 @@ class MoSS(Learner):
         h = pol.encoder.sequence(s, a, r, s2, h0)  # [B, W, H]
         post = pol.head(h)  # q(. | c_<=t)
         before = pol.head(torch.cat([h0.unsqueeze(1), h[:, :-1]], 1))  # q(. | c_<t): what the policy acts on at t
-        at_start = (t0.unsqueeze(1) + torch.arange(W)) == 0
+        at_start = (t0.unsqueeze(1) + torch.arange(W, device=t0.device)) == 0
         prior = before.detach().widened(enc.prior_drift).where(at_start, standard_prior(before))
 
         rec = self.reconstruction(buffer, e, t0, post if enc.decode == "segment" else before, rng)
@@ -107,9 +108,9 @@ class MoSS(Learner):
             # query: the last valid step of each window; key: a random valid step of its partner window.
             # Labels are the per-step task, so a pair split by a task switch is not a false positive.
             B = len(e)
-            rows = torch.arange(B)
+            rows = torch.arange(B, device=e.device)
             last = (mask.sum(1).long() - 1).clamp(min=0)
-            rand = torch.minimum((torch.as_tensor(rng.random(B)) * mask.sum(1)).long(), last)
+            rand = torch.minimum((host_to(rng.random(B), e.device) * mask.sum(1)).long(), last)
             mu, _ = post.selected()  # [B, W, D]
             task = buffer.window("task", e, t0, W)
             partner = rows ^ 1
@@ -139,16 +140,16 @@ class MoSS(Learner):
         """
         enc, pol = self.cfg.encoder, self.policy
         B, W = q.logits.shape[:2]
-        t_abs = (t0.unsqueeze(1) + torch.arange(W)).clamp(max=buffer.horizon - 1)  # [B, W]
+        t_abs = (t0.unsqueeze(1) + torch.arange(W, device=t0.device)).clamp(max=buffer.horizon - 1)  # [B, W]
         if enc.decode == "segment":
             M = enc.decode_samples
             L = buffer.length[e].view(B, 1, 1)
-            j = torch.minimum((torch.as_tensor(rng.random((B, W, M))) * L).long(), L - 1)  # float rounding
+            j = torch.minimum((host_to(rng.random((B, W, M)), e.device) * L).long(), L - 1)  # float rounding
             ee = e.view(B, 1, 1).expand(B, W, M)
             weight = (buffer.task[ee, j] == buffer.task[e.unsqueeze(1), t_abs].unsqueeze(-1)).float()
         else:
             j, ee = t_abs.unsqueeze(-1), e.view(B, 1, 1).expand(B, W, 1)
-            weight = torch.ones(B, W, 1)
+            weight = torch.ones(B, W, 1, device=e.device)
         s, s2 = buffer.obs[ee, j], buffer.next_obs[ee, j]  # [B, W, M, O]
         a, r = pol.normalize_action(buffer.action[ee, j]), buffer.reward[ee, j]
         z = q.mu + q.logstd.exp() * torch.randn_like(q.mu)  # [B, W, K, D]
@@ -167,8 +168,8 @@ class MoSS(Learner):
         """derived['hidden'] [E, T+1, H] and derived['belief'] [E, T+1, B] from the current encoder."""
         pol, n, T = self.policy, len(buffer), buffer.horizon
         if "hidden" not in buffer.derived:
-            buffer.derived["hidden"] = torch.zeros(buffer.capacity, T + 1, pol.encoder.hidden_dim)
-            buffer.derived["belief"] = torch.zeros(buffer.capacity, T + 1, pol.belief_dim)
+            buffer.derived["hidden"] = torch.zeros(buffer.capacity, T + 1, pol.encoder.hidden_dim, device=buffer.device)
+            buffer.derived["belief"] = torch.zeros(buffer.capacity, T + 1, pol.belief_dim, device=buffer.device)
         for i in range(0, n, RELABEL_CHUNK):
             sl = slice(i, min(i + RELABEL_CHUNK, n))
             h = pol.encoder.sequence(

@@ -25,7 +25,8 @@ class Oracle(Learner):
         tv = buffer.task_vector
         per_step = torch.cat([tv, tv[:, -1:]], 1)
         last = (buffer.length - 1).clamp(min=0)
-        per_step[torch.arange(tv.shape[0]), last + 1] = tv[torch.arange(tv.shape[0]), last]
+        rows = torch.arange(tv.shape[0], device=tv.device)
+        per_step[rows, last + 1] = tv[rows, last]
         metrics: dict[str, float] = {}
         t0 = time.perf_counter()
         for _ in range(self.cfg.train.policy_updates):

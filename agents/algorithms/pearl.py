@@ -43,6 +43,7 @@ import torch
 
 from agents.algorithms.learner import Learner
 from agents.config import PearlRun
+from agents.device import host_to
 from agents.parts.buffer import EpisodeBuffer, TaskSteps
 from agents.parts.contrastive import ema_update, info_nce
 from agents.parts.latent import Gaussian, kl_to_standard, product_posterior, product_stats
@@ -119,10 +120,11 @@ class PEARL(Learner):
 
     def _keep(self, n_rows: int, size: int, rng: np.random.Generator) -> torch.Tensor:
         """[n_rows, size] mask keeping a prefix of each context: all of it, or a uniform 0..size (vary_context)."""
+        dev = self.policy.device
         if not self.cfg.pearl.vary_context:
-            return torch.ones(n_rows, size, dtype=torch.bool)
-        n = torch.as_tensor(rng.integers(0, size + 1, size=n_rows))
-        return torch.arange(size).unsqueeze(0) < n.unsqueeze(1)
+            return torch.ones(n_rows, size, dtype=torch.bool, device=dev)
+        n = host_to(rng.integers(0, size + 1, size=n_rows), dev)
+        return torch.arange(size, device=dev).unsqueeze(0) < n.unsqueeze(1)
 
     def _posterior(self, mu: torch.Tensor, var: torch.Tensor, mask: torch.Tensor) -> Gaussian:
         prec, pmu = product_stats(mu, var, mask)
@@ -147,7 +149,7 @@ class PEARL(Learner):
         if self.aux is None:
             keys = list(steps.groups)
             tasks = [keys[j] for j in rng.choice(len(keys), size=min(p.meta_batch, len(keys)), replace=False)]
-            return tasks, self._task_context(buffer, steps, tasks, rng), torch.zeros(()), {}
+            return tasks, self._task_context(buffer, steps, tasks, rng), torch.zeros((), device=pol.device), {}
 
         tasks, e, t_q, t_k = self.crops(buffer, rng)
         (s, a, r, s2), mask_q = self._crop(buffer, e, t_q)

@@ -17,6 +17,7 @@ import torch
 
 import envs
 from agents.config import EnvConfig
+from agents.device import host_to
 from agents.evaluation.rollout import EpisodeRecord, run_episodes
 from agents.policies import AgentPolicy, PEARLPolicy, State
 
@@ -115,6 +116,10 @@ class _HeldBelief:
     def __init__(self, policy: PEARLPolicy, belief: torch.Tensor) -> None:
         self.policy, self.held = policy, belief
 
+    @property
+    def device(self) -> torch.device:
+        return self.policy.device
+
     def init_state(self, n: int) -> State:
         return {"b": self.held[:n]}
 
@@ -137,10 +142,10 @@ def _padded(records: list[EpisodeRecord]) -> tuple[torch.Tensor, ...]:
 
     eps = [r.episode for r in records]
     s, a, rew, s2 = (
-        torch.as_tensor(np.stack([pad(getattr(e, k)) for e in eps]), dtype=torch.float32)
+        torch.as_tensor(np.stack([pad(getattr(e, k)) for e in eps]), dtype=torch.float32, device="cpu")
         for k in ("obs", "action", "reward", "next_obs")
     )
-    mask = torch.arange(L).unsqueeze(0) < torch.as_tensor([len(e) for e in eps]).unsqueeze(1)
+    mask = torch.arange(L, device="cpu").unsqueeze(0) < torch.as_tensor([len(e) for e in eps], device="cpu").unsqueeze(1)
     return s, a, rew, s2, mask
 
 
@@ -170,14 +175,14 @@ def pearl_protocol_episodes(
     D = policy.latent_dim
 
     def run_episode(k: int, pool: list, kw: list[dict[str, Any]], context: State | None) -> tuple[list[EpisodeRecord], State]:
-        n = len(pool)
+        n, dev = len(pool), policy.device
         context = policy.init_state(n) if context is None else context  # the prior
         g = policy.posterior(context)
-        mu, std = (torch.zeros(n, D), torch.ones(n, D)) if k < exploration else (g.mu, g.std)
+        mu, std = (torch.zeros(n, D, device=dev), torch.ones(n, D, device=dev)) if k < exploration else (g.mu, g.std)
         if policy.sample_z:  # one z per episode, given to the policy as a point belief (z, 0)
-            mu, std = mu + std * torch.randn(n, D, generator=gen), torch.zeros(n, D)
+            mu, std = mu + std * torch.randn(n, D, generator=gen, device="cpu").to(dev), torch.zeros(n, D, device=dev)
         recs = run_episodes(_HeldBelief(policy, torch.cat([mu, std], -1)), pool, kw, deterministic)  # type: ignore[arg-type]
-        return recs, policy.absorb(context, *_padded(recs))
+        return recs, policy.absorb(context, *(x.to(dev) for x in _padded(recs)))
 
     return run_trials(env_cfg, split, "none", episodes, exploration + posterior, seed, parallel, run_episode)
 
@@ -248,7 +253,7 @@ def context_episodes(
                 raise ValueError(f"the context dataset has no episode of {split} task {task}")
             e = rng.choice(eps, context_size)
             rows.append((e, (rng.random(context_size) * dataset.length[e]).astype(np.int64)))
-        ctx = [torch.as_tensor(np.stack([getattr(dataset, k)[e, t] for e, t in rows])) for k in ("obs", "action", "reward", "next_obs")]
+        ctx = [host_to(np.stack([getattr(dataset, k)[e, t] for e, t in rows]), policy.device) for k in ("obs", "action", "reward", "next_obs")]
         belief = policy.belief(policy.absorb(policy.init_state(len(kw)), *ctx))
         return run_episodes(_HeldBelief(policy, belief), pool, kw, True), None  # type: ignore[arg-type]
 

@@ -1,6 +1,8 @@
 """Batched rollouts through the inference contract: N envs stepped in lockstep, one policy call per step.
 
 Used by training collection, `runtime eval` and the benchmarks, so they all act the same way the server does.
+Envs step on the CPU; the policy may live on another device (`policy.device`): each step's observations,
+actions and rewards go there in one copy per field, and the actions come back in one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from agents.device import host_to
 from agents.parts.buffer import Episode
 from agents.policies import AgentPolicy, State, put_state, select_state
 
@@ -53,6 +56,7 @@ def run_episodes(
     None for the random policy.
     """
     n = len(envs)
+    dev = getattr(policy, "device", torch.device("cpu"))
     obs_list, infos = zip(*(env.reset(**kw) for env, kw in zip(envs, reset_kwargs, strict=True)), strict=True)
     obs = np.stack(obs_list).astype(np.float32)
     if policy is None:
@@ -70,7 +74,7 @@ def run_episodes(
     else:
         state = policy.init_state(n)
     if policy is not None and policy.needs_task_vector:
-        state = policy.set_task_vector(state, torch.as_tensor(np.stack([i["task_vector"] for i in infos])))  # type: ignore[attr-defined]
+        state = policy.set_task_vector(state, host_to(np.stack([i["task_vector"] for i in infos]), dev))  # type: ignore[attr-defined]
     final_state = {k: v.clone() for k, v in state.items()} if return_state and state is not None else None
     alive = np.ones(n, dtype=bool)
     buf: list[dict[str, list]] = [
@@ -85,10 +89,11 @@ def run_episodes(
     while alive.any():
         if policy is not None:
             b = policy.belief(state)
-            actions = policy.act(torch.as_tensor(obs), b, deterministic).numpy()
+            actions = policy.act(host_to(obs, dev), b, deterministic).cpu().numpy()
             if record_beliefs:
+                b_host = b.cpu().numpy()
                 for j in np.flatnonzero(alive):
-                    beliefs[j].append(b[j].numpy().copy())
+                    beliefs[j].append(b_host[j].copy())
         else:
             actions = np.stack([env.action_space.sample() for env in envs]).astype(np.float32)
         next_obs = obs.copy()
@@ -116,20 +121,18 @@ def run_episodes(
             if term or trunc:
                 alive[j] = False
         if policy is not None:
-            new_state = policy.update(
-                state, torch.as_tensor(obs), torch.as_tensor(actions), torch.as_tensor(rewards), torch.as_tensor(next_obs)
-            )
+            new_state = policy.update(state, *(host_to(x, dev) for x in (obs, actions, rewards, next_obs)))
             if policy.needs_task_vector:
-                new_state = policy.set_task_vector(new_state, torch.as_tensor(np.stack(cur_task_vec)))  # type: ignore[attr-defined]
+                new_state = policy.set_task_vector(new_state, host_to(np.stack(cur_task_vec), dev))  # type: ignore[attr-defined]
             state = new_state
             done_now = np.flatnonzero(was_alive & ~alive)
             if final_state is not None and len(done_now):
                 put_state(final_state, done_now.tolist(), select_state(state, done_now.tolist()))
             if record_beliefs and len(done_now):
                 # the belief after an env's last step (finished envs' rows get dummy updates afterwards)
-                b = policy.belief(state)
+                b_host = policy.belief(state).cpu().numpy()
                 for j in done_now:
-                    beliefs[j].append(b[j].numpy().copy())
+                    beliefs[j].append(b_host[j].copy())
         obs = next_obs
     out = []
     for j in range(n):

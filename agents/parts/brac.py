@@ -34,9 +34,11 @@ class KLDual(nn.Module):
 class BehaviourRegulariser:
     """Trains the dual and hands the actor its divergence penalty."""
 
-    def __init__(self, in_dim: int, action_dim: int, strength: float, lr: float = 1e-4, hidden=(256, 256)) -> None:
+    def __init__(
+        self, in_dim: int, action_dim: int, strength: float, lr: float = 1e-4, hidden=(256, 256), device: str | torch.device = "cpu"
+    ) -> None:
         self.strength = float(strength)
-        self.dual = KLDual(in_dim, action_dim, tuple(hidden))
+        self.dual = KLDual(in_dim, action_dim, tuple(hidden)).to(device)
         self.opt = torch.optim.Adam(self.dual.parameters(), lr=lr)
 
     def update(self, x: torch.Tensor, a_pi: torch.Tensor, a_data: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,11 @@ task [E, T] (index in the training split, per step so non-stationary switches ar
 [E, T, V]. Derived per-episode tensors that an algorithm recomputes from its current encoder (MoSS:
 hidden states and beliefs, [E, T+1, .]) live in `derived`. Samples: transitions (for SAC), windows (for
 sequence encoders), and per-task draws (for contrastive pairs).
+
+The storage lives on one device (the training device): a sampled batch is a gather on that device, with
+no copy of transitions per batch. Indices are drawn on the host by a numpy Generator from host copies of
+the episode lengths and first tasks (so a draw never waits for the device, and the CPU draws the same
+numbers on any device); only the index arrays travel. `state_dict` holds CPU tensors.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from agents.device import host_to
 
 
 @dataclass
@@ -32,18 +39,24 @@ class Episode:
 
 
 class EpisodeBuffer:
-    def __init__(self, capacity: int, horizon: int, obs_dim: int, action_dim: int, task_dim: int) -> None:
+    def __init__(
+        self, capacity: int, horizon: int, obs_dim: int, action_dim: int, task_dim: int, device: str | torch.device = "cpu"
+    ) -> None:
         self.capacity, self.horizon = capacity, horizon
+        self.device = dev = torch.device(device)
         E, T = capacity, horizon
-        self.obs = torch.zeros(E, T, obs_dim)
-        self.next_obs = torch.zeros(E, T, obs_dim)
-        self.action = torch.zeros(E, T, action_dim)
-        self.reward = torch.zeros(E, T)
-        self.done = torch.zeros(E, T)
-        self.mask = torch.zeros(E, T, dtype=torch.bool)
-        self.task = torch.full((E, T), -1, dtype=torch.long)
-        self.task_vector = torch.zeros(E, T, task_dim)
-        self.length = torch.zeros(E, dtype=torch.long)
+        self.obs = torch.zeros(E, T, obs_dim, device=dev)
+        self.next_obs = torch.zeros(E, T, obs_dim, device=dev)
+        self.action = torch.zeros(E, T, action_dim, device=dev)
+        self.reward = torch.zeros(E, T, device=dev)
+        self.done = torch.zeros(E, T, device=dev)
+        self.mask = torch.zeros(E, T, dtype=torch.bool, device=dev)
+        self.task = torch.full((E, T), -1, dtype=torch.long, device=dev)
+        self.task_vector = torch.zeros(E, T, task_dim, device=dev)
+        self.length = torch.zeros(E, dtype=torch.long, device=dev)
+        # host copies of what index draws read: episode lengths and the task each episode began on
+        self.lengths_host = np.zeros(E, np.int64)
+        self.first_task_host = np.full(E, -1, np.int64)
         self.derived: dict[str, torch.Tensor] = {}
         self.n_added = 0  # episodes ever added
         self.steps_added = 0
@@ -65,15 +78,16 @@ class EpisodeBuffer:
         self.done[i].zero_()
         self.mask[i] = False
         self.task[i] = -1
-        self.obs[i, :L] = torch.as_tensor(ep.obs, dtype=torch.float32)
-        self.next_obs[i, :L] = torch.as_tensor(ep.next_obs, dtype=torch.float32)
-        self.action[i, :L] = torch.as_tensor(ep.action, dtype=torch.float32)
-        self.reward[i, :L] = torch.as_tensor(ep.reward, dtype=torch.float32)
-        self.done[i, :L] = torch.as_tensor(ep.terminated, dtype=torch.float32)
+        self.obs[i, :L] = _host(ep.obs, torch.float32)
+        self.next_obs[i, :L] = _host(ep.next_obs, torch.float32)
+        self.action[i, :L] = _host(ep.action, torch.float32)
+        self.reward[i, :L] = _host(ep.reward, torch.float32)
+        self.done[i, :L] = _host(ep.terminated, torch.float32)
         self.mask[i, :L] = True
-        self.task[i, :L] = torch.as_tensor(ep.task, dtype=torch.long)
-        self.task_vector[i, :L] = torch.as_tensor(ep.task_vector, dtype=torch.float32)
+        self.task[i, :L] = _host(ep.task, torch.long)
+        self.task_vector[i, :L] = _host(ep.task_vector, torch.float32)
         self.length[i] = L
+        self.lengths_host[i], self.first_task_host[i] = L, int(ep.task[0])
         for v in self.derived.values():
             v[i].zero_()
         self.n_added += 1
@@ -87,51 +101,54 @@ class EpisodeBuffer:
         E, T = len(length), self.horizon
         if self.n_added or E > self.capacity:
             raise ValueError(f"extend fills an empty buffer of capacity >= {E} (has {self.n_added} episodes, capacity {self.capacity})")
-        length = torch.as_tensor(length, dtype=torch.long)
+        length = _host(length, torch.long)
         if (length < 1).any() or (length > T).any():
             raise ValueError(f"episode lengths must lie in [1, {T}]")
-        mask = torch.arange(T).unsqueeze(0) < length.unsqueeze(1)  # [E, T]
+        # padded on the host, then one copy per field to the buffer's device
+        mask = torch.arange(T, device="cpu").unsqueeze(0) < length.unsqueeze(1)  # [E, T]
         f = mask.float()
-        self.obs[:E] = torch.as_tensor(obs, dtype=torch.float32) * f.unsqueeze(-1)
-        self.next_obs[:E] = torch.as_tensor(next_obs, dtype=torch.float32) * f.unsqueeze(-1)
-        self.action[:E] = torch.as_tensor(action, dtype=torch.float32) * f.unsqueeze(-1)
-        self.reward[:E] = torch.as_tensor(reward, dtype=torch.float32) * f
-        self.done[:E] = torch.as_tensor(done, dtype=torch.float32) * f
+        task = _host(task, torch.long)
+        self.obs[:E] = _host(obs, torch.float32) * f.unsqueeze(-1)
+        self.next_obs[:E] = _host(next_obs, torch.float32) * f.unsqueeze(-1)
+        self.action[:E] = _host(action, torch.float32) * f.unsqueeze(-1)
+        self.reward[:E] = _host(reward, torch.float32) * f
+        self.done[:E] = _host(done, torch.float32) * f
         self.mask[:E] = mask
-        self.task[:E] = torch.where(mask, torch.as_tensor(task, dtype=torch.long).unsqueeze(1), -1)
-        self.task_vector[:E] = torch.as_tensor(task_vector, dtype=torch.float32).unsqueeze(1) * f.unsqueeze(-1)
+        self.task[:E] = torch.where(mask, task.unsqueeze(1), -1)
+        self.task_vector[:E] = _host(task_vector, torch.float32).unsqueeze(1) * f.unsqueeze(-1)
         self.length[:E] = length
+        self.lengths_host[:E], self.first_task_host[:E] = length.numpy(), task.numpy()
         self.n_added, self.steps_added = E, int(length.sum())
         self._task_steps = None
 
     # -- sampling -----------------------------------------------------------------------------------
     def sample_steps(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """n uniform (episode, t) pairs over all stored valid steps."""
-        lengths = self.length[: len(self)].numpy()
+        """n uniform (episode, t) pairs over all stored valid steps (index tensors on the buffer's device)."""
+        lengths = self.lengths_host[: len(self)]
         total = lengths.sum()
         flat = rng.integers(0, total, size=n)
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         e = np.searchsorted(starts, flat, side="right") - 1
         t = flat - starts[e]
-        return torch.as_tensor(e), torch.as_tensor(t)
+        return host_to(e, self.device), host_to(t, self.device)
 
     def sample_windows(
         self, n: int, width: int, rng: np.random.Generator, episodes: np.ndarray | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """n windows (episode, start) of `width` steps inside an episode (clipped to its length; use `mask`)."""
         e = episodes if episodes is not None else rng.integers(0, len(self), size=n)
-        lengths = self.length[torch.as_tensor(e)].numpy()
+        lengths = self.lengths_host[e]
         t0 = (rng.random(len(e)) * np.maximum(lengths - width + 1, 1)).astype(np.int64)
-        return torch.as_tensor(e), torch.as_tensor(t0)
+        return host_to(e, self.device), host_to(t0, self.device)
 
     def window(self, name: str, e: torch.Tensor, t0: torch.Tensor, width: int) -> torch.Tensor:
         """Gather [n, width, ...] from the per-step tensor `name` (steps past the horizon are clamped; see mask)."""
         src = getattr(self, name) if hasattr(self, name) else self.derived[name]
-        t = (t0.unsqueeze(1) + torch.arange(width).unsqueeze(0)).clamp(max=src.shape[1] - 1)
+        t = (t0.unsqueeze(1) + torch.arange(width, device=t0.device).unsqueeze(0)).clamp(max=src.shape[1] - 1)
         return src[e.unsqueeze(1), t]
 
     def window_mask(self, e: torch.Tensor, t0: torch.Tensor, width: int) -> torch.Tensor:
-        t = t0.unsqueeze(1) + torch.arange(width).unsqueeze(0)
+        t = t0.unsqueeze(1) + torch.arange(width, device=t0.device).unsqueeze(0)
         return (t < self.length[e].unsqueeze(1)) & (t < self.horizon)
 
     def task_steps(self) -> TaskSteps:
@@ -141,26 +158,37 @@ class EpisodeBuffer:
         return self._task_steps[1]
 
     def episodes_by_task(self) -> dict[int, np.ndarray]:
-        """Training-task index -> stored episodes that began on it."""
-        first = self.task[: len(self), 0].numpy()
+        """Training-task index -> stored episodes that began on it (numpy index arrays, from the host copy)."""
+        first = self.first_task_host[: len(self)]
         return {int(k): np.flatnonzero(first == k) for k in np.unique(first)}
 
     # -- save/restore (resuming training) ------------------------------------------------------------
     def state_dict(self) -> dict[str, object]:
+        """The stored episodes as CPU tensors (a buffer file loads on any device)."""
         n = len(self)
-        keys = ["obs", "next_obs", "action", "reward", "done", "mask", "task", "task_vector", "length"]
-        return {"n_added": self.n_added, "steps_added": self.steps_added, **{k: getattr(self, k)[:n].clone() for k in keys}}
+        return {"n_added": self.n_added, "steps_added": self.steps_added, **{k: getattr(self, k)[:n].to("cpu", copy=True) for k in STORED}}
 
     def load_state_dict(self, sd: dict) -> None:
         n = sd["length"].shape[0]
-        for k in ["obs", "next_obs", "action", "reward", "done", "mask", "task", "task_vector", "length"]:
+        for k in STORED:
             getattr(self, k)[:n] = sd[k]
+        self.lengths_host[:n] = sd["length"].cpu().numpy()
+        self.first_task_host[:n] = sd["task"][:, 0].cpu().numpy()
         self.n_added, self.steps_added = int(sd["n_added"]), int(sd["steps_added"])
         self._task_steps = None
 
 
+STORED = ("obs", "next_obs", "action", "reward", "done", "mask", "task", "task_vector", "length")
+
+
+def _host(x, dtype: torch.dtype) -> torch.Tensor:
+    """A numpy array or list as a CPU tensor of `dtype` (copied into the device storage by the caller)."""
+    return torch.as_tensor(x, dtype=dtype, device="cpu")
+
+
 class TaskSteps:
-    """Every stored valid step (episode, t), grouped by the task in force at that step."""
+    """Every stored valid step (episode, t), grouped by the task in force at that step: on the buffer's
+    device, built once per change of the buffer; draws check their tasks against a host copy of the counts."""
 
     def __init__(self, buffer: EpisodeBuffer) -> None:
         n = len(buffer)
@@ -176,22 +204,27 @@ class TaskSteps:
         }
         # dense lookup by task index (tasks absent from the buffer have count 0)
         size = int(keys.max()) + 1 if len(keys) else 0
-        self.start = torch.zeros(size, dtype=torch.long).index_copy_(0, keys, starts)
-        self.count = torch.zeros(size, dtype=torch.long).index_copy_(0, keys, counts)
+        self.start = torch.zeros(size, dtype=torch.long, device=keys.device).index_copy_(0, keys, starts)
+        self.count = torch.zeros(size, dtype=torch.long, device=keys.device).index_copy_(0, keys, counts)
+        self.count_host = self.count.cpu().numpy()
 
     def sample(self, tasks: list[int], n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """n steps of each task, with replacement: (episode, t), each [len(tasks), n]."""
-        return self.sample_like(torch.as_tensor(tasks, dtype=torch.long), n, rng)
+        return self.sample_like(np.asarray(tasks, dtype=np.int64), n, rng)
 
-    def sample_like(self, labels: torch.Tensor, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """For every entry of `labels` [...] (task indices stored in the buffer), n steps of that task, with
-        replacement, in one vectorised draw: (episode, t), each [..., n]."""
-        if not len(self.count):
+    def sample_like(self, labels: np.ndarray | torch.Tensor, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """For every entry of `labels` [...] (task indices stored in the buffer; best on the host, where they
+        are checked), n steps of that task, with replacement, in one vectorised draw: (episode, t), each
+        [..., n], on the buffer's device."""
+        if not len(self.count_host):
             raise ValueError("the buffer holds no steps")
-        known = (labels >= 0) & (labels < len(self.count))
-        count = torch.where(known, self.count[labels.clamp(0, len(self.count) - 1)], 0).unsqueeze(-1)
-        if (count == 0).any():
-            raise ValueError(f"tasks {sorted(set(labels[count.squeeze(-1) == 0].tolist()))} have no stored step")
-        u = torch.as_tensor(rng.random((*labels.shape, n)), dtype=torch.float64)
-        j = self.start[labels].unsqueeze(-1) + torch.minimum((u * count).long(), count - 1)
+        host = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        known = (host >= 0) & (host < len(self.count_host))
+        missing = ~known | (self.count_host[np.where(known, host, 0)] == 0)
+        if missing.any():
+            raise ValueError(f"tasks {sorted(set(host[missing].tolist()))} have no stored step")
+        lab = host_to(host, self.e.device)
+        count = self.count[lab].unsqueeze(-1)
+        u = host_to(rng.random((*host.shape, n)), self.e.device)  # float64, as numpy draws it
+        j = self.start[lab].unsqueeze(-1) + torch.minimum((u * count).long(), count - 1)
         return self.e[j], self.t[j]

@@ -2,6 +2,8 @@
 
 The actor is owned by the policy (what serving needs); this module holds everything else.
 Inputs are pre-built: x = the policy input (e.g. concat(obs, belief)), actions normalised to [-1, 1].
+The critics and the temperature live on the actor's device (drawn on the CPU, as every part's initial
+weights are, so a seed starts the same networks on any device).
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ class SAC:
     def __init__(self, actor: TanhGaussianActor, in_dim: int, action_dim: int, cfg: SACConfig) -> None:
         self.cfg = cfg
         self.actor = actor
-        self.critic = TwinQ(in_dim, action_dim, cfg.hidden)
+        device = next(actor.parameters()).device
+        self.critic = TwinQ(in_dim, action_dim, cfg.hidden).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         # fused: one kernel for every parameter's Adam step (measured faster on the CPU too)
         self.actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.lr, fused=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, fused=True)
-        self.log_alpha = nn.Parameter(torch.tensor(float(cfg.alpha)).log())
+        self.log_alpha = nn.Parameter(torch.tensor(float(cfg.alpha), device="cpu").log().to(device))
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
         self.target_entropy = cfg.target_entropy if cfg.target_entropy is not None else -float(action_dim)
 

@@ -90,6 +90,11 @@ class AgentPolicy(nn.Module):
     def belief_dim(self) -> int:
         raise NotImplementedError
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live: states, inputs and outputs of the contract calls live there too."""
+        return self._norm_scale.device
+
     # -- action scaling ---------------------------------------------------------------------------
     def _set_action_affine(self) -> None:
         """Precompute both action maps as one multiply-add each, in float64, kept in the bounds' dtype and
@@ -140,13 +145,13 @@ def _refresh_action_affine(module: AgentPolicy, _incompatible_keys: Any) -> None
 
 def select_state(state: State, idx: torch.Tensor | list[int]) -> State:
     """Rows `idx` of every tensor in `state`."""
-    idx = torch.as_tensor(idx, dtype=torch.long)
+    idx = torch.as_tensor(idx, dtype=torch.long, device=next(iter(state.values())).device)
     return {k: v.index_select(0, idx) for k, v in state.items()}
 
 
 def put_state(state: State, idx: torch.Tensor | list[int], sub: State) -> None:
     """Write `sub`'s rows into `state` at `idx` (in place)."""
-    idx = torch.as_tensor(idx, dtype=torch.long)
+    idx = torch.as_tensor(idx, dtype=torch.long, device=next(iter(state.values())).device)
     for k, v in state.items():
         v.index_copy_(0, idx, sub[k])
 
@@ -159,14 +164,17 @@ def beliefs_along(
     """Beliefs b_0 .. b_T [n, T+1, belief_dim] of n logged episodes (b_k: after k transitions), all batched
     through the inference contract. Inputs padded to T steps: obs/next_obs [n, T, O], action [n, T, A] in env
     units, reward [n, T]; lengths [n]. Past an episode's end its rows hold its last belief. With
-    `return_state`, also the state after each episode's last transition."""
+    `return_state`, also the state after each episode's last transition. Inputs on any device; the beliefs
+    and the state are on the policy's."""
     n, T = obs.shape[:2]
-    lengths = torch.as_tensor(lengths)
+    dev = policy.device
+    obs, action, reward, next_obs = (x.to(dev) for x in (obs, action, reward, next_obs))
+    lengths = torch.as_tensor(lengths, device="cpu")
     state = policy.init_state(n)
-    out = torch.empty(n, T + 1, policy.belief_dim)
+    out = torch.empty(n, T + 1, policy.belief_dim, device=dev)
     out[:, 0] = policy.belief(state)
     for k in range(T):
-        live = torch.nonzero(lengths > k).squeeze(1)
+        live = torch.nonzero(lengths > k).squeeze(1).to(dev)
         if len(live) == n:
             state = policy.update(state, obs[:, k], action[:, k], reward[:, k], next_obs[:, k])
         elif len(live):

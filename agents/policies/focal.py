@@ -48,10 +48,11 @@ class FOCALPolicy(AgentPolicy):
         return enc(transition_features(s, self.normalize_action(a), r, s2))
 
     def init_state(self, n: int) -> State:
+        dev = self.device
         return {
-            "m": torch.full((n, 1), EMPTY),
-            "w": torch.zeros(n, 1),
-            "ez": torch.zeros(n, self.latent_dim),
+            "m": torch.full((n, 1), EMPTY, device=dev),
+            "w": torch.zeros(n, 1, device=dev),
+            "ez": torch.zeros(n, self.latent_dim, device=dev),
         }
 
     def absorb(self, state: State, s, a, r, s2, mask: torch.Tensor | None = None) -> State:
@@ -67,7 +68,7 @@ class FOCALPolicy(AgentPolicy):
         return {"m": m, "w": state["w"] * old + new.sum(1), "ez": state["ez"] * old + (new * e).sum(1)}
 
     def update(self, state: State, s, a, r, s2) -> State:
-        r = torch.as_tensor(r, dtype=torch.float32).reshape(-1, 1)
+        r = torch.as_tensor(r, dtype=torch.float32, device=s.device).reshape(-1, 1)
         return self.absorb(state, s.unsqueeze(1), a.unsqueeze(1), r, s2.unsqueeze(1))
 
     def belief(self, state: State) -> torch.Tensor:

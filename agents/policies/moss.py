@@ -29,7 +29,7 @@ class MoSSPolicy(AgentPolicy):
         return self._belief_dim
 
     def init_state(self, n: int) -> State:
-        return {"h": torch.zeros(n, self.encoder.hidden_dim)}
+        return {"h": torch.zeros(n, self.encoder.hidden_dim, device=self.device)}
 
     def update(self, state: State, s, a, r, s2) -> State:
         return {"h": self.encoder.step(state["h"], s, self.normalize_action(a), r, s2)}

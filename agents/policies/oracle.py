@@ -24,13 +24,13 @@ class OraclePolicy(AgentPolicy):
         return self.task_dim
 
     def init_state(self, n: int) -> State:
-        return {"task": torch.zeros(n, self.task_dim)}
+        return {"task": torch.zeros(n, self.task_dim, device=self.device)}
 
     def update(self, state: State, s, a, r, s2) -> State:
         return state
 
     def set_task_vector(self, state: State, task_vector: torch.Tensor) -> State:
-        return {"task": task_vector.reshape(-1, self.task_dim).to(torch.float32)}
+        return {"task": task_vector.reshape(-1, self.task_dim).to(self.device, torch.float32)}
 
     def belief(self, state: State) -> torch.Tensor:
         return state["task"]

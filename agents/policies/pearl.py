@@ -63,7 +63,7 @@ class PEARLPolicy(AgentPolicy):
         return mu, F.softplus(raw) + VAR_MIN
 
     def init_state(self, n: int) -> State:
-        return {"prec": torch.ones(n, self.latent_dim), "pmu": torch.zeros(n, self.latent_dim)}
+        return {"prec": torch.ones(n, self.latent_dim, device=self.device), "pmu": torch.zeros(n, self.latent_dim, device=self.device)}
 
     def absorb(self, state: State, s, a, r, s2, mask: torch.Tensor | None = None, encoder=None) -> State:
         """Multiply in a context of L transitions per session ([n, L, ...], `mask` [n, L] for padding)."""
@@ -71,7 +71,7 @@ class PEARLPolicy(AgentPolicy):
         return {"prec": state["prec"] + prec, "pmu": state["pmu"] + pmu}
 
     def update(self, state: State, s, a, r, s2) -> State:
-        r = torch.as_tensor(r, dtype=torch.float32).reshape(-1, 1)
+        r = torch.as_tensor(r, dtype=torch.float32, device=s.device).reshape(-1, 1)
         return self.absorb(state, s.unsqueeze(1), a.unsqueeze(1), r, s2.unsqueeze(1))
 
     def posterior(self, state: State) -> Gaussian:

@@ -165,9 +165,10 @@ class OfflineDataset:
         keep = np.isin(self.level, [self.meta["levels"].index(lv) for lv in levels])
         return OfflineDataset(self.meta, **{k: getattr(self, k)[keep] for k in ARRAYS})
 
-    def to_buffer(self) -> EpisodeBuffer:
+    def to_buffer(self, device: str | torch.device = "cpu") -> EpisodeBuffer:
+        """The episodes as a training buffer on `device`."""
         m = self.meta
-        buf = EpisodeBuffer(len(self), int(m["horizon"]), m["obs_dim"], m["action_dim"], m["task_dim"])
+        buf = EpisodeBuffer(len(self), int(m["horizon"]), m["obs_dim"], m["action_dim"], m["task_dim"], device)
         buf.extend(self.obs, self.action, self.reward, self.next_obs, self.terminated, self.length, self.task, self.task_vector)
         return buf
 
@@ -194,12 +195,14 @@ class NoisyBehaviour:
 
     def __init__(self, policy: AgentPolicy | None, noise: float, low, high, gen: torch.Generator) -> None:
         self.policy, self.noise, self.gen = policy, float(noise), gen
-        self.low = torch.as_tensor(low, dtype=torch.float32)
-        self.high = torch.as_tensor(high, dtype=torch.float32)
+        self.low = torch.as_tensor(low, dtype=torch.float32, device="cpu")
+        self.high = torch.as_tensor(high, dtype=torch.float32, device="cpu")
         self.needs_task_vector = bool(policy is not None and policy.needs_task_vector)
+        # the random actions and the swaps are drawn on the CPU (`gen`), the same on any device
+        self.device = policy.device if policy is not None else torch.device("cpu")
 
     def init_state(self, n: int) -> State:
-        return self.policy.init_state(n) if self.policy is not None else {"n": torch.zeros(n, 1)}
+        return self.policy.init_state(n) if self.policy is not None else {"n": torch.zeros(n, 1, device="cpu")}
 
     def set_task_vector(self, state: State, v: torch.Tensor) -> State:
         return self.policy.set_task_vector(state, v)  # type: ignore[union-attr]
@@ -212,12 +215,12 @@ class NoisyBehaviour:
 
     def act(self, obs: torch.Tensor, belief: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         n = obs.shape[0]
-        rand = self.low + torch.rand(n, len(self.low), generator=self.gen) * (self.high - self.low)
+        rand = self.low + torch.rand(n, len(self.low), generator=self.gen, device="cpu") * (self.high - self.low)
         if self.policy is None or self.noise >= 1.0:
             return rand
         a = self.policy.act(obs, belief, deterministic=False)
-        swap = torch.rand(n, 1, generator=self.gen) < self.noise
-        return torch.where(swap, rand, a)
+        swap = torch.rand(n, 1, generator=self.gen, device="cpu") < self.noise
+        return torch.where(swap.to(a.device), rand.to(a.device), a)
 
 
 def dataset_meta(env_cfg: dict[str, Any], env, split: str, levels: dict[str, float], behaviour: str, seed: int) -> dict[str, Any]:

@@ -6,6 +6,8 @@ Each actor owns its envs (`make_env(cfg.env, "train")`) and a policy rebuilt fro
 once (a plain dict of numpy arrays) and passes that one reference to every actor, which loads it and runs
 its share of the round with `agents.evaluation.rollout.run_episodes` (stochastic actions, online belief updates),
 returning whole episodes. Nothing but dicts, lists, numbers, strings and numpy arrays crosses the wire.
+Actors act on the CPU whatever `train.device` the learner trains on: each builds its policy on the CPU
+and receives CPU copies of the weights (`weights_of`).
 
 Assignment is deterministic: the trainer draws every episode's (seed, task index) from its RNG exactly as
 in-process collection does, and the round is cut into N contiguous slices, slice i for worker i. Each slice

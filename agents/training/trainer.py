@@ -6,6 +6,10 @@ the dataset, and `step` counts gradient steps instead of env steps.
 Files in the run directory: `checkpoint.pt` (policy + optimisers + counters + RNG, resumable),
 `buffer.pt` (the replay buffer, for resuming), `policy.pt` (policy only: what you serve),
 `metrics.jsonl` (one JSON line per epoch and per evaluation), `config.yaml` (the resolved config).
+
+`train.device` places the policy, the learner's parts and the replay buffer (or the offline dataset's
+buffer) on one device; envs step on the CPU. Checkpoint and buffer files hold CPU tensors, so a run
+resumes, and its policy serves, on any device.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import yaml
 from agents.algorithms import ALGORITHMS, build_agent
 from agents.checkpoint import load_checkpoint, save_checkpoint
 from agents.config import RunBase
+from agents.device import resolve_device
 from agents.evaluation import context_episodes, evaluation_episodes, make_env, summarize
 from agents.evaluation.readout import fit_readout_on_buffer
 from agents.parts.buffer import EpisodeBuffer
@@ -64,6 +69,7 @@ class Trainer:
     ) -> None:
         """`workers`: collect on that many Ray actors (agents/training/distributed.py; `ray_address` joins a running
         cluster, else a local one is started); None collects in this process and never imports Ray."""
+        self.device = resolve_device(cfg.train.device)  # a DeviceError before anything is built
         self.cfg, self.out = cfg, Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.progress = progress
@@ -80,15 +86,16 @@ class Trainer:
         self.horizon = int(env0.spec.max_episode_steps)
         self.env_info = env_record(env0, cfg.env.id)
         self.bases = tuple(env0.unwrapped.distribution.bases)
-        self.policy, self.learner = build_agent(cfg, Spaces.of(env0), self.env_info["task_dim"])
+        self.policy, self.learner = build_agent(cfg, Spaces.of(env0), self.env_info["task_dim"], self.device)
         self.context_data: OfflineDataset | None = None
         if offline is not None:
-            self.buffer = self._load_dataset(offline.dataset, offline.levels).to_buffer()
+            self.buffer = self._load_dataset(offline.dataset, offline.levels).to_buffer(self.device)
             if offline.context_dataset:
                 self.context_data = self._load_dataset(offline.context_dataset, offline.levels)
         else:
             self.buffer = EpisodeBuffer(
-                cfg.train.buffer_episodes, self.horizon, self.env_info["obs_dim"], self.env_info["action_dim"], self.env_info["task_dim"]
+                cfg.train.buffer_episodes, self.horizon, self.env_info["obs_dim"], self.env_info["action_dim"], self.env_info["task_dim"],
+                self.device,
             )
         self.step = 0
         self.epoch = 0
@@ -223,6 +230,7 @@ class Trainer:
             "updates": dict(self.updates),
             "timing_s": {k: round(v, 2) for k, v in self.timing.items()},
             "last_eval": self.last_eval(),
+            "device": str(self.device),
         }
 
     def save(self) -> None:
@@ -232,8 +240,9 @@ class Trainer:
             "epoch": self.epoch,
             "next_eval": self.next_eval,
             "next_ckpt": self.next_ckpt,
-            "learner": self.learner.state_dict(),
+            "learner": self.learner.state_dict(),  # written as CPU tensors by save_checkpoint
             "torch_rng": torch.get_rng_state(),
+            **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}),
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
             "history": json.dumps(self.history),
             "timing": dict(self.timing),
@@ -272,6 +281,8 @@ class Trainer:
         self.step, self.epoch = int(tr["step"]), int(tr["epoch"])
         self.next_eval, self.next_ckpt = int(tr["next_eval"]), int(tr["next_ckpt"])
         torch.set_rng_state(tr["torch_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in tr:  # a run resumed on another device draws afresh there
+            torch.cuda.set_rng_state(tr["cuda_rng"], self.device)
         self.rng.bit_generator.state = json.loads(tr["numpy_rng"])
         self.history = json.loads(tr["history"])
         self.timing = dict(tr["timing"])
