@@ -519,6 +519,32 @@ def client(
     typer.echo(f"mean return {out['mean_return']:.3f} over {len(results)} episode(s), {out['switches']} switch(es)")
 
 
+def reference_rewards(scenario: Any, episodes: list, reference: Path) -> None:
+    """Run `reference` on the episodes a `runtime client --record` log holds (its header's split, seed and
+    env settings: episode i is task i mod n with reset seed `seed + i`, as `runtime eval` runs it) and attach
+    its per-step rewards; exits when the log cannot be re-run or the re-run's task schedule differs."""
+    from agents.checkpoint import CheckpointError, build_policy, load_checkpoint
+    from agents.config import EnvConfig
+    from agents.evaluation import evaluation_episodes
+
+    h = scenario.header
+    if "split" not in h or "seed" not in h:
+        fail("--reference: the log's header has no split and seed (it re-runs logs written by `runtime client --record`)")
+    keys = ("task_seed", "max_episode_steps", "nonstationary", "interval", "p", "min_dwell")
+    env_cfg = EnvConfig(id=scenario.env_id, **{k: h[k] for k in keys if h.get(k) is not None})
+    try:
+        policy = build_policy(load_checkpoint(reference))
+    except CheckpointError as e:
+        fail(str(e))
+    recs = evaluation_episodes(policy, env_cfg, h["split"], max(eb.episode for eb in episodes) + 1, int(h["seed"]))
+    logged = scenario.episodes()
+    for eb in episodes:
+        rec, ids = recs[eb.episode], [tr["task_id"] for tr in logged[(eb.session, eb.episode)]]
+        if rec.task_ids[: len(ids)] != ids:
+            fail(f"--reference: episode {eb.episode} re-ran with another task schedule than the log's; cannot compare")
+        eb.reference_reward = rec.episode.reward[: len(ids)]
+
+
 #: families whose task vector is a goal in the plane of obs[:2]: replay also draws the path
 GOAL_PLANE_FAMILIES = ("PointRobot", "SparsePointRobot")
 
@@ -530,6 +556,7 @@ def replay(
     plot: Path | None = typer.Option(None, "--plot", help="write the belief over time to this PNG"),
     tolerance: float = typer.Option(0.1, min=0.0, help="settled: within this fraction of each belief dimension's range"),
     panels: int = typer.Option(4, min=1, help="episodes drawn in the plot (those with change points first)"),
+    reference: Path | None = typer.Option(None, "--reference", help="oracle checkpoint: run it on the log's episodes (a `runtime client --record` log) and plot its reward beside the agent's"),
     settle_on: str | None = typer.Option(None, "--settle-on", help="estimate (the task read from the belief; default with a task readout) | belief (its raw dimensions)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
@@ -551,13 +578,16 @@ def replay(
             raise ValueError(f"--settle-on estimate: {checkpoint} has no task readout (add one with `runtime readout`)")
     except (CheckpointError, ScenarioError, ValueError) as e:
         fail(str(e))
+    if reference is not None:
+        reference_rewards(scenario, episodes, reference)
     out = {"file": str(file), "checkpoint": str(checkpoint), "env_id": scenario.env_id, **report(episodes, tolerance, settle_on)}
     if readout is not None:
         out["readout"] = {"kind": readout.kind, "names": readout.names, "quality": ckpt.readout["quality"]}  # type: ignore[index]
     if plot is not None:
         goal_task = scenario.env_id in GOAL_PLANE_FAMILIES
         names = readout.names if readout is not None and readout.kind == "base_task" else None
-        out["plot"] = str(draw(episodes, plot, panels, f"{file.name} through {checkpoint.name}", names, path=goal_task))
+        title = f"{file.name} through {checkpoint.name}"
+        out["plot"] = str(draw(episodes, plot, panels, title, names, path=goal_task, reference=reference.stem if reference else "oracle"))
     if as_json:
         emit_json(out)
         return

@@ -40,6 +40,7 @@ class EpisodeBeliefs:
     reward: np.ndarray | None = None  # [L]
     task: np.ndarray | None = None  # [L, task_dim]: the logged true task of each transition, when the log has it
     estimate: np.ndarray | None = None  # [L + 1, D]: the readout of each belief (task units), with a readout
+    reference_reward: np.ndarray | None = None  # [L]: a reference agent's reward on the same episode, when run
 
 
 @torch.no_grad()
@@ -162,12 +163,14 @@ def plot(
     title: str = "",
     names: list[str] | None = None,
     path: bool = False,
+    reference: str = "oracle",
 ) -> Path:
     """One row per episode (those with change points first), change points dashed. With a readout: what
     the belief reads as (solid) against the logged true task (dashed, same colour) per task dimension,
     or base-task probabilities (`names`: the bases) against the true base; without one, the raw belief
     dimensions. `path` (goal-reaching point robots): beside it, the path in the plane from its start
-    (circle) with each segment's goal (star) and the goal read from the belief (cross), by segment colour."""
+    (circle) with each segment's goal (star) and the goal read from the belief (cross), by segment colour.
+    With reference rewards: the agent's reward per step beside the `reference`'s on the same episode."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,10 +179,11 @@ def plot(
     chosen = sorted(episodes, key=lambda eb: not eb.change_points)[:max_panels]
     with_estimate = all(eb.estimate is not None for eb in chosen)
     path = path and with_estimate and all(eb.task is not None and eb.obs is not None for eb in chosen)
-    cols = 2 if path else 1
+    rewards = all(eb.reference_reward is not None and eb.reward is not None for eb in chosen)
+    widths = [2.6] + ([1.0] if path else []) + ([1.6] if rewards else [])
     fig, axes = plt.subplots(
-        len(chosen), cols, figsize=(9 + 3.4 * (cols - 1), 2.6 * len(chosen) + 0.6), squeeze=False,
-        gridspec_kw={"width_ratios": [2.6, 1] if path else [1]},
+        len(chosen), len(widths), figsize=(9 + 3.4 * (len(widths) - 1), 2.6 * len(chosen) + 0.6), squeeze=False,
+        gridspec_kw={"width_ratios": widths},
     )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for row, eb in enumerate(chosen):
@@ -206,6 +210,16 @@ def plot(
             ax.set_xlabel("step (transitions seen)")
         if path:
             _draw_path(axes[row, 1], eb, colors)
+        if rewards:
+            ax = axes[row, -1]
+            ax.plot(np.arange(1, len(eb.reward) + 1), eb.reward, lw=0.8, color="C0", label="agent")
+            ax.plot(np.arange(1, len(eb.reference_reward) + 1), eb.reference_reward, lw=0.8, color="C2", label=reference)
+            for cp in eb.change_points:
+                ax.axvline(cp["t"], color="k", ls=":", lw=1.0)
+            ax.set_title("reward per step", fontsize=9)
+            ax.tick_params(labelsize=7)
+            if row == 0:
+                ax.legend(fontsize=7)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     if len(labels) <= 12:
         fig.legend(handles, labels, loc="upper right", fontsize=7, ncol=min(len(labels), 6))

@@ -105,3 +105,26 @@ def test_replay_reads_the_task_from_the_belief_and_draws_the_path(tmp_path):
     assert rows[0]["estimate_error"] == pytest.approx(float(np.linalg.norm(eb.estimate[e] - eb.task[e - 1])), abs=1e-4)
     png = plot(episodes, tmp_path / "task.png", max_panels=2, path=True)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_replay_runs_a_reference_on_the_logged_episodes(tmp_path):
+    """--reference re-runs a client log's episodes (same tasks, seeds, switches) with another checkpoint and
+    plots its reward beside the agent's; the agent against itself earns exactly the logged rewards."""
+    from typer.testing import CliRunner
+
+    from runtime.cli import app, reference_rewards
+
+    ck = make_checkpoint(tmp_path / "moss.pt", seed=5, env={"p": 1.0})
+    log = tmp_path / "run.msgpack"
+    with running_server(ck) as srv, Client(srv.endpoint) as c:
+        drive(c, env_settings(c.hello(), max_episode_steps=60), "test", 2, 700, record=log)
+    scenario = read_scenario(log)
+    episodes = replay_beliefs(build_policy(load_checkpoint(ck)), scenario)
+    reference_rewards(scenario, episodes, ck)  # deterministic: the same agent reproduces its own episodes
+    for eb in episodes:
+        np.testing.assert_allclose(eb.reference_reward, eb.reward, atol=1e-6)
+    oracle = make_checkpoint(tmp_path / "oracle.pt", algorithm="oracle", env={"p": 1.0})
+    png = tmp_path / "r.png"
+    res = CliRunner().invoke(app, ["replay", str(log), "--checkpoint", str(ck), "--reference", str(oracle), "--plot", str(png)])
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
