@@ -33,8 +33,12 @@ demo() {  # demo CHECKPOINT DIR
   echo "== runtime client --server $addr --episodes $EPISODES --record $dir/scenario.msgpack"
   .venv/bin/runtime client --server "$addr" --episodes "$EPISODES" --record "$dir/scenario.msgpack"
 
-  echo "== runtime replay $dir/scenario.msgpack --checkpoint $ckpt --plot $dir/belief.png"
-  .venv/bin/runtime replay "$dir/scenario.msgpack" --checkpoint "$ckpt" --plot "$dir/belief.png"
+  # a bundled oracle for the same env (runtime/assets/oracle_<env>.pt) adds its reward to the plot
+  local ref=() oracle
+  oracle="$(dirname "$ckpt")/oracle_$(basename "$ckpt" | cut -d_ -f2-)"
+  [ -f "$oracle" ] && [ "$oracle" != "$ckpt" ] && ref=(--reference "$oracle")
+  echo "== runtime replay $dir/scenario.msgpack --checkpoint $ckpt ${ref[*]} --plot $dir/belief.png"
+  .venv/bin/runtime replay "$dir/scenario.msgpack" --checkpoint "$ckpt" "${ref[@]}" --plot "$dir/belief.png"
   kill -TERM $SERVER 2>/dev/null || true
   wait $SERVER 2>/dev/null || true
   SERVER=
