@@ -28,7 +28,7 @@ def resolve_device(name: str | torch.device) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch build has no CUDA support" if torch.version.cuda is None else "no CUDA device is visible"
-            raise DeviceError(f"device {name!r}: {why} (use cpu or auto; README.md, Set-up, installs a CUDA build)")
+            raise DeviceError(f"device {name!r}: {why} (use cpu or auto; README.md, 'Training on a GPU', installs a CUDA build)")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DeviceError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
