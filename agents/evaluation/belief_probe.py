@@ -22,7 +22,7 @@ import torch
 from agents.config import EnvConfig
 from agents.evaluation.embedding import cluster_purity
 from agents.evaluation.protocols import evaluation_episodes, make_env
-from agents.evaluation.rollout import EpisodeRecord
+from agents.evaluation.rollout import padded
 from agents.parts.readout import TaskReadout
 from agents.policies import AgentPolicy, MoSSPolicy, beliefs_along
 
@@ -35,17 +35,6 @@ def steps_under_task(task_ids: list[str]) -> np.ndarray:
     for t in range(1, len(task_ids)):
         k[t] = 1 if task_ids[t] != task_ids[t - 1] else k[t - 1] + 1
     return k
-
-
-def padded(records: list[EpisodeRecord]) -> tuple[torch.Tensor, ...]:
-    """obs, action, reward, next_obs [n, T, ...] (zero-padded) and lengths [n] of the records."""
-    T = max(len(r.episode) for r in records)
-
-    def pad(name: str) -> torch.Tensor:
-        xs = [getattr(r.episode, name) for r in records]
-        return torch.as_tensor(np.stack([np.pad(x, [(0, T - len(x))] + [(0, 0)] * (x.ndim - 1)) for x in xs]), dtype=torch.float32)
-
-    return pad("obs"), pad("action"), pad("reward"), pad("next_obs"), torch.as_tensor([len(r.episode) for r in records])
 
 
 def probe(
@@ -76,9 +65,7 @@ def probe(
     rows: dict[str, dict[int, list]] = {"switch": {k: [] for k in REPORT_STEPS}, "start": {k: [] for k in REPORT_STEPS}}
     for j, r in enumerate(recs):
         k = steps_under_task(r.task_ids)
-        seg_start_is_switch = np.zeros(len(k), bool)
-        for t in range(len(k)):
-            seg_start_is_switch[t] = (t - k[t] + 1) > 0  # the segment began at a switch, not at reset
+        seg_start_is_switch = np.arange(len(k)) - k + 1 > 0  # the segment began at a switch, not at reset
         for t in np.flatnonzero(np.isin(k, REPORT_STEPS)):
             truth = vector_of[r.task_ids[t]]
             gap = float(ref[j].episode.reward[t] - r.episode.reward[t]) if ref is not None and t < len(ref[j].episode) else None

@@ -18,7 +18,7 @@ import torch
 import envs
 from agents.config import EnvConfig
 from agents.device import host_to
-from agents.evaluation.rollout import EpisodeRecord, run_episodes
+from agents.evaluation.rollout import EpisodeRecord, padded, run_episodes
 from agents.policies import AgentPolicy, PEARLPolicy, State
 
 
@@ -133,22 +133,6 @@ class _HeldBelief:
         return self.policy.act(obs, belief, deterministic)
 
 
-def _padded(records: list[EpisodeRecord]) -> tuple[torch.Tensor, ...]:
-    """The records' transitions as [n, L_max, ...] tensors (s, a, r, s2) and their mask [n, L_max]."""
-    L = max(len(r.episode) for r in records)
-
-    def pad(x: np.ndarray) -> np.ndarray:
-        return np.pad(x, [(0, L - len(x))] + [(0, 0)] * (x.ndim - 1))
-
-    eps = [r.episode for r in records]
-    s, a, rew, s2 = (
-        torch.as_tensor(np.stack([pad(getattr(e, k)) for e in eps]), dtype=torch.float32, device="cpu")
-        for k in ("obs", "action", "reward", "next_obs")
-    )
-    mask = torch.arange(L, device="cpu").unsqueeze(0) < torch.as_tensor([len(e) for e in eps], device="cpu").unsqueeze(1)
-    return s, a, rew, s2, mask
-
-
 @torch.no_grad()
 def pearl_protocol_episodes(
     policy: PEARLPolicy, env_cfg: EnvConfig, split: str = "test", episodes: int = 20, exploration: int = 2,
@@ -182,7 +166,9 @@ def pearl_protocol_episodes(
         if policy.sample_z:  # one z per episode, given to the policy as a point belief (z, 0)
             mu, std = mu + std * torch.randn(n, D, generator=gen, device="cpu").to(dev), torch.zeros(n, D, device=dev)
         recs = run_episodes(_HeldBelief(policy, torch.cat([mu, std], -1)), pool, kw, deterministic)  # type: ignore[arg-type]
-        return recs, policy.absorb(context, *(x.to(dev) for x in _padded(recs)))
+        s, a, r, s2, lengths = padded(recs)
+        mask = torch.arange(s.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+        return recs, policy.absorb(context, *(x.to(dev) for x in (s, a, r, s2, mask)))
 
     return run_trials(env_cfg, split, "none", episodes, exploration + posterior, seed, parallel, run_episode)
 

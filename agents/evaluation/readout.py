@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from agents.config import EnvConfig
 from agents.device import host_to
-from agents.evaluation.protocols import env_pool, reset_kwargs
-from agents.evaluation.rollout import EpisodeRecord, run_episodes
+from agents.evaluation.protocols import evaluation_episodes, make_env
+from agents.evaluation.rollout import TRANSITION, padded
 from agents.parts.buffer import EpisodeBuffer
 from agents.parts.readout import TaskReadout
 from agents.policies import AgentPolicy, beliefs_along
@@ -129,19 +129,11 @@ def fit_readout_on_rollouts(
     """Fitted on fresh training-task episodes of the policy's own stochastic actions (for a checkpoint
     that has no buffer beside it)."""
     n = int(round(episodes / (1 - HELD_OUT)))
-    records: list[EpisodeRecord] = []
-    with env_pool(env_cfg, "train", None, min(parallel, n)) as (pool, n_tasks):
-        bases = tuple(pool[0].unwrapped.distribution.bases)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            for start in range(0, n, len(pool)):
-                idx = list(range(start, min(start + len(pool), n)))
-                records += run_episodes(policy, pool[: len(idx)], reset_kwargs(idx, n_tasks, seed), deterministic=False)
-    L = max(len(r.episode) for r in records)
-
-    def pad(name: str) -> torch.Tensor:
-        xs = [getattr(r.episode, name) for r in records]
-        return torch.as_tensor(np.stack([np.pad(x, [(0, L - len(x))] + [(0, 0)] * (x.ndim - 1)) for x in xs]), dtype=torch.float32)
-
-    lengths = torch.as_tensor([len(r.episode) for r in records])
-    return fit_readout(policy, pad("obs"), pad("action"), pad("reward"), pad("next_obs"), lengths, pad("task_vector"), bases, seed)
+    env = make_env(env_cfg, "train")
+    bases = tuple(env.unwrapped.distribution.bases)
+    env.close()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        records = evaluation_episodes(policy, env_cfg, "train", n, seed, parallel=parallel, deterministic=False)
+    s, a, r, s2, tv, lengths = padded(records, (*TRANSITION, "task_vector"))
+    return fit_readout(policy, s, a, r, s2, lengths, tv, bases, seed)

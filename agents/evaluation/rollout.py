@@ -32,6 +32,22 @@ class EpisodeRecord:
         return float(self.episode.reward.sum())
 
 
+TRANSITION = ("obs", "action", "reward", "next_obs")
+
+
+def padded(records: list[EpisodeRecord], names: tuple[str, ...] = TRANSITION) -> tuple[torch.Tensor, ...]:
+    """The records' episode arrays `names` as float32 CPU tensors [n, L_max, ...], zero-padded past each
+    episode's end, followed by the lengths [n]."""
+    L = max(len(r.episode) for r in records)
+
+    def pad(x: np.ndarray) -> np.ndarray:
+        return np.pad(x, [(0, L - len(x))] + [(0, 0)] * (x.ndim - 1))
+
+    eps = [r.episode for r in records]
+    out = [torch.as_tensor(np.stack([pad(getattr(e, k)) for e in eps]), dtype=torch.float32, device="cpu") for k in names]
+    return (*out, torch.as_tensor([len(e) for e in eps], device="cpu"))
+
+
 def task_index_of(task_id: str) -> int:
     """`Family/split/7` -> 7."""
     return int(task_id.rsplit("/", 1)[-1])
