@@ -298,6 +298,74 @@ def evaluate(
             typer.echo(f"{'return of ' + base:>30}: {ret:.1f}")
 
 
+@app.command("metaworld-eval")
+def metaworld_eval(
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="checkpoint or policy file (in this process)"),
+    server: str | None = typer.Option(None, "--server", help="or: address of a `runtime serve` (one session per env)"),
+    env: str | None = typer.Option(None, "--env", help="Meta-World env, e.g. reach-v3 (default: the agent's ML1 family)"),
+    task_seed: int | None = typer.Option(None, "--task-seed", help="seed of metaworld.ML1's goals (default: the agent's env.task_seed)"),
+    meta_batch: int = typer.Option(50, "--meta-batch", help="vector envs; must divide the 50 test goals (50: each goal once per evaluation)"),
+    num_evals: int = typer.Option(1, "--num-evals", min=1, help="evaluations (each: sample tasks, adapt, evaluate)"),
+    adaptation_episodes: int = typer.Option(1, "--adaptation-episodes", min=1, help="episodes per env the belief adapts on"),
+    adaptation_steps: int = typer.Option(1, "--adaptation-steps", min=1, help="rounds of adaptation episodes (adapt() after each)"),
+    evaluation_episodes: int = typer.Option(50, "--evaluation-episodes", min=1, help="episodes Meta-World's evaluation scores (the first to end)"),
+    max_episode_steps: int | None = typer.Option(None, "--max-episode-steps", min=1, help="episode length (default: Meta-World's own, 500)"),
+    device: str = typer.Option("auto", "--device", help=f"with --checkpoint, where the policy acts: {DEVICE_HELP}"),
+    timeout: float = typer.Option(5.0, min=0.01, help="with --server, seconds to wait for each reply"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+) -> None:
+    """Meta-World's own meta-learning evaluation (metaworld.evaluation) of an agent on ML1-test.
+
+    The agent adapts its belief over ADAPTATION_EPISODES episodes of each test goal, then acts on that belief
+    (Meta-World's evaluation hands it observations only). Prints Meta-World's success rate (over the first
+    EVALUATION_EPISODES episodes to end) and, from the same run, every env's first evaluation episode.
+    """
+    configure_logging()
+    from agents.evaluation.metaworld_agent import PolicyBackend, metaworld_referee
+    from envs import TaskError
+    from runtime.client import Client, ClientError
+
+    if (checkpoint is None) == (server is None):
+        fail("give one of --checkpoint (run the policy here) or --server (an agent served by `runtime serve`)")
+    client = None
+    try:
+        if checkpoint is not None:
+            from agents.checkpoint import CheckpointError, build_policy, load_checkpoint
+
+            try:
+                ck = load_checkpoint(checkpoint)
+                backend: Any = PolicyBackend(build_policy(ck, None, device_of(device)))
+            except CheckpointError as e:
+                fail(str(e))
+            env_cfg = ck.config["env"]
+        else:
+            from runtime.metaworld_served import ServedBackend
+
+            client = Client(server, timeout_s=timeout)  # type: ignore[arg-type]
+            backend = ServedBackend(client)
+            env_cfg = backend.hello["env"]
+        family = str(env_cfg.get("id", ""))
+        if env is None:
+            if not family.startswith("ML1-"):
+                fail(f"the agent was trained on {family!r}, not a Meta-World ML1 family: pass --env (e.g. reach-v3)")
+            env = family.removeprefix("ML1-") + "-v3"
+        seed = int(env_cfg.get("task_seed", 0)) if task_seed is None else task_seed
+        out = metaworld_referee(
+            backend, env, seed, meta_batch, num_evals, adaptation_steps, adaptation_episodes, evaluation_episodes, max_episode_steps
+        )
+    except (TaskError, ClientError) as e:
+        fail(str(e))
+    finally:
+        if client is not None:
+            client.close()
+    out = {"agent": str(checkpoint or server), **out}
+    if as_json:
+        emit_json(out)
+    else:
+        for k, v in out.items():
+            typer.echo(f"{k:>28}: {v}")
+
+
 @app.command()
 def inspect(
     path: Path = typer.Argument(..., help="checkpoint file"),
