@@ -60,12 +60,13 @@ def sample_tasks(envs) -> None:  # noqa: ANN001
     envs.call("sample_tasks")
 
 
-def _adapt_one_episode(agent: MetaWorldAgent, envs) -> list[tuple]:  # noqa: ANN001
-    """One adaptation episode per env, as metalearning_evaluation runs it; returns the logged transitions
-    (obs, action, reward, next obs) with the real final observation."""
+def adapt(agent: MetaWorldAgent, envs, steps: int | None = None) -> tuple[list[tuple], np.ndarray]:  # noqa: ANN001
+    """Adaptation steps as metalearning_evaluation runs them, from a reset: `steps` of them, or (None) one
+    episode per env followed by `adapt()`. Returns the transitions (obs, action, reward, real next obs) and
+    the last observation."""
     obs, _ = envs.reset()
     log = []
-    while True:
+    while steps is None or len(log) < steps:
         a, aux = agent.adapt_action(obs)
         nxt, r, term, trunc, info = envs.step(a)
         ended = np.logical_or(term, trunc)
@@ -73,9 +74,10 @@ def _adapt_one_episode(agent: MetaWorldAgent, envs) -> list[tuple]:  # noqa: ANN
         log.append((obs, a, r, real_next))
         agent.step(Timestep(obs, a, r, term, trunc, aux))
         obs = nxt
-        if ended.all():
+        if steps is None and ended.all():
             agent.adapt()
-            return log
+            break
+    return log, obs
 
 
 def test_adaptation_updates_on_every_transition_but_the_last_and_evaluation_holds_it(moss_file: Path) -> None:
@@ -85,7 +87,7 @@ def test_adaptation_updates_on_every_transition_but_the_last_and_evaluation_hold
     envs = referee_envs("reach-v3", meta_batch=2, max_episode_steps=6)
     try:
         sample_tasks(envs)
-        log = _adapt_one_episode(agent, envs)
+        log, _ = adapt(agent, envs)
         # the belief saw transitions 1..5 of 6: the last one's next observation never reaches the agent
         with torch.no_grad():
             state = policy.init_state(2)
@@ -116,12 +118,7 @@ def test_reset_before_adapt_goes_back_to_the_prior(moss_file: Path) -> None:
     envs = referee_envs("reach-v3", meta_batch=2, max_episode_steps=50)
     try:
         sample_tasks(envs)
-        obs, _ = envs.reset()
-        for _ in range(4):
-            a, aux = agent.adapt_action(obs)
-            nxt, r, term, trunc, _ = envs.step(a)
-            agent.step(Timestep(obs, a, r, term, trunc, aux))
-            obs = nxt
+        _, obs = adapt(agent, envs, steps=4)
         agent.adapt_action(obs)
         moved = backend.state["h"].clone()
         agent.reset(np.array([True, False]))  # not adapted yet: env 0 starts over

@@ -1,6 +1,7 @@
-"""Learning curves (test return vs env steps) from run directories' metrics.jsonl, to one PNG.
+"""Learning curves (test return, or success rate, vs env steps) from run directories' metrics.jsonl, to one PNG.
 
     python tools/plot_curves.py runs/moss_pr_ns runs/oracle_pr_ns --out docs/img/curves.png [--random -95.3]
+    python tools/plot_curves.py runs/moss_ml1_reach runs/oracle_ml1_reach --metric success --out docs/img/reach.png
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--title", default="")
     ap.add_argument("--random", type=float, default=None, help="random-policy return, drawn as a dashed line")
+    ap.add_argument("--metric", choices=("return", "success"), default="return", help="what to draw (success: envs that report it)")
     args = ap.parse_args()
+    success = args.metric == "success"
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for run in args.runs:
         rows = eval_rows(run)
@@ -34,6 +37,9 @@ def main() -> None:
             print(f"{run}: no evaluation rows yet, skipped")
             continue
         x = [r["step"] for r in rows]
+        if success:
+            ax.plot(x, [r.get("success_rate", float("nan")) for r in rows], marker="o", ms=3, label=run.name)
+            continue
         y = [r["mean_return"] for r in rows]
         s = [r["std_return"] for r in rows]
         ax.plot(x, y, marker="o", ms=3, label=run.name)
@@ -41,7 +47,11 @@ def main() -> None:
     if args.random is not None:
         ax.axhline(args.random, ls="--", color="grey", label="random policy")
     ax.set_xlabel("env steps")
-    ax.set_ylabel("test return (mean ± std over episodes)")
+    if success:
+        ax.set_ylabel("test success rate (success at any step)")
+        ax.set_ylim(-0.03, 1.03)
+    else:
+        ax.set_ylabel("test return (mean ± std over episodes)")
     ax.set_title(args.title)
     ax.grid(alpha=0.3)
     ax.legend()
