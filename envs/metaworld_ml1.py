@@ -277,48 +277,4 @@ def referee_envs(
     return gym.make_vec("Meta-World/ML1-test", env_name=env_name, seed=int(seed), meta_batch_size=meta_batch, **extra)
 
 
-class EvaluationRecorder(gym.vector.VectorWrapper):
-    """Records what Meta-World's `evaluation` does not report: each env's *first* evaluation episode.
-
-    Meta-World's `evaluation(agent, envs, num_episodes)` scores the first `num_episodes` episodes to end per
-    env class. With terminate-on-success (which it switches on), a success ends an episode early, so those
-    first episodes over-represent goals solved quickly. This wrapper notes, for every evaluation (every reset
-    while terminate-on-success is on), each env's first episode: `success` [evals, N] (1.0/0.0) and `length`
-    [evals, N] (steps). `call`, `get_attr` and `set_attr` pass through to the wrapped env."""
-
-    def __init__(self, env: gym.vector.VectorEnv) -> None:
-        super().__init__(env)
-        self.evaluating = False
-        self.success: list[np.ndarray] = []
-        self.length: list[np.ndarray] = []
-
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "toggle_terminate_on_success" and args:
-            self.evaluating = bool(args[0])
-        return self.env.call(name, *args, **kwargs)
-
-    def get_attr(self, name: str) -> Any:
-        return self.env.get_attr(name)
-
-    def set_attr(self, name: str, values: Any) -> None:
-        self.env.set_attr(name, values)
-
-    def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        out = self.env.reset(seed=seed, options=options)
-        if self.evaluating:
-            self.success.append(np.full(self.num_envs, np.nan))
-            self.length.append(np.full(self.num_envs, np.nan))
-        return out
-
-    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(actions)
-        if self.evaluating and self.success:
-            ended = np.flatnonzero(np.logical_or(terminated, truncated) & np.isnan(self.success[-1]))
-            if ended.size:
-                final = info["final_info"]
-                self.success[-1][ended] = np.asarray(final["success"], np.float64)[ended]
-                self.length[-1][ended] = np.asarray(final["episode"]["l"], np.float64)[ended]
-        return obs, reward, terminated, truncated, info
-
-
-__all__ = ["EvaluationRecorder", "ML1Distribution", "ML1Env", "family_name", "ml1_benchmark", "referee_envs"]
+__all__ = ["ML1Distribution", "ML1Env", "family_name", "ml1_benchmark", "referee_envs"]

@@ -149,6 +149,34 @@ def test_oracle_acts_on_the_envs_goals(tmp_path: Path) -> None:
         envs.close()
 
 
+class ScriptedReach:
+    """A backend acting with Meta-World's own scripted reach expert on the envs in `experts` (given the goal,
+    which the ML1 observation hides) and holding the arm still on the others."""
+
+    needs_task_vector = True
+
+    def __init__(self, experts: set[int]) -> None:
+        from metaworld.policies import SawyerReachV3Policy
+
+        self.experts, self.expert = experts, SawyerReachV3Policy()
+
+    def actions(self, obs, mode, action, reward, task):  # noqa: ANN001, ANN201
+        full = np.array(obs, dtype=np.float64)
+        full[:, -3:] = task
+        return np.stack([self.expert.get_action(o) if j in self.experts else np.zeros(4) for j, o in enumerate(full)])
+
+    def close(self) -> None:
+        pass
+
+
+def test_metaworlds_count_leans_to_quick_successes_and_the_first_episodes_do_not() -> None:
+    """3 of 5 envs solved in ~50 steps, 2 never: Meta-World's first 5 episodes to end are all successes."""
+    out = metaworld_referee(ScriptedReach({0, 1, 2}), "reach-v3", meta_batch=5, evaluation_episodes=5, max_episode_steps=200)
+    assert out["metaworld_success_rate"] == 1.0
+    assert out["first_episode_success_rate"] == pytest.approx(0.6) and out["first_episodes"] == 5
+    assert out["first_episode_median_length"] < 100  # the experts' episodes ended at their success
+
+
 def test_referee_envs_refuse_a_batch_that_does_not_split_the_goals() -> None:
     with pytest.raises(TaskError, match="divide"):
         referee_envs("reach-v3", meta_batch=20)

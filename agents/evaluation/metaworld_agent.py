@@ -157,6 +157,53 @@ class MetaWorldAgent:
         self.backend.close()
 
 
+def first_evaluation_episodes(
+    agent: MetaWorldAgent, envs: Any, num_evals: int = 1, adaptation_steps: int = 1, adaptation_episodes: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Meta-World's adaptation as `metalearning_evaluation` runs it, then every env's *first* evaluation episode
+    run to its end (terminate-on-success on, as in Meta-World's evaluation). Returns success [num_evals, N]
+    (1.0 / 0.0) and length [num_evals, N] (steps).
+
+    Meta-World's own `evaluation` scores the first episodes to *end* across the envs: with terminate-on-success
+    an env that succeeds quickly ends several episodes before a slow or failing env ends one, so its figure
+    leans towards the goals solved fastest. This counts each env's first episode once."""
+    from metaworld.evaluation import Timestep
+
+    n = envs.num_envs
+    envs.call("toggle_sample_tasks_on_reset", False)
+    success, length = np.full((num_evals, n), np.nan), np.full((num_evals, n), np.nan)
+    for i in range(num_evals):
+        envs.call("sample_tasks")
+        agent.init()
+        envs.call("toggle_terminate_on_success", False)
+        for _ in range(adaptation_steps):
+            obs, _ = envs.reset()
+            episodes = np.zeros(n, dtype=int)
+            while (episodes < adaptation_episodes).any():
+                a, aux = agent.adapt_action(obs)
+                nxt, r, terminated, truncated, _ = envs.step(a)
+                agent.step(Timestep(obs, a, r, terminated, truncated, aux))
+                episodes += np.logical_or(terminated, truncated)
+                obs = nxt
+            agent.adapt()
+        envs.call("toggle_terminate_on_success", True)
+        obs, _ = envs.reset()
+        agent.reset(np.ones(n, dtype=bool))
+        t = 0
+        while np.isnan(success[i]).any():
+            obs, _, terminated, truncated, info = envs.step(agent.eval_action(obs))
+            t += 1
+            ended = np.logical_or(terminated, truncated)
+            agent.reset(ended)
+            first = ended & np.isnan(success[i])
+            if not first.any():
+                continue
+            success[i, first] = np.asarray(info["final_info"]["success"], np.float64)[first]
+            length[i, first] = t
+    envs.call("toggle_terminate_on_success", False)
+    return success, length
+
+
 def metaworld_referee(
     backend: Backend,
     env_name: str = "reach-v3",
@@ -171,19 +218,20 @@ def metaworld_referee(
     """Meta-World's `metalearning_evaluation` of `backend`'s agent on `Meta-World/ML1-test` (`referee_envs`).
 
     Returns Meta-World's figures (`metaworld_success_rate`, `metaworld_mean_return`: over the first
-    `evaluation_episodes` episodes to end) and, from the same run, each env's first evaluation episode
-    (`first_episode_success_rate` over num_evals x meta_batch episodes, their median length in steps)."""
+    `evaluation_episodes` episodes to end) and, from a second pass on the same envs with the same adaptation,
+    each env's first evaluation episode run to its end (`first_episode_success_rate` over num_evals x
+    meta_batch episodes, their median length in steps): `first_evaluation_episodes`."""
     from metaworld.evaluation import metalearning_evaluation
 
-    from envs.metaworld_ml1 import EvaluationRecorder, referee_envs
+    from envs.metaworld_ml1 import referee_envs
 
-    envs = EvaluationRecorder(referee_envs(env_name, seed, meta_batch, max_episode_steps))
+    envs = referee_envs(env_name, seed, meta_batch, max_episode_steps)
     try:
         agent = MetaWorldAgent(backend, lambda: np.stack(envs.get_attr("_target_pos")))
         success, mean_return, _ = metalearning_evaluation(
             agent, envs, num_evals, adaptation_steps, adaptation_episodes, evaluation_episodes  # type: ignore[arg-type]
         )
-        first, length = np.stack(envs.success), np.stack(envs.length)
+        first, length = first_evaluation_episodes(agent, envs, num_evals, adaptation_steps, adaptation_episodes)
         horizon = int(envs.get_attr("max_path_length")[0]) if max_episode_steps is None else int(max_episode_steps)
     finally:
         envs.close()
@@ -199,7 +247,7 @@ def metaworld_referee(
         "episode_steps": horizon,
         "metaworld_success_rate": float(success),
         "metaworld_mean_return": float(mean_return),
-        "first_episode_success_rate": float(np.nanmean(first)),
-        "first_episode_median_length": float(np.nanmedian(length)),
-        "first_episodes": int(np.isfinite(first).sum()),
+        "first_episode_success_rate": float(first.mean()),
+        "first_episode_median_length": float(np.median(length)),
+        "first_episodes": int(first.size),
     }
