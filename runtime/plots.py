@@ -22,6 +22,8 @@ def plot_probe(report: dict[str, Any], out: str | Path, title: str = "") -> Path
     fig, axes = plt.subplots(1, 2 if has_gap else 1, figsize=(9 if has_gap else 5, 3.4), squeeze=False)
     for where, style in (("after_switch", "o-"), ("after_start", "s--")):
         rows = report[where]
+        if not rows:  # stationary episodes have no switches
+            continue
         ks = [int(k) for k in rows]
         axes[0, 0].plot(ks, [rows[k][key] for k in rows], style, label=where.replace("_", " "))
         if has_gap:
