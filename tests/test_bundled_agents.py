@@ -63,3 +63,19 @@ def test_bundled_cheetah_dir_agents_reproduce_the_headline() -> None:
     out = _json.loads(res.output)
     assert out["switches"] == 80
     assert out["normalised_score"] == pytest.approx(0.803, abs=0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("asset", "success"), [("moss_ml1_reach", 0.18), ("pearl_ml1_reach", 0.08), ("oracle_ml1_reach", 0.88)])
+def test_bundled_ml1_reach_agents_reproduce_the_table(asset: str, success: float) -> None:
+    """`runtime eval` of the bundled ML1-reach agents on the 50 test goals gives docs/benchmarks.md's
+    zero-shot success rate (deterministic; one episode of slack for float drift across machines)."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from runtime.cli import app
+
+    res = CliRunner().invoke(app, ["eval", "--checkpoint", str(ROOT / "runtime" / "assets" / f"{asset}.pt"), "--episodes", "50", "--json"])
+    assert res.exit_code == 0, res.output
+    assert _json.loads(res.output)["success_rate"] == pytest.approx(success, abs=0.021)
