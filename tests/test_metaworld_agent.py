@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -80,10 +81,15 @@ def adapt(agent: MetaWorldAgent, envs, steps: int | None = None) -> tuple[list[t
     return log, obs
 
 
-def test_adaptation_updates_on_every_transition_but_the_last_and_evaluation_holds_it(moss_file: Path) -> None:
-    policy = build_policy(load_checkpoint(moss_file))
+def in_process(path: Path) -> tuple[Any, PolicyBackend, MetaWorldAgent]:
+    """The checkpoint's policy, its in-process backend and the adapter over it."""
+    policy = build_policy(load_checkpoint(path))
     backend = PolicyBackend(policy)
-    agent = MetaWorldAgent(backend)
+    return policy, backend, MetaWorldAgent(backend)
+
+
+def test_adaptation_updates_on_every_transition_but_the_last_and_evaluation_holds_it(moss_file: Path) -> None:
+    policy, backend, agent = in_process(moss_file)
     envs = referee_envs("reach-v3", meta_batch=2, max_episode_steps=6)
     try:
         sample_tasks(envs)
@@ -112,9 +118,7 @@ def test_adaptation_updates_on_every_transition_but_the_last_and_evaluation_hold
 
 
 def test_reset_before_adapt_goes_back_to_the_prior(moss_file: Path) -> None:
-    policy = build_policy(load_checkpoint(moss_file))
-    backend = PolicyBackend(policy)
-    agent = MetaWorldAgent(backend)
+    policy, backend, agent = in_process(moss_file)
     envs = referee_envs("reach-v3", meta_batch=2, max_episode_steps=50)
     try:
         sample_tasks(envs)
