@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 
 def eval_rows(run: Path) -> list[dict]:
@@ -46,6 +47,7 @@ def main() -> None:
         ax.fill_between(x, [a - b for a, b in zip(y, s, strict=False)], [a + b for a, b in zip(y, s, strict=False)], alpha=0.15)
     if args.random is not None:
         ax.axhline(args.random, ls="--", color="grey", label="random policy")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
     ax.set_xlabel("env steps")
     if success:
         ax.set_ylabel("test success rate (success at any step)")
