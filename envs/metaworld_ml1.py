@@ -50,11 +50,16 @@ _MW_INFO_KEYS: tuple[str, ...] = (
 _GOAL_CACHE: dict[tuple[str, int, str], np.ndarray] = {}
 
 
+def check_env_name(env_name: str) -> None:
+    """TaskError unless `env_name` is one of Meta-World's ML1 envs."""
+    if env_name not in metaworld.ML1.ENV_NAMES:
+        raise TaskError(f"unknown Meta-World env {env_name!r} (e.g. reach-v3, push-v3, pick-place-v3)")
+
+
 @functools.lru_cache(maxsize=8)
 def ml1_benchmark(env_name: str, seed: int) -> metaworld.ML1:
     """`metaworld.ML1(env_name, seed=seed)`, built once per process (~1.4 s; its tasks are immutable)."""
-    if env_name not in metaworld.ML1.ENV_NAMES:
-        raise TaskError(f"unknown Meta-World env {env_name!r} (e.g. reach-v3, push-v3, pick-place-v3)")
+    check_env_name(env_name)
     return metaworld.ML1(env_name, seed=int(seed))
 
 
@@ -269,8 +274,7 @@ def referee_envs(
     envs sharing the 50 test goals of `metaworld.ML1(env_name, seed=seed)` (the goals of our test split with
     `task_seed=seed`), observations with the goal zeroed, episodes of Meta-World's `max_path_length` (500)
     unless `max_episode_steps` is given, same-step autoreset. `meta_batch` must divide 50."""
-    if env_name not in metaworld.ML1.ENV_NAMES:
-        raise TaskError(f"unknown Meta-World env {env_name!r} (e.g. reach-v3, push-v3, pick-place-v3)")
+    check_env_name(env_name)
     if meta_batch < 1 or 50 % meta_batch:
         raise TaskError(f"meta_batch must divide Meta-World's 50 test goals (1, 2, 5, 10, 25 or 50), got {meta_batch}")
     extra = {} if max_episode_steps is None else {"max_episode_steps": int(max_episode_steps)}

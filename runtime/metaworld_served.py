@@ -24,7 +24,7 @@ class ServedBackend:
         self.sessions: list[str | None] = []
 
     def actions(
-        self, obs: np.ndarray, mode: np.ndarray, action: np.ndarray, reward: np.ndarray, task: np.ndarray | None
+        self, obs: np.ndarray, mode: np.ndarray, action: np.ndarray | None, reward: np.ndarray | None, task: np.ndarray | None
     ) -> np.ndarray:
         if len(self.sessions) != len(obs):
             self.close()
@@ -37,7 +37,7 @@ class ServedBackend:
                 reply = self.client.open(obs[j], task_vector=tv)
                 self.sessions[j] = reply["session"]
             elif m == Mode.STEP:
-                reply = self.client.step(sid, action[j], float(reward[j]), obs[j], task_vector=tv)
+                reply = self.client.step(sid, action[j], float(reward[j]), obs[j], task_vector=tv)  # type: ignore[index]
             else:
                 reply = self.client.reset(sid, obs[j], keep_belief=m == Mode.HOLD, task_vector=tv)
             out.append(reply["action"])

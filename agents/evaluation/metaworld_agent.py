@@ -57,10 +57,10 @@ class Backend(Protocol):
     needs_task_vector: bool
 
     def actions(
-        self, obs: np.ndarray, mode: np.ndarray, action: np.ndarray, reward: np.ndarray, task: np.ndarray | None
+        self, obs: np.ndarray, mode: np.ndarray, action: np.ndarray | None, reward: np.ndarray | None, task: np.ndarray | None
     ) -> np.ndarray:
         """obs [N, O]; mode [N] (`Mode`); action [N, A] and reward [N]: the held transitions (read where mode is
-        STEP); task [N, task_dim] for agents given the task. Returns deterministic actions [N, A] (env units)."""
+        STEP; None before any is held); task [N, task_dim] for agents given the task. Returns deterministic actions [N, A] (env units)."""
         ...
 
     def close(self) -> None: ...
@@ -77,7 +77,7 @@ class PolicyBackend:
 
     @torch.no_grad()
     def actions(
-        self, obs: np.ndarray, mode: np.ndarray, action: np.ndarray, reward: np.ndarray, task: np.ndarray | None
+        self, obs: np.ndarray, mode: np.ndarray, action: np.ndarray | None, reward: np.ndarray | None, task: np.ndarray | None
     ) -> np.ndarray:
         p, dev = self.policy, self.policy.device
         obs = np.asarray(obs, np.float32)
@@ -118,13 +118,11 @@ class MetaWorldAgent:
     def _act(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs)
         if self.mode is None or len(self.mode) != len(obs):
-            self.mode = np.full(len(obs), Mode.NEW, dtype=np.int8)
-            self.held_action = np.zeros((len(obs), 0))
-            self.held_reward = np.zeros(len(obs))
+            self.mode = np.full(len(obs), Mode.NEW, dtype=np.int8)  # no transition is held yet
         task = None
         if self.backend.needs_task_vector:
             task = np.asarray(self.task_source(), np.float32).reshape(len(obs), -1)  # type: ignore[misc]
-        actions = self.backend.actions(obs, self.mode, self.held_action, self.held_reward, task)  # type: ignore[arg-type]
+        actions = self.backend.actions(obs, self.mode, self.held_action, self.held_reward, task)
         self.mode = np.full(len(obs), Mode.HOLD, dtype=np.int8)  # until a transition is held or a reset asks
         return actions
 
