@@ -368,8 +368,28 @@ class LevelConfig(Strict):
     episodes_per_task: int = Field(..., ge=1)
 
 
+class PerTaskBehaviourConfig(Strict):
+    """FOCAL's data: one SAC agent per task, recorded along its training (agents/training/behaviour.py)."""
+
+    learn_env_kwargs: dict[str, Any] = {}  # env kwargs the agents learn under (e.g. a dense reward)
+    checkpoints: list[int] = Field(..., min_length=1)  # env steps of training at which each agent is recorded
+    episodes_per_checkpoint: int = Field(..., ge=1)  # stochastic episodes per task and checkpoint
+    episodes_per_epoch: int = Field(10, ge=1)  # episodes between rounds of SAC steps
+    initial_steps: int = Field(200, ge=0)  # random-action env steps before the first SAC step
+    updates_per_step: float = Field(1.0, gt=0)  # SAC steps per env step
+    sac: SACConfig = SACConfig()
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _distinct(cls, v: list[int]) -> list[int]:
+        if any(s < 0 for s in v) or len(set(v)) != len(v):
+            raise ValueError(f"must be distinct env-step counts >= 0, got {v}")
+        return sorted(v)
+
+
 class CollectConfig(Strict):
-    """`runtime collect`: offline datasets per split from a behaviour checkpoint (agents/training/datasets.py)."""
+    """`runtime collect`: offline datasets per split, either from a behaviour checkpoint at quality levels
+    (`policy` + `levels`, agents/training/datasets.py) or from one SAC agent per task (`per_task`)."""
 
     env: EnvConfig
     policy: str | None = None  # behaviour checkpoint (an oracle or any agent); None = random actions only
@@ -378,7 +398,16 @@ class CollectConfig(Strict):
     out: str  # directory: <out>/<split>.npz
     splits: list[Literal["train", "test", "ood"]] = ["train", "test"]
     seed: int = 0
-    levels: dict[str, LevelConfig]
+    levels: dict[str, LevelConfig] | None = None
+    per_task: PerTaskBehaviourConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_recipe(self) -> CollectConfig:
+        if (self.levels is None) == (self.per_task is None):
+            raise ValueError("give exactly one of levels (with an optional policy) and per_task")
+        if self.per_task is not None and (self.policy is not None or self.policy_env is not None):
+            raise ValueError("per_task trains its own behaviour policies: policy and policy_env do not apply")
+        return self
 
 
 def load_config(path: str | Path, model: type[M] | None = None, **overrides: Any) -> Any:

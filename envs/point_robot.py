@@ -265,13 +265,15 @@ class SparsePointRobotEnv(_PointRobotBase):
 
     With the dense reward `r = -||xy - goal||` and radius `R = goal_radius`:
     - `sparse="focal"` (FOCAL++, default): `(r + R) / R` if `r >= -R` else 0 (`envs.rewards.sparsify(r, -R)`);
-    - `sparse="pearl"` (PEARL): `1 + r` if `r >= -R` else 0.
-    Both lie in [0, 1] and are 1 at the goal. R: FOCAL++'s text says 0.2 (the default), its Table D.2 0.06.
-    info: `reward_dense`, `reward_sparse` and `dense_reward` (= `reward_dense`, as `SparseReward` reports it).
+    - `sparse="pearl"` (PEARL): `1 + r` if `r >= -R` else 0;
+    - `sparse="dense"`: `r` itself (what FOCAL's per-task behaviour policies learn under).
+    The two sparse ones lie in [0, 1] and are 1 at the goal. R: FOCAL++'s text says 0.2 (the default), its Table D.2 0.06.
+    info: `reward_dense`, `dense_reward` (= `reward_dense`, as `SparseReward` reports it) and, under the two
+    sparse variants, `reward_sparse`.
     """
 
     distribution_cls = SparsePointRobotDistribution
-    sparse_variants: ClassVar[tuple[str, ...]] = ("focal", "pearl")
+    sparse_variants: ClassVar[tuple[str, ...]] = ("focal", "pearl", "dense")
 
     def __init__(
         self, split: str = "train", task_seed: int = 0, task_index: int = 0, render_mode: str | None = None,
@@ -279,7 +281,7 @@ class SparsePointRobotEnv(_PointRobotBase):
     ) -> None:
         if sparse not in self.sparse_variants:
             raise ValueError(
-                f"SparsePointRobot: unknown sparse variant {sparse!r} (expected 'focal' or 'pearl')"
+                f"SparsePointRobot: unknown sparse variant {sparse!r} (expected 'focal', 'pearl' or 'dense')"
             )
         if not (math.isfinite(goal_radius) and goal_radius > 0):
             raise ValueError(f"SparsePointRobot: goal_radius must be a positive number, got {goal_radius!r}")
@@ -295,8 +297,10 @@ class SparsePointRobotEnv(_PointRobotBase):
         R = self.goal_radius
         if self.sparse == "focal":
             sparse = sparsify(dense, -R)
-        else:
+        elif self.sparse == "pearl":
             sparse = 1.0 + dense if dense >= -R else 0.0
+        else:
+            return dense, {"dense": dense}
         return sparse, {"dense": dense, "sparse": sparse}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:

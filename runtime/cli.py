@@ -140,11 +140,13 @@ def collect(
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
     device: str = typer.Option("auto", "--device", help=f"where the behaviour policy acts: {DEVICE_HELP}"),
 ) -> None:
-    """Build offline datasets (OUT/<split>.npz) with a behaviour checkpoint at the config's quality levels."""
+    """Build offline datasets (OUT/<split>.npz): a behaviour checkpoint at the config's quality levels, or one
+    SAC agent per task recorded along its training (`per_task`, FOCAL's recipe)."""
     configure_logging()
     dev = device_of(device)
     from agents.checkpoint import CheckpointError, build_policy, load_checkpoint
     from agents.config import CollectConfig, ConfigError, load_config
+    from agents.training.behaviour import per_task_dataset
     from agents.training.datasets import collect_dataset
 
     try:
@@ -164,7 +166,7 @@ def collect(
             )
         policy, behaviour = build_policy(ck, device=dev), str(cfg.policy)
     out = out or Path(cfg.out)
-    levels = {k: (v.noise, v.episodes_per_task) for k, v in cfg.levels.items()}
+    levels = {k: (v.noise, v.episodes_per_task) for k, v in (cfg.levels or {}).items()}
     show = sys.stderr.isatty() if progress is None else progress
     result: dict[str, Any] = {"out": str(out), "splits": {}}
     for split in cfg.splits:
@@ -172,8 +174,16 @@ def collect(
         if show:
             from tqdm import tqdm
 
-            bar = tqdm(desc=f"collect {split}", unit="ep", dynamic_ncols=True)
-        ds = collect_dataset(policy, cfg.env, split, levels, cfg.seed, behaviour, progress=bar.update if bar else None)
+            unit = "task" if cfg.per_task is not None else "ep"
+            bar = tqdm(desc=f"collect {split}", unit=unit, dynamic_ncols=True)
+        tick = bar.update if bar else None
+        if cfg.per_task is not None:
+            import torch
+
+            torch.set_num_threads(1)  # point-robot-sized nets: one thread is the fastest
+            ds = per_task_dataset(cfg.env, split, cfg.per_task, cfg.seed, progress=tick)
+        else:
+            ds = collect_dataset(policy, cfg.env, split, levels, cfg.seed, behaviour, progress=tick)
         if bar is not None:
             bar.close()
         path = ds.save(out / f"{split}.npz")
