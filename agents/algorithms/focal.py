@@ -108,16 +108,20 @@ class FOCAL(Learner):
         return z.detach(), metrics
 
     # -- 3. BRAC -----------------------------------------------------------------------------------------------
-    def rl_step(self, buffer: EpisodeBuffer, steps: TaskSteps, tasks: list[int], z: torch.Tensor, rng) -> dict[str, float]:
-        pol = self.policy
+    def rl_batch(self, buffer: EpisodeBuffer, steps: TaskSteps, tasks: list[int], z: torch.Tensor, rng) -> tuple[torch.Tensor, ...]:
+        """SAC's (x, a, r, x2, done) with x = (s, z_i): sac.batch_size / meta_batch transitions of each task."""
         b = max(1, self.cfg.sac.batch_size // len(tasks))
         e, t = steps.sample(tasks, b, rng)
         e, t = e.flatten(), t.flatten()
         zz = z.repeat_interleave(b, 0)  # [T * b, D], row-major like e, t
         x = torch.cat([buffer.obs[e, t], zz], -1)
         x2 = torch.cat([buffer.next_obs[e, t], zz], -1)
-        a = pol.normalize_action(buffer.action[e, t])
-        r, done = buffer.reward[e, t].unsqueeze(-1), buffer.done[e, t].unsqueeze(-1)
+        a = self.policy.normalize_action(buffer.action[e, t])
+        return x, a, buffer.reward[e, t].unsqueeze(-1), x2, buffer.done[e, t].unsqueeze(-1)
+
+    def rl_step(self, buffer: EpisodeBuffer, steps: TaskSteps, tasks: list[int], z: torch.Tensor, rng) -> dict[str, float]:
+        pol = self.policy
+        x, a, r, x2, done = self.rl_batch(buffer, steps, tasks, z, rng)
         metrics: dict[str, float] = {}
         penalty = None
         if self.brac is not None:
