@@ -128,9 +128,6 @@ class FocalConfig(Strict):
     meta_batch: int = Field(16, ge=2)  # meta batch size (tasks per update)
     context_size: int = Field(64, ge=1)  # transitions per task context (encoder batch = meta_batch x this)
     metric_weight: float = Field(1.0, ge=0)  # FOCAL's distance metric loss (DML loss weight)
-    metric_beta: float = Field(1.0, gt=0)  # negative pairs: beta / (||z_i - z_j||^power + eps)
-    metric_power: float = Field(2.0, gt=0)
-    metric_eps: float = Field(0.1, gt=0)
     contrastive_weight: float = Field(0.0, ge=0)  # FOCAL++'s matrix-form momentum contrast (eqs. 8-9)
     temperature: float = Field(0.5, gt=0)  # contrastive T
     momentum: float = Field(0.9, ge=0, lt=1)  # contrastive m: key <- m key + (1 - m) query
@@ -257,6 +254,9 @@ for _m in RUN_MODELS:
 #: options that no longer exist, by dotted key, with the value at which each did nothing (a checkpoint's
 #: stored config or policy spec that holds one at that value still loads; any other value is refused)
 REMOVED: dict[str, Any] = {
+    "focal.metric_beta": 1.0,
+    "focal.metric_power": 2.0,
+    "focal.metric_eps": 0.1,
     "encoder.policy_input": "belief",
     "encoder.head_hidden": [],
     "encoder.embed_hidden": [],

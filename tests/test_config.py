@@ -116,7 +116,7 @@ def test_shipped_configs_exist() -> None:
 def test_every_shipped_config_loads(path: Path) -> None:
     if path.parent.name == "collect":  # `runtime collect` configs
         c = load_config(path, model=CollectConfig)
-        assert isinstance(c, CollectConfig) and c.levels and c.policy
+        assert isinstance(c, CollectConfig) and (bool(c.levels and c.policy) != (c.per_task is not None))
         return
     cfg = load_config(path)
     assert type(cfg) in RUN_MODELS and cfg.algorithm in get_args(type(cfg).model_fields["algorithm"].annotation)

@@ -48,13 +48,13 @@ def test_matrix_form_contrast_matches_a_hand_computed_example() -> None:
 def test_distance_metric_loss_matches_a_hand_computed_example() -> None:
     z = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     labels = torch.tensor([0, 0, 1])
-    # same task: d^2 = 1 (pairs 01, 10); different: d^2 = 1 (02, 20) and 2 (12, 21)
-    expect = 1.0 + (2 / (1 + 0.1) + 2 / (2 + 0.1)) / 4
-    got = distance_metric_loss(z, labels, beta=1.0, power=2.0, eps=0.1)
-    assert got.item() == pytest.approx(expect, rel=1e-6)
-    # power 1: beta / (||d|| + eps)
-    expect1 = 1.0 + (2 / (1 + 0.1) + 2 / (math.sqrt(2) + 0.1)) / 4
-    assert distance_metric_loss(z, labels, 1.0, 1.0, 0.1).item() == pytest.approx(expect1, rel=1e-6)
+    # m = mean over the 2 dims of the squared difference: same task 0.5 (pairs 01, 10); different 0.5 (02, 20)
+    # and 1 (12, 21). FOCAL: positives sqrt(m + 1e-3), negatives 1 / (m + 0.1)
+    expect = math.sqrt(0.5 + 1e-3) + (2 / (0.5 + 0.1) + 2 / (1 + 0.1)) / 4
+    assert distance_metric_loss(z, labels).item() == pytest.approx(expect, rel=1e-6)
+    # one task only: no negatives; all tasks distinct: no positives
+    assert distance_metric_loss(z[:2], labels[:2]).item() == pytest.approx(math.sqrt(0.5 + 1e-3), rel=1e-6)
+    assert distance_metric_loss(z, torch.tensor([0, 1, 2])).item() == pytest.approx((2 / 0.6 + 2 / 0.6 + 2 / 1.1) / 6, rel=1e-6)
 
 
 def test_brac_dual_recovers_a_known_kl_divergence() -> None:

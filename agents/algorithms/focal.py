@@ -5,8 +5,8 @@ Each update, on a meta-batch of `meta_batch` training tasks T_i drawn from the d
      per-transition embeddings (agents/parts/context_encoders.py; FOCAL: the plain mean). Deterministic.
   2. the encoder's own loss (task representation decoupled from control: no RL gradient reaches it):
        FOCAL    distance metric loss (DML) between task representations of sub-contexts: each c_i is cut
-                in `METRIC_SPLITS` parts; same task -> ||z_a - z_b||^2, different tasks ->
-                beta / (||z_a - z_b||^power + eps)  (`metric_weight`);
+                in `METRIC_SPLITS` parts; with m = mean_d (z_a - z_b)^2, same task -> sqrt(m + 1e-3),
+                different tasks -> 1 / (m + 0.1)  (`metric_weight`);
        FOCAL++  matrix-form momentum contrast (eqs. 8-9): queries z_i^q = E^q(c_i), keys z_i^k = E^k(c'_i)
                 of a second context of the same task from the momentum key encoder, logits
                 z^q (z^k)^T / T, target the identity (`contrastive_weight`); E^k <- m E^k + (1 - m) E^q.
@@ -36,23 +36,23 @@ from agents.parts.sac import SAC
 from agents.policies import FOCALPolicy
 
 METRIC_SPLITS = 4  # sub-contexts per task for the distance metric loss
+POSITIVE_EPS, NEGATIVE_EPS = 1e-3, 0.1  # FOCAL's constants in its distance metric loss
 
 
-def distance_metric_loss(
-    z: torch.Tensor, labels: torch.Tensor, beta: float = 1.0, power: float = 2.0, eps: float = 0.1
-) -> torch.Tensor:
-    """FOCAL's DML over every pair of rows of z [N, D] with task `labels` [N]:
-    mean_{same task, i != j} ||z_i - z_j||^2 + mean_{different tasks} beta / (||z_i - z_j||^power + eps).
-    The pairs are picked where `labels` lives: labels on the host cost the device no sync."""
-    d2 = (z.unsqueeze(1) - z.unsqueeze(0)).pow(2).sum(-1).flatten()
+def distance_metric_loss(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """FOCAL's DML over every pair of rows of z [N, D] with task `labels` [N], with m = mean_d (z_i - z_j)^2:
+    mean_{same task, i != j} sqrt(m + 1e-3) + mean_{different tasks} 1 / (m + 0.1), FOCAL's own form
+    (its positive pairs pay a distance, not a squared one). The pairs are picked where `labels` lives:
+    labels on the host cost the device no sync."""
+    m = (z.unsqueeze(1) - z.unsqueeze(0)).pow(2).mean(-1).flatten()
     same = labels.unsqueeze(1) == labels.unsqueeze(0)
     off = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     pos, neg = (same & off).flatten(), (~same).flatten()
     loss = z.sum() * 0.0
-    if pos.any():  # d2[mask] through the mask's indices, in the same order
-        loss = loss + d2[host_to(pos.nonzero().squeeze(1), d2.device)].mean()
+    if pos.any():  # m[mask] through the mask's indices, in the same order
+        loss = loss + (m[host_to(pos.nonzero().squeeze(1), m.device)] + POSITIVE_EPS).sqrt().mean()
     if neg.any():
-        loss = loss + (beta / (d2[host_to(neg.nonzero().squeeze(1), d2.device)].clamp_min(1e-12).pow(power / 2) + eps)).mean()
+        loss = loss + (1.0 / (m[host_to(neg.nonzero().squeeze(1), m.device)] + NEGATIVE_EPS)).mean()
     return loss
 
 
@@ -89,7 +89,7 @@ class FOCAL(Learner):
         if f.metric_weight > 0:
             k = METRIC_SPLITS if N >= METRIC_SPLITS else 1
             sub, _ = pooled(e[:, : N // k * k].reshape(T * k, N // k, -1), score[:, : N // k * k].reshape(T * k, N // k, 1))
-            dml = distance_metric_loss(sub, labels.repeat_interleave(k), f.metric_beta, f.metric_power, f.metric_eps)
+            dml = distance_metric_loss(sub, labels.repeat_interleave(k))
             loss = loss + f.metric_weight * dml
             metrics["dml"] = dml.detach()
         if self.key_encoder is not None:
