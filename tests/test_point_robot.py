@@ -110,8 +110,13 @@ def test_sparse_goal_radius_is_config() -> None:
     assert _step_at(env, (gx + 0.1, gy))[0] == 0.0  # inside 0.2, outside 0.06
     default = envs.make("SparsePointRobot").unwrapped
     assert default.goal_radius == 0.2 and default.sparse == "focal"
-    with pytest.raises(ValueError, match="sparse variant 'dense'"):
-        SparsePointRobotEnv(sparse="dense")
+    with pytest.raises(ValueError, match="sparse variant 'shaped'"):
+        SparsePointRobotEnv(sparse="shaped")
+    # the dense variant (what per-task behaviour agents learn under) pays -d everywhere
+    dense = SparsePointRobotEnv(sparse="dense")
+    dx, dy = dense.goal
+    reward, info = _step_at(dense, (dx + 0.5, dy))
+    assert reward == pytest.approx(-0.5) and "reward_sparse" not in info
     with pytest.raises(ValueError, match="goal_radius"):
         SparsePointRobotEnv(goal_radius=-0.1)
 

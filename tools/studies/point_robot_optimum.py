@@ -114,9 +114,9 @@ def inference_ceiling(oracle_path: str, episodes: int) -> dict:
     return {"mean_return": summarize(tri)["mean_return"], "switches": summarize(tri)["switches"], **compare_to_reference(tri, oracle, rand)}
 
 
-def optimum(family: str, split: str, seed: int) -> list[float]:
+def optimum(family: str, split: str, seed: int, **env_kwargs) -> list[float]:
     """Returns of the task-knowing nearest-first controller, one episode per task of `split`."""
-    env = envs.make(family, split=split, seed=0)
+    env = envs.make(family, split=split, seed=0, **env_kwargs)
     base = env.unwrapped
     returns = []
     for i in range(len(base.tasks(split))):
@@ -148,8 +148,11 @@ def main() -> None:
         return
     print("| family | split | tasks | optimum: mean return | min | max |\n|---|---|---:|---:|---:|---:|")
     for fam in args.families:
-        r = optimum(fam, args.split, args.seed)
-        print(f"| {fam} | {args.split} | {len(r)} | {np.mean(r):.2f} | {min(r):.2f} | {max(r):.2f} |")
+        # SparsePointRobot under both reward conventions (FOCAL's 1 - d/R and PEARL's 1 - d inside R)
+        for kw in [{"sparse": "focal"}, {"sparse": "pearl"}] if fam == "SparsePointRobot" else [{}]:
+            r = optimum(fam, args.split, args.seed, **kw)
+            name = f"{fam} ({kw['sparse']})" if kw else fam
+            print(f"| {name} | {args.split} | {len(r)} | {np.mean(r):.2f} | {min(r):.2f} | {max(r):.2f} |")
 
 
 if __name__ == "__main__":
