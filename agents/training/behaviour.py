@@ -45,10 +45,10 @@ def task_behaviour_episodes(
     rng = np.random.default_rng(seed)
     env = pool[0]
     horizon, task_dim = int(env.spec.max_episode_steps), int(env.unwrapped.task_dim)
-    policy = OraclePolicy(Spaces.of(env), task_dim, tuple(cfg.sac.hidden))
-    run = OracleRun(algorithm="oracle", env=learn_env, seed=seed, sac=cfg.sac, train=TrainConfig())
-    learner = Oracle(policy, run)
     spaces = Spaces.of(env)
+    policy = OraclePolicy(spaces, task_dim, tuple(cfg.sac.hidden))
+    run = OracleRun(algorithm="oracle", env=learn_env, seed=seed, sac=cfg.sac, train=TrainConfig())
+    learner = Oracle(policy, run)  # its SAC steps per call, `run.train.policy_updates`, follow each epoch's env steps
     capacity = max(cfg.checkpoints) // horizon + cfg.episodes_per_epoch  # every episode of its training
     buffer = EpisodeBuffer(capacity, horizon, spaces.obs_dim, spaces.action_dim, task_dim)
     next_seed = iter(range(seed * 1_000_003, seed * 1_000_003 + 10**6))
