@@ -254,6 +254,7 @@ for _m in RUN_MODELS:
 #: options that no longer exist, by dotted key, with the value at which each did nothing (a checkpoint's
 #: stored config or policy spec that holds one at that value still loads; any other value is refused)
 REMOVED: dict[str, Any] = {
+    # the earlier distance-metric loss's parameters, at its defaults (FOCAL's own form replaced that loss)
     "focal.metric_beta": 1.0,
     "focal.metric_power": 2.0,
     "focal.metric_eps": 0.1,

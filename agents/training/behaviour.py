@@ -17,6 +17,7 @@ SAC on s.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -51,7 +52,7 @@ def task_behaviour_episodes(
     learner = Oracle(policy, run)  # its SAC steps per call, `run.train.policy_updates`, follow each epoch's env steps
     capacity = max(cfg.checkpoints) // horizon + cfg.episodes_per_epoch  # every episode of its training
     buffer = EpisodeBuffer(capacity, horizon, spaces.obs_dim, spaces.action_dim, task_dim)
-    next_seed = iter(range(seed * 1_000_003, seed * 1_000_003 + 10**6))
+    next_seed = itertools.count(seed * 1_000_003)  # each episode's reset seed
 
     def episodes(envs: list, n: int, acting: OraclePolicy | None) -> list[EpisodeRecord]:
         out: list[EpisodeRecord] = []
@@ -63,7 +64,7 @@ def task_behaviour_episodes(
 
     records: list[EpisodeRecord] = []
     levels: list[int] = []
-    pending = sorted(enumerate(cfg.checkpoints), key=lambda x: x[1])
+    pending = list(enumerate(cfg.checkpoints))  # (level index, env steps), ascending (the config sorts them)
     steps = 0
     while True:
         while pending and pending[0][1] <= steps:
@@ -73,8 +74,7 @@ def task_behaviour_episodes(
             levels += [j] * len(recorded)
         if not pending:
             return records, levels
-        trained = steps >= cfg.initial_steps
-        new = episodes(learn_pool, cfg.episodes_per_epoch, policy if trained else None)
+        new = episodes(learn_pool, cfg.episodes_per_epoch, policy if steps >= cfg.initial_steps else None)
         for r in new:
             buffer.add(r.episode)
         n = sum(len(r.episode) for r in new)
