@@ -139,6 +139,7 @@ def collect(
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="progress bar (default: on a terminal)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
     device: str = typer.Option("auto", "--device", help=f"where the behaviour policy acts: {DEVICE_HELP}"),
+    set_: list[str] = typer.Option([], "--set", help="override a config key: --set env.kwargs.sparse=pearl (value read as YAML; repeatable)"),
 ) -> None:
     """Build offline datasets (OUT/<split>.npz): a behaviour checkpoint at the config's quality levels, or one
     SAC agent per task recorded along its training (`per_task`, FOCAL's recipe)."""
@@ -150,7 +151,7 @@ def collect(
     from agents.training.datasets import collect_dataset
 
     try:
-        cfg = load_config(config, model=CollectConfig)
+        cfg = load_config(config, model=CollectConfig, **key_values(set_, "--set", "env.kwargs.sparse=pearl"))
     except ConfigError as e:
         fail(str(e))
     policy, behaviour = None, "random"
