@@ -44,6 +44,17 @@ def device_of(name: str) -> Any:
         fail(f"--device: {e}")
 
 
+def check_env(env_cfg: Any, source: Path) -> None:
+    """Build the config's env once, so that a bad env setting (an unknown kwarg or value) ends the command
+    with its message before any work starts."""
+    from agents.evaluation.protocols import make_env
+
+    try:
+        make_env(env_cfg, "train").close()
+    except (ValueError, TypeError, KeyError) as e:  # TaskError is a ValueError
+        fail(f"{source}: env: {e}")
+
+
 POLICY_SET_HELP = "override an acting-time policy setting (its spec, `runtime inspect`): --policy-set refine=2 (value read as YAML; repeatable)"
 
 
@@ -113,6 +124,8 @@ def train(
             cfg = load_config(config, **overrides)
     except ConfigError as e:
         fail(str(e))
+    if not resume:
+        check_env(cfg.env, config)
     from agents.device import DeviceError
     from agents.training.trainer import Trainer
 
@@ -154,6 +167,7 @@ def collect(
         cfg = load_config(config, model=CollectConfig, **key_values(set_, "--set", "env.kwargs.sparse=pearl"))
     except ConfigError as e:
         fail(str(e))
+    check_env(cfg.env, config)
     policy, behaviour = None, "random"
     if cfg.policy is not None:
         try:
@@ -196,6 +210,27 @@ def collect(
         typer.echo(f"{r['path']}: {r['episodes']} episodes, {r['transitions']} transitions, {r['tasks']} tasks")
         for name, lv in r["levels"].items():
             typer.echo(f"  {name:>8}: {lv['episodes']} episodes, mean return {lv['mean_return']:.2f}")
+
+
+@app.command()
+def subsample(
+    dataset: Path = typer.Argument(..., help="offline dataset (runtime collect's <split>.npz)"),
+    out: Path = typer.Option(..., "--out", "-o", help="file to write (.npz)"),
+    episodes_per_task: int = typer.Option(6, "--episodes-per-task", min=1, help="episodes kept of every task, in turns over its levels"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """A small dataset with a few episodes of every task, keeping the level mix: the context file an offline
+    policy ships with (`runtime eval --protocol context --context-dataset OUT`)."""
+    configure_logging()
+    from agents.training.datasets import DatasetError, OfflineDataset
+
+    try:
+        small = OfflineDataset.load(dataset).subsample(episodes_per_task, seed)
+    except DatasetError as e:
+        fail(str(e))
+    path = small.save(out)
+    s = small.summary()
+    typer.echo(f"{path}: {s['episodes']} episodes, {s['transitions']} transitions, {s['tasks']} tasks ({path.stat().st_size / 1024:.0f} KB)")
 
 
 @app.command("eval")

@@ -195,6 +195,40 @@ def test_collect_cli_writes_the_splits_and_refuses_bad_configs(tmp_path: Path) -
     cfg.write_text(f"env: {{id: PointRobotWind}}\npolicy: {ckpt}\nout: x\nlevels: {{r: {{noise: 1.0, episodes_per_task: 1}}}}\n")
     res = CliRunner().invoke(app, ["collect", "--config", str(cfg)])
     assert res.exit_code == 2 and "trained on 'PointRobot'" in res.output
+    # --set changes a key of the config (here the env's sparse reward) and names a bad one
+    cfg.write_text(f"env: {{id: SparsePointRobot, kwargs: {{goal_radius: 0.9}}}}\nout: {tmp_path / 'sp'}\nsplits: [test]\nlevels: {{random: {{noise: 1.0, episodes_per_task: 1}}}}\n")
+    for sparse in ("focal", "pearl"):
+        res = CliRunner().invoke(app, ["collect", "-c", str(cfg), "--set", f"env.kwargs.sparse={sparse}", "--out", str(tmp_path / sparse), "--no-progress"])
+        assert res.exit_code == 0, res.output
+    focal, pearl = (OfflineDataset.load(tmp_path / s / "test.npz") for s in ("focal", "pearl"))
+    np.testing.assert_array_equal(focal.next_obs, pearl.next_obs)  # the same episodes
+    inside = focal.reward > 0
+    assert inside.any() and (pearl.reward[~inside] == 0).all()
+    # FOCAL's 1 - d/R and PEARL's 1 - d at the same distance d (R = 0.9, so that random steps reach it)
+    np.testing.assert_allclose(pearl.reward[inside], 1 - 0.9 * (1 - focal.reward[inside]), atol=1e-6)
+    res = CliRunner().invoke(app, ["collect", "-c", str(cfg), "--set", "env.kwargs.sparse=wrong", "--out", str(tmp_path / "w")])
+    assert res.exit_code == 2 and "wrong" in res.output
+
+
+def test_subsample_keeps_every_task_and_the_level_mix(tmp_path: Path) -> None:
+    ds = tiny_dataset("test")  # 10 tasks x (2 random + 1 half) episodes
+    small = ds.subsample(2, seed=1)
+    assert len(small) == 20 and np.bincount(small.task).tolist() == [2] * 10
+    # each task's two episodes come from its two levels, and are its own episodes unchanged
+    assert all(sorted(small.level[small.task == t].tolist()) == [0, 1] for t in range(10))
+    for i in range(len(small)):
+        j = int(np.flatnonzero((ds.obs == small.obs[i]).all(axis=(1, 2)))[0])
+        assert ds.task[j] == small.task[i] and (ds.reward[j] == small.reward[i]).all()
+    assert len(ds.subsample(9)) == len(ds)  # a task with fewer episodes keeps all of them
+    np.testing.assert_array_equal(ds.subsample(2, seed=1).obs, small.obs)
+    with pytest.raises(DatasetError, match="at least 1"):
+        ds.subsample(0)
+    ds.save(tmp_path / "test.npz")
+    res = CliRunner().invoke(app, ["subsample", str(tmp_path / "test.npz"), "--out", str(tmp_path / "small.npz"), "--episodes-per-task", "1"])
+    assert res.exit_code == 0 and "10 episodes, 200 transitions, 10 tasks" in res.output, res.output
+    assert OfflineDataset.load(tmp_path / "small.npz").meta["subsample"]["of_episodes"] == 30
+    res = CliRunner().invoke(app, ["subsample", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "x.npz")])
+    assert res.exit_code == 2 and "not found" in res.output
 
 
 # -- a short offline run ------------------------------------------------------------------------------------------
@@ -284,7 +318,7 @@ def test_train_set_overrides_a_config_key_and_refuses_bad_ones(tmp_path: Path) -
     assert res.exit_code == 0, res.output
     assert load_checkpoint(run / "policy.pt").config["focal"]["attention"] == "batch"
     assert json.loads(res.stdout.strip().splitlines()[-1])["step"] == 40
-    for bad, msg in [("focal.attention", "KEY=VALUE"), ("focal.attention=mystery", "focal.attention"), ("focal.nope=1", "focal.nope")]:
+    for bad, msg in [("focal.attention", "KEY=VALUE"), ("focal.attention=mystery", "focal.attention"), ("focal.nope=1", "focal.nope"), ("env.kwargs.bogus=1", "unknown override 'bogus'")]:
         res = CliRunner().invoke(app, [*args[:-3], "--out", str(tmp_path / "x"), "--set", bad])
         assert res.exit_code == 2 and msg in res.output, res.output
 

@@ -165,6 +165,23 @@ class OfflineDataset:
         keep = np.isin(self.level, [self.meta["levels"].index(lv) for lv in levels])
         return OfflineDataset(self.meta, **{k: getattr(self, k)[keep] for k in ARRAYS})
 
+    def subsample(self, episodes_per_task: int, seed: int = 0) -> OfflineDataset:
+        """`episodes_per_task` episodes of every task (all of a task's when it has fewer), drawn without
+        replacement in turns over its levels, so a small file keeps the level mix of the whole: what an
+        offline evaluation needs to draw its contexts from."""
+        if episodes_per_task < 1:
+            raise DatasetError(f"episodes_per_task must be at least 1, got {episodes_per_task}")
+        rng = np.random.default_rng(seed)
+        keep: list[int] = []
+        for task in np.unique(self.task):
+            of_task = self.task == task
+            pools = [rng.permutation(np.flatnonzero(of_task & (self.level == j))) for j in np.unique(self.level[of_task])]
+            turns = [pools[j][i] for i in range(max(map(len, pools))) for j in rng.permutation(len(pools)) if i < len(pools[j])]
+            keep += turns[:episodes_per_task]
+        rows = np.sort(np.asarray(keep, np.int64))
+        meta = {**self.meta, "subsample": {"episodes_per_task": episodes_per_task, "seed": seed, "of_episodes": len(self)}}
+        return OfflineDataset(meta, **{k: getattr(self, k)[rows] for k in ARRAYS})
+
     def to_buffer(self, device: str | torch.device = "cpu") -> EpisodeBuffer:
         """The episodes as a training buffer on `device`."""
         m = self.meta
