@@ -16,6 +16,7 @@ Per-run results are cached in <run>/table_eval.json. Writes a markdown table (--
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -42,7 +43,11 @@ LABELS = {
     "parallel": "FOCAL++ (parallel)",
     "series": "FOCAL++ (series)",
 }
-ENVS = {"sparse_point_robot": "SparsePointRobot", "point_robot_wind": "PointRobotWind"}
+ENVS = {
+    "sparse_point_robot": "SparsePointRobot (FOCAL's reward)",
+    "sparse_point_robot_pearl": "SparsePointRobot (PEARL's reward)",
+    "point_robot_wind": "PointRobotWind",
+}
 PAPER = {  # FOCAL++ Table 1: mean (std) over 3 seeds
     "sparse_point_robot": {
         "focal": (12.25, 0.47),
@@ -61,10 +66,17 @@ PAPER = {  # FOCAL++ Table 1: mean (std) over 3 seeds
         "series": (-5.49, 0.47),
     },
 }
+PAPER["sparse_point_robot_pearl"] = PAPER["sparse_point_robot"]  # the paper does not say which; its 13.02 fits PEARL's
 PAPER_T2 = {
     "sparse_point_robot": {"focal": (1.283, 0.226), "focalpp": (1.288, 0.281)},
+    "sparse_point_robot_pearl": {"focal": (1.283, 0.226), "focalpp": (1.288, 0.281)},
     "point_robot_wind": {"focal": (0.892, 0.077), "focalpp": (1.065, 0.100)},
 }
+_spec = importlib.util.spec_from_file_location(
+    "point_robot_optimum", Path(__file__).resolve().parent / "studies" / "point_robot_optimum.py"
+)
+point_robot_optimum = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(point_robot_optimum)
 RUN = re.compile(r"^(?P<variant>[a-z]+)_(?P<env>[a-z_]+)_s(?P<seed>\d+)$")
 
 
@@ -117,6 +129,13 @@ def evaluate_run(run: Path, env_key: str, args) -> dict:
     return out
 
 
+def split_optimum(run: Path) -> float:
+    """Mean return of the task-knowing controller on the test split of the run's env config (its reward
+    convention included): the ceiling of every row of that env."""
+    env_cfg = EnvConfig.model_validate(load_checkpoint(run / "policy.pt").config["env"])
+    return float(np.mean(point_robot_optimum.optimum(env_cfg.id, "test", 10_000, **env_cfg.kwargs)))
+
+
 def finished(run: Path) -> bool:
     """Marked DONE by tools/run_focal_table.sh, or its log says training is done (policy.pt alone is
     rewritten at every checkpoint of a running run)."""
@@ -152,10 +171,11 @@ def main() -> None:
     args = ap.parse_args()
 
     results: dict = {}
+    env_runs: dict[str, Path] = {}
     runs = sorted(
         p
         for p in Path(args.runs).iterdir()
-        if p.is_dir() and RUN.match(p.name) and (p / "policy.pt").is_file()
+        if p.is_dir() and RUN.match(p.name) and finished(p)
     )
     for i, run in enumerate(runs):
         m = RUN.match(run.name)
@@ -164,24 +184,25 @@ def main() -> None:
         r = evaluate_run(run, m["env"], args)
         r["curve"] = curves(run)
         results.setdefault(m["env"], {}).setdefault(m["variant"], {})[int(m["seed"])] = r
+        env_runs.setdefault(m["env"], run)
 
+    optima = {e: split_optimum(r) for e, r in env_runs.items()}
     lines = [
-        "| algorithm | "
-        + " | ".join(f"{ENVS[e]}: context return (ours) | online return (ours) | paper" for e in ENVS)
-        + " |"
+        "| env | algorithm | context return (ours) | gap to the optimum | fraction of it | online return (ours) | paper | optimum |",
+        "|---|---|---|---:|---:|---|---|---:|",
     ]
-    lines.append("|---" * (1 + 3 * len(ENVS)) + "|")
-    for v in VARIANTS:
-        cells = [LABELS[v]]
-        for e in ENVS:
+    for e in ENVS:
+        for v in VARIANTS:
             seeds = results.get(e, {}).get(v, {})
-            p = PAPER[e][v]
-            cells += [
-                fmt([s["context_return"] for s in seeds.values()]),
-                fmt([s["online_return"] for s in seeds.values()]),
-                f"{p[0]:.2f} ({p[1]:.2f})",
-            ]
-        lines.append("| " + " | ".join(cells) + " |")
+            if not seeds:
+                continue
+            ctx = [s["context_return"] for s in seeds.values()]
+            p, opt = PAPER[e][v], optima[e]
+            frac = f"{np.mean(ctx) / opt:.2f}" if opt > 0 else "—"  # a ratio of negative returns says nothing
+            lines.append(
+                f"| {ENVS[e]} | {LABELS[v]} | {fmt(ctx)} | {np.mean(ctx) - opt:+.2f} | {frac} | "
+                f"{fmt([s['online_return'] for s in seeds.values()])} | {p[0]:.2f} ({p[1]:.2f}) | {optima[e]:.2f} |"
+            )
     lines += [
         "",
         "| env | algorithm | RMS (ours) | ESR (ours) | ESR scale-free (ours) | probe R² (ours) | paper RMS | paper ESR |",
@@ -206,7 +227,7 @@ def main() -> None:
         args.md.parent.mkdir(parents=True, exist_ok=True)
         args.md.write_text(table + "\n")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        args.json.write_text(json.dumps({"optimum": optima, "runs": results}, indent=1))
     if args.plot:
         shown = [e for e in ENVS if results.get(e)]  # envs with runs only (a partial table has one panel)
         fig, axes = plt.subplots(1, len(shown), figsize=(6 * len(shown), 4), squeeze=False)
@@ -220,7 +241,8 @@ def main() -> None:
                 ys = np.array([s["curve"][1][:n] for s in seeds.values()])
                 ax.plot(steps, ys.mean(0), label=f"{LABELS[v]} (n={len(ys)})")
                 ax.fill_between(steps, ys.min(0), ys.max(0), alpha=0.15)
-            ax.set_title(f"{ENVS[e]}: test return on offline contexts")
+            ax.axhline(optima[e], color="k", ls="--", lw=1, label="optimum (task known)")
+            ax.set_title(f"{ENVS[e]}: test return on offline contexts", fontsize=10)
             ax.set_xlabel("gradient steps")
             ax.set_ylabel("return")
             if ax.get_legend_handles_labels()[0]:
