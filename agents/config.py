@@ -137,10 +137,6 @@ class OfflineConfig(Strict):
     levels: list[str] | None = None  # quality levels to train on (default: all in the file)
     context_dataset: str | None = None  # test-split dataset: evaluation also acts on contexts drawn from it
     context_size: int = Field(64, ge=1)  # transitions per evaluation context
-    # the reward SAC learns from: the one the env returns, or the env's dense reward where the dataset holds
-    # one (`reward_dense`). FOCAL's code trains its critic on the sparse point robot's dense reward while its
-    # contexts and its evaluation use the sparse one; the policy still acts on what the sparse contexts say.
-    rl_reward: Literal["env", "dense"] = "env"
 
 
 class GridFilterConfig(Strict):

@@ -231,43 +231,6 @@ def test_subsample_keeps_every_task_and_the_level_mix(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "not found" in res.output
 
 
-def test_sparse_data_keep_the_dense_reward_for_sac(tmp_path: Path) -> None:
-    """A SparsePointRobot dataset holds the dense reward besides the sparse one; FOCAL's SAC learns from it
-    with offline.rl_reward=dense, and a dataset without one is refused for it."""
-    ds = collect_dataset(None, EnvConfig(id="SparsePointRobot", kwargs={"goal_radius": 0.9}), "test", {"random": (1.0, 2)}, seed=3)
-    valid = np.arange(ds.reward.shape[1]) < ds.length[:, None]
-    dist = np.linalg.norm(ds.next_obs - ds.task_vector[:, None], axis=-1)  # the goal is the task vector
-    np.testing.assert_allclose(ds.reward_dense[valid], -dist[valid], atol=1e-5)
-    inside = valid & (ds.reward > 0)
-    assert inside.any() and (ds.reward[valid & ~inside] == 0).all()
-    np.testing.assert_allclose(ds.reward[inside], 1 + ds.reward_dense[inside] / 0.9, atol=1e-5)  # FOCAL's 1 - d/R
-    back = OfflineDataset.load(ds.save(tmp_path / "sparse.npz"))
-    np.testing.assert_array_equal(back.reward_dense, ds.reward_dense)
-    np.testing.assert_array_equal(back.subsample(1).reward_dense, ds.subsample(1).reward_dense)
-    # FOCAL's SAC batch: the dense reward with rl_reward=dense, the env's (sparse) reward by default
-    cfg = offline_config(tmp_path, "focal")
-    cfg["env"] = {"id": "SparsePointRobot", "kwargs": {"goal_radius": 0.9}}
-    cfg["offline"] = {"dataset": str(tmp_path / "sparse.npz"), "rl_reward": "dense"}
-    trainer = Trainer(parse_config(cfg), tmp_path / "run")
-    learner, buf = trainer.learner, trainer.buffer
-    steps, rng = buf.task_steps(), np.random.default_rng(0)
-    z = torch.zeros(4, learner.policy.latent_dim)
-    x, _, r, _, _ = learner.rl_batch(buf, steps, [0, 1, 2, 3], z, rng)
-    assert (r < 0).all()  # distances, where most sparse rewards are 0
-    assert r.shape == (64, 1)
-    learner.cfg.offline.rl_reward = "env"
-    _, _, r_env, _, _ = learner.rl_batch(buf, steps, [0, 1, 2, 3], z, np.random.default_rng(0))
-    assert (r_env >= 0).all() and (r_env == 0).any()
-    # a dataset without a dense reward (PointRobotWind data saved without it) is refused for rl_reward=dense
-    plain = tiny_dataset("train")
-    plain.reward_dense = None
-    plain.save(tmp_path / "plain.npz")
-    cfg["env"] = {"id": "PointRobotWind"}
-    cfg["offline"] = {"dataset": str(tmp_path / "plain.npz"), "rl_reward": "dense"}
-    with pytest.raises(DatasetError, match="no dense reward"):
-        Trainer(parse_config(cfg), tmp_path / "run2")
-
-
 # -- a short offline run ------------------------------------------------------------------------------------------
 def offline_config(tmp_path: Path, algorithm: str, **focal) -> dict:
     train, test = tiny_dataset("train", "PointRobot"), tiny_dataset("test", "PointRobot")

@@ -109,8 +109,7 @@ class FOCAL(Learner):
 
     # -- 3. BRAC -----------------------------------------------------------------------------------------------
     def rl_batch(self, buffer: EpisodeBuffer, steps: TaskSteps, tasks: list[int], z: torch.Tensor, rng) -> tuple[torch.Tensor, ...]:
-        """SAC's (x, a, r, x2, done) with x = (s, z_i): sac.batch_size / meta_batch transitions of each task;
-        r is the env's reward or, with offline.rl_reward=dense, the dataset's dense reward."""
+        """SAC's (x, a, r, x2, done) with x = (s, z_i): sac.batch_size / meta_batch transitions of each task."""
         b = max(1, self.cfg.sac.batch_size // len(tasks))
         e, t = steps.sample(tasks, b, rng)
         e, t = e.flatten(), t.flatten()
@@ -118,8 +117,7 @@ class FOCAL(Learner):
         x = torch.cat([buffer.obs[e, t], zz], -1)
         x2 = torch.cat([buffer.next_obs[e, t], zz], -1)
         a = self.policy.normalize_action(buffer.action[e, t])
-        reward = buffer.derived["reward_dense"] if self.cfg.offline.rl_reward == "dense" else buffer.reward
-        return x, a, reward[e, t].unsqueeze(-1), x2, buffer.done[e, t].unsqueeze(-1)
+        return x, a, buffer.reward[e, t].unsqueeze(-1), x2, buffer.done[e, t].unsqueeze(-1)
 
     def rl_step(self, buffer: EpisodeBuffer, steps: TaskSteps, tasks: list[int], z: torch.Tensor, rng) -> dict[str, float]:
         pol = self.policy

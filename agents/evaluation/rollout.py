@@ -26,9 +26,6 @@ class EpisodeRecord:
     switches: list[dict[str, Any]] = field(default_factory=list)  # info["task_switch"] entries
     success: bool | None = None
     beliefs: np.ndarray | None = None  # [L+1, belief_dim] when recorded
-    # [L] the env's dense reward (info["reward_dense"]) where every step reported one: the sparse point
-    # robots' shaped reward, which FOCAL's offline SAC learns from
-    reward_dense: np.ndarray | None = None
 
     @property
     def ret(self) -> float:
@@ -97,7 +94,7 @@ def run_episodes(
     final_state = {k: v.clone() for k, v in state.items()} if return_state and state is not None else None
     alive = np.ones(n, dtype=bool)
     buf: list[dict[str, list]] = [
-        {k: [] for k in ("obs", "action", "reward", "next_obs", "terminated", "task", "task_vector", "task_id", "reward_dense")}
+        {k: [] for k in ("obs", "action", "reward", "next_obs", "terminated", "task", "task_vector", "task_id")}
         for _ in range(n)
     ]
     switches: list[list[dict]] = [[] for _ in range(n)]
@@ -129,8 +126,6 @@ def run_episodes(
             d["next_obs"].append(o2)
             d["terminated"].append(term)
             d["task_id"].append(info.get("task_id", cur_task_id[j]))
-            if "reward_dense" in info:
-                d["reward_dense"].append(info["reward_dense"])
             d["task"].append(task_index_of(d["task_id"][-1]))
             d["task_vector"].append(cur_task_vec[j])
             cur_task_vec[j] = np.asarray(info["task_vector"], dtype=np.float32)
@@ -167,8 +162,7 @@ def run_episodes(
             task=np.asarray(d["task"], np.int64),
             task_vector=np.asarray(d["task_vector"], np.float32),
         )
-        dense = np.asarray(d["reward_dense"], np.float32) if len(d["reward_dense"]) == len(ep) else None
         out.append(
-            EpisodeRecord(ep, d["task_id"], switches[j], success[j], np.asarray(beliefs[j]) if record_beliefs else None, dense)
+            EpisodeRecord(ep, d["task_id"], switches[j], success[j], np.asarray(beliefs[j]) if record_beliefs else None)
         )
     return (out, final_state) if return_state else out

@@ -9,8 +9,6 @@ code), with E episodes padded to the horizon T:
     obs, next_obs [E, T, O] float32   action [E, T, A] float32 (env units)
     reward, terminated [E, T] float32 length [E] int64 (valid steps; the rest is zero padding)
     task [E] int64 (task index in `split`)   task_vector [E, V] float32   level [E] int64 (index in levels)
-    reward_dense [E, T] float32, optional: the env's dense reward where it reports one besides the reward
-                  it returns (the sparse point robots), kept so an offline learner may shape its critic
 
 Quality levels follow FOCAL's recipe of mixing behaviours of different skill: a level is the behaviour
 policy acting stochastically with each step replaced, with probability `noise`, by a uniform random action
@@ -40,7 +38,6 @@ from agents.policies import AgentPolicy, State
 FORMAT = "metarl-dataset"
 VERSION = 1
 ARRAYS = ("obs", "next_obs", "action", "reward", "terminated", "length", "task", "task_vector", "level")
-OPTIONAL = ("reward_dense",)
 
 
 class DatasetError(ValueError):
@@ -59,7 +56,6 @@ class OfflineDataset:
     task: np.ndarray
     task_vector: np.ndarray
     level: np.ndarray
-    reward_dense: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.length.shape[0])
@@ -84,10 +80,6 @@ class OfflineDataset:
             for k in ("obs", "next_obs", "action", "reward"):
                 out[k][i, :L] = getattr(ep, k)
             out["terminated"][i, :L] = ep.terminated
-        if records and all(r.reward_dense is not None for r in records):
-            out["reward_dense"] = np.zeros((E, T), np.float32)
-            for i, r in enumerate(records):
-                out["reward_dense"][i, : len(r.episode)] = r.reward_dense
         return cls(
             meta=meta,
             **out,
@@ -103,7 +95,7 @@ class OfflineDataset:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, meta=np.array(json.dumps(self.meta)), **self._arrays())
+        np.savez(tmp, meta=np.array(json.dumps(self.meta)), **{k: getattr(self, k) for k in ARRAYS})
         os.replace(tmp, path)
         return path
 
@@ -119,7 +111,7 @@ class OfflineDataset:
                 if missing:
                     raise DatasetError(f"{path}: not a {FORMAT} file (missing {', '.join(missing)})")
                 meta = json.loads(str(z["meta"][()]))
-                arrays = {k: z[k] for k in ARRAYS + OPTIONAL if k in names}
+                arrays = {k: z[k] for k in ARRAYS}
         except DatasetError:
             raise
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as e:
@@ -145,11 +137,8 @@ class OfflineDataset:
             "task": (E,),
             "task_vector": (E, m["task_dim"]),
             "level": (E,),
-            "reward_dense": (E, T),
         }
         for k, shape in expect.items():
-            if getattr(self, k) is None:
-                continue
             got = getattr(self, k).shape
             if tuple(got) != tuple(shape):
                 raise DatasetError(f"{name}: {k} has shape {tuple(got)}, expected {tuple(shape)}")
@@ -161,8 +150,8 @@ class OfflineDataset:
             raise DatasetError(f"{name}: task indices must lie in [0, {m['n_tasks']}) for split {m['split']!r}")
         if (self.level < 0).any() or (self.level >= len(m["levels"])).any():
             raise DatasetError(f"{name}: level indices must lie in [0, {len(m['levels'])})")
-        for k in ("obs", "next_obs", "action", "reward", "task_vector", "reward_dense"):
-            if getattr(self, k) is not None and not np.isfinite(getattr(self, k)).all():
+        for k in ("obs", "next_obs", "action", "reward", "task_vector"):
+            if not np.isfinite(getattr(self, k)).all():
                 raise DatasetError(f"{name}: {k} holds NaN or inf")
 
     # -- views ------------------------------------------------------------------------------------------
@@ -174,7 +163,7 @@ class OfflineDataset:
         if unknown:
             raise DatasetError(f"levels {unknown} not in the dataset (it has {self.meta['levels']})")
         keep = np.isin(self.level, [self.meta["levels"].index(lv) for lv in levels])
-        return OfflineDataset(self.meta, **{k: v[keep] for k, v in self._arrays().items()})
+        return OfflineDataset(self.meta, **{k: getattr(self, k)[keep] for k in ARRAYS})
 
     def subsample(self, episodes_per_task: int, seed: int = 0) -> OfflineDataset:
         """`episodes_per_task` episodes of every task (all of a task's when it has fewer), drawn without
@@ -191,19 +180,13 @@ class OfflineDataset:
             keep += turns[:episodes_per_task]
         rows = np.sort(np.asarray(keep, np.int64))
         meta = {**self.meta, "subsample": {"episodes_per_task": episodes_per_task, "seed": seed, "of_episodes": len(self)}}
-        return OfflineDataset(meta, **{k: v[rows] for k, v in self._arrays().items()})
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        """The arrays the dataset holds (the optional ones only when present)."""
-        return {k: getattr(self, k) for k in ARRAYS + OPTIONAL if getattr(self, k) is not None}
+        return OfflineDataset(meta, **{k: getattr(self, k)[rows] for k in ARRAYS})
 
     def to_buffer(self, device: str | torch.device = "cpu") -> EpisodeBuffer:
         """The episodes as a training buffer on `device`."""
         m = self.meta
         buf = EpisodeBuffer(len(self), int(m["horizon"]), m["obs_dim"], m["action_dim"], m["task_dim"], device)
         buf.extend(self.obs, self.action, self.reward, self.next_obs, self.terminated, self.length, self.task, self.task_vector)
-        if self.reward_dense is not None:
-            buf.derived["reward_dense"] = torch.as_tensor(self.reward_dense, dtype=torch.float32, device=buf.device)
         return buf
 
     def summary(self) -> dict[str, Any]:

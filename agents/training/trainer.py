@@ -89,13 +89,7 @@ class Trainer:
         self.policy, self.learner = build_agent(cfg, Spaces.of(env0), self.env_info["task_dim"], self.device)
         self.context_data: OfflineDataset | None = None
         if offline is not None:
-            data = self._load_dataset(offline.dataset, offline.levels)
-            if offline.rl_reward == "dense" and data.reward_dense is None:
-                raise DatasetError(
-                    f"{offline.dataset}: offline.rl_reward is 'dense' but the dataset holds no dense reward "
-                    f"(its env reported none; collect it again, or set offline.rl_reward=env)"
-                )
-            self.buffer = data.to_buffer(self.device)
+            self.buffer = self._load_dataset(offline.dataset, offline.levels).to_buffer(self.device)
             if offline.context_dataset:
                 self.context_data = self._load_dataset(offline.context_dataset, offline.levels)
         else:
