@@ -79,3 +79,38 @@ def test_bundled_ml1_reach_agents_reproduce_the_table(asset: str, success: float
     res = CliRunner().invoke(app, ["eval", "--checkpoint", str(ROOT / "runtime" / "assets" / f"{asset}.pt"), "--episodes", "50", "--json"])
     assert res.exit_code == 0, res.output
     assert _json.loads(res.output)["success_rate"] == pytest.approx(success, abs=0.021)
+
+
+# FOCAL and FOCAL++ on the offline point robots: (policy, context file, `runtime eval --protocol context
+# --episodes 400` on that file, as docs/benchmarks.md reports it)
+FOCAL_ASSETS = [
+    ("focal_sparse_point_robot", "sparse_point_robot", 7.243),
+    ("focalpp_sparse_point_robot", "sparse_point_robot", 7.784),
+    ("focalpp_sparse_point_robot_pearl", "sparse_point_robot_pearl", 11.618),
+    ("focal_point_robot_wind", "point_robot_wind", -5.892),
+    ("focalpp_point_robot_wind", "point_robot_wind", -5.760),
+]
+
+
+@pytest.mark.parametrize(("asset", "contexts", "figure"), FOCAL_ASSETS, ids=[a[0] for a in FOCAL_ASSETS])
+def test_bundled_focal_agents_reproduce_the_table(asset: str, contexts: str, figure: float) -> None:
+    """Each bundled FOCAL policy is policy-only and under 1 MB, its context file holds every test task of
+    the same env (reward convention included), and `runtime eval --protocol context` on that file gives
+    the figure docs/benchmarks.md reports (deterministic; slack for float drift across machines)."""
+    from typer.testing import CliRunner
+
+    from agents.config import EnvConfig
+    from agents.training.datasets import OfflineDataset
+    from runtime.cli import app
+
+    assets = ROOT / "runtime" / "assets"
+    ck = load_checkpoint(assets / f"{asset}.pt")
+    ctx = OfflineDataset.load(assets / f"contexts_{contexts}_test.npz")
+    env = EnvConfig.model_validate(ck.config["env"])
+    assert ck.training is None and (assets / f"{asset}.pt").stat().st_size < 1_000_000
+    assert ctx.meta["split"] == "test" and ctx.meta["env"]["id"] == env.id and ctx.meta["env"]["kwargs"] == env.kwargs
+    assert sorted(np.unique(ctx.task).tolist()) == list(range(ctx.meta["n_tasks"]))
+    res = CliRunner().invoke(app, ["eval", "--checkpoint", str(assets / f"{asset}.pt"), "--protocol", "context", "--context-dataset",
+                                   str(assets / f"contexts_{contexts}_test.npz"), "--episodes", "400", "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["mean_return"] == pytest.approx(figure, abs=0.05)

@@ -1,5 +1,6 @@
 """FOCAL++ Tables 1 and 2 from the runs of tools/run_focal_table.sh: average test return (sample std over seeds)
-of FOCAL and the FOCAL++ variants, and the embedding statistics (RMS, ESR), beside the paper's numbers.
+of FOCAL and the FOCAL++ variants, and the embedding statistics (RMS, ESR), beside the paper's numbers and
+the optimum of the same test split (tools/studies/point_robot_optimum.py, under the run's reward convention).
 
 For each finished run (runs/focal_table/<variant>_<env>_s<seed>/policy.pt), on the env's test tasks:
   * context return: `--episodes` episodes (task i mod n), each acting on the belief of `--context`
@@ -10,7 +11,7 @@ For each finished run (runs/focal_table/<variant>_<env>_s<seed>/policy.pt), on t
 Per-run results are cached in <run>/table_eval.json. Writes a markdown table (--md), the raw numbers
 (--json) and learning curves (context return vs gradient steps, mean and range over seeds, --plot).
 
-    python tools/focal_table.py --md docs/focal_table.md --plot docs/img/focal_table_curves.png
+    python tools/focal_table.py --runs runs/focal_table --md table.md --plot docs/img/focal_table_curves.png
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default="runs/focal_table")
     ap.add_argument("--datasets", default="datasets")
-    ap.add_argument("--episodes", type=int, default=100)
+    ap.add_argument("--episodes", type=int, default=400, help="test episodes per return (20 per task on SparsePointRobot)")
     ap.add_argument("--context", type=int, default=64, help="transitions per evaluation context")
     ap.add_argument(
         "--contexts", type=int, default=10, help="contexts per test task for the embedding statistics"
