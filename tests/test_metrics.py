@@ -56,7 +56,11 @@ def test_metrics_count_requests_errors_latency_and_sessions_under_load(tmp_path:
             assert refused.value.code == "unknown_session"
             for t in load:
                 t.join(60)
-            after = scrape(metrics.url)
+            # the server books a request's latency once its reply is sent, so the client may see the last
+            # reply before the bookkeeping: wait for it
+            deadline = time.monotonic() + 5
+            while (after := scrape(metrics.url))["metarl_request_latency_seconds_count"][()] < 2 * 4 * 151 + 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
         finally:
             metrics.close()
     steps_during = during["metarl_requests_total"][(("op", "step"),)]
