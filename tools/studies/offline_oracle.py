@@ -18,14 +18,14 @@ import time
 
 import numpy as np
 import torch
-import yaml
 
-from agents.algorithms.oracle import Oracle
+from agents.algorithms import build_agent
 from agents.config import OracleRun, TrainConfig, load_config
 from agents.evaluation import evaluation_episodes, summarize
 from agents.evaluation.protocols import env_pool
-from agents.policies import OraclePolicy, Spaces
+from agents.policies import Spaces
 from agents.training.datasets import OfflineDataset
+from runtime.cli import key_values
 
 
 def main() -> None:
@@ -38,8 +38,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", dest="set_", action="append", default=[], help="KEY=VALUE config override")
     args = ap.parse_args()
-    overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set_)}
-    cfg = load_config(args.config, **overrides)
+    cfg = load_config(args.config, **key_values(args.set_, "--set", "sac.batch_size=256"))
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -47,9 +46,8 @@ def main() -> None:
     with env_pool(cfg.env, "test", "none", 1) as (pool, _):
         spaces = Spaces.of(pool[0])
         task_dim = int(pool[0].unwrapped.task_dim)
-    policy = OraclePolicy(spaces, task_dim, tuple(cfg.sac.hidden))
     run = OracleRun(algorithm="oracle", env=cfg.env, seed=args.seed, sac=cfg.sac, train=TrainConfig(policy_updates=args.eval_every))
-    learner = Oracle(policy, run)
+    policy, learner = build_agent(run, spaces, task_dim)
     buffer = data.to_buffer()
     print(f"{args.dataset}: {len(data)} episodes; SAC {cfg.sac.hidden}, gamma {cfg.sac.gamma}, reward scale "
           f"{cfg.sac.reward_scale}, batch {cfg.sac.batch_size}, seed {args.seed}", flush=True)
