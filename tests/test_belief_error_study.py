@@ -39,3 +39,26 @@ def test_imperfect_oracle_is_late_by_delay_steps_and_holds_its_noise_per_segment
     assert not torch.equal(seen[6], first) and torch.equal(seen[7], seen[6])
     exact = study.ImperfectOracle(Spaces(2, 2, [-0.1, -0.1], [0.1, 0.1]), task_dim=2)
     assert all(torch.equal(s, torch.tensor(v)) for s, v in zip(shown(exact, [g1, g1, g2]), [g1, g1, g2], strict=True))
+
+
+def test_read_task_oracle_shows_the_sign_the_agents_belief_reads_and_ignores_the_true_task() -> None:
+    from agents.parts.readout import TaskReadout
+    from agents.policies import MoSSPolicy
+
+    torch.manual_seed(0)
+    spaces = Spaces(3, 2, [-1.0, -1.0], [1.0, 1.0])
+    agent = MoSSPolicy(spaces, latent_dim=2, embed_dim=8, hidden_dim=8, actor_hidden=(8,))
+    readout = TaskReadout(agent.belief_dim, 1, hidden=(8,))
+    readout.out_mean.fill_(-5.0)  # it reads "backwards" (-1) whatever the belief
+    read = study.ReadTaskOracle(spaces, task_dim=1, actor_hidden=(8,), agent=agent, readout=readout, direction=True)
+    state, reference = read.init_state(4), agent.init_state(4)
+    for _ in range(6):
+        s, a, r, s2 = torch.randn(4, 3), torch.rand(4, 2) * 2 - 1, torch.randn(4), torch.randn(4, 3)
+        state = read.set_task_vector(read.update(state, s, a, r, s2), torch.ones(4, 1))  # the truth says +1
+        reference = agent.update(reference, s, a, r, s2)
+        expected = torch.sign(readout(agent.belief(reference)))
+        assert torch.equal(read.belief(state), expected)
+        assert torch.equal(state["h"], reference["h"])  # the agent's own state, updated by the same transitions
+        assert (read.belief(state) == -1).all()  # the read, not the true +1
+    raw = study.ReadTaskOracle(spaces, task_dim=1, actor_hidden=(8,), agent=agent, readout=readout, direction=False)
+    assert torch.equal(raw.belief(raw.init_state(2)), readout(agent.belief(agent.init_state(2))))  # continuous tasks: unsnapped

@@ -8,8 +8,15 @@ of the training tasks' vectors, the prior mean), like a belief that needs `delay
 setting's normalised score and adaptation delay are against the clean oracle and the random policy, so a
 meta-learner's belief error can be read as "worth this much score".
 
+With `--belief AGENT` the oracle is also shown, at every step, the task read from AGENT's belief (AGENT's
+task readout, fitted on training-task episodes; on direction tasks its sign) while AGENT's encoder is fed
+the oracle's own transitions. Its score beside AGENT's own splits what AGENT loses into what its belief
+does not know (the oracle on the read task) and what its policy makes of the belief (the rest).
+
     python tools/studies/belief_error_study.py runs/oracle_pr_ns/policy.pt --sigma 0 0.05 0.1 0.2 0.3 \
         --delay 0 2 5 10 --episodes 64 --plot docs/img/belief_error_study.png
+    python tools/studies/belief_error_study.py runtime/assets/oracle_cheetah_dir_ns.pt --sigma 0 --delay 0 2 5 \
+        --belief runtime/assets/moss_cheetah_dir_ns.pt --episodes 40
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ import json
 import numpy as np
 import torch
 
-from agents.checkpoint import load_checkpoint
+from agents.checkpoint import build_policy, build_readout, load_checkpoint
 from agents.config import EnvConfig
 from agents.evaluation import compare_to_reference, evaluation_episodes, make_env, summarize
-from agents.policies import OraclePolicy, Spaces
+from agents.evaluation.readout import fit_readout_on_rollouts
+from agents.parts.readout import TaskReadout
+from agents.policies import AgentPolicy, OraclePolicy, Spaces
 from agents.policies.base import State
 
 
@@ -54,6 +63,28 @@ class ImperfectOracle(OraclePolicy):
         return {"task": shown, "target": target, "previous": previous, "true": tv, "age": age}
 
 
+class ReadTaskOracle(OraclePolicy):
+    """An oracle shown the task `readout` reads from `agent`'s belief instead of the true one (snapped to its
+    sign when `direction`). State: the agent's state plus the shown task; the true vector is ignored."""
+
+    def __init__(self, *args, agent: AgentPolicy, readout: TaskReadout, direction: bool, **kw):
+        super().__init__(*args, **kw)
+        self.agent, self.readout, self.direction = agent, readout, direction
+
+    def _shown(self, state: State) -> State:
+        task = self.readout(self.agent.belief(state))
+        return {**state, "task": torch.sign(task) if self.direction else task}
+
+    def init_state(self, n: int) -> State:
+        return self._shown(self.agent.init_state(n))
+
+    def update(self, state: State, s, a, r, s2) -> State:
+        return self._shown(self.agent.update({k: v for k, v in state.items() if k != "task"}, s, a, r, s2))
+
+    def set_task_vector(self, state: State, task_vector: torch.Tensor) -> State:
+        return state
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="an oracle checkpoint (policy.pt)")
@@ -61,6 +92,7 @@ def main() -> None:
     ap.add_argument("--delay", type=int, nargs="+", default=[0, 2, 5, 10])
     ap.add_argument("--episodes", type=int, default=64)
     ap.add_argument("--seed", type=int, default=10_000, help="first reset seed (runtime eval's default)")
+    ap.add_argument("--belief", help="an agent checkpoint: also the oracle shown the task read from its belief, beside the agent")
     ap.add_argument("--json", help="write the table here as JSON")
     ap.add_argument("--plot", help="write score vs sigma (one line per delay) here as PNG")
     args = ap.parse_args()
@@ -93,6 +125,8 @@ def main() -> None:
             row = dict(sigma=sigma, delay=delay, mean_return=summarize(recs)["mean_return"], **cmp)
             rows.append(row)
             print(f"{sigma:6.2f} {delay:5d} {row['mean_return']:8.1f} {row['normalised_score']:6.2f} {row['adaptation_delay']['median']!s:>12}", flush=True)
+    if args.belief:
+        rows.extend(read_task_rows(args.belief, ck, env_cfg, ev, clean, rand))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"checkpoint": args.checkpoint, "episodes": args.episodes, "rows": rows}, f, indent=1)
@@ -104,7 +138,7 @@ def main() -> None:
 
         fig, ax = plt.subplots(figsize=(6, 4))
         for delay in args.delay:
-            rs = [r for r in rows if r["delay"] == delay]
+            rs = [r for r in rows if r.get("delay") == delay]
             ax.plot([r["sigma"] for r in rs], [r["normalised_score"] for r in rs], marker="o", label=f"{delay} step{'' if delay == 1 else 's'} late")
         ax.axhline(0.9, ls="--", c="grey", lw=1)
         ax.set_xlabel("task-vector error shown to the oracle (std per dimension)")
@@ -114,6 +148,30 @@ def main() -> None:
         fig.tight_layout()
         fig.savefig(args.plot, dpi=110)
         print(f"plot: {args.plot}")
+
+
+def read_task_rows(path: str, ck, env_cfg: EnvConfig, ev: dict, clean: list, rand: list) -> list[dict]:
+    """The agent at `path` and the oracle shown the task read from its belief, each against the clean oracle."""
+    agent_ck = load_checkpoint(path)
+    agent = build_policy(agent_ck)
+    readout = build_readout(agent_ck)
+    if readout is None:
+        readout, _ = fit_readout_on_rollouts(agent, env_cfg)
+    e = make_env(env_cfg, "train")
+    direction = {tuple(e.unwrapped.distribution.task_vector(t).tolist()) for t in e.unwrapped.tasks("train")} <= {(1.0,), (-1.0,)}
+    e.close()
+    spec = dict(ck.policy_spec)
+    spaces = Spaces(*(spec.pop(k) for k in ("obs_dim", "action_dim", "action_low", "action_high")))
+    shown = ReadTaskOracle(spaces, **spec, agent=agent, readout=readout, direction=direction)
+    missing, unexpected = shown.load_state_dict(ck.policy_state, strict=False)  # the agent's and readout's weights are their own
+    assert not unexpected and all(k.startswith(("agent.", "readout.")) for k in missing), (missing, unexpected)
+    rows = []
+    for name, policy in ((f"{agent_ck.algorithm} ({path})", agent), (f"oracle shown the task {agent_ck.algorithm}'s belief reads", shown.eval())):
+        recs = evaluation_episodes(policy, env_cfg, **ev)
+        row = dict(agent=name, mean_return=summarize(recs)["mean_return"], **compare_to_reference(recs, clean, rand))
+        rows.append(row)
+        print(f"{name}: return {row['mean_return']:.1f}, score {row['normalised_score']:.2f}, median delay {row['adaptation_delay']['median']}", flush=True)
+    return rows
 
 
 if __name__ == "__main__":
