@@ -306,16 +306,23 @@ class CheetahVelOODEnv(CheetahVelEnv):
     distribution_cls = CheetahVelOODDistribution
 
 
-class SparseCheetahVelEnv(CheetahVelEnv):
+class _SparseReward:
+    """Mixin, before a dense family: the FOCAL++ sparse reward sparsify(dense, threshold), the dense one
+    kept in info["reward_dense"]."""
+
+    threshold: ClassVar[float]
+
+    def step(self, action: np.ndarray) -> StepResult:
+        obs, dense, terminated, truncated, info = super().step(action)  # type: ignore[misc]
+        info["reward_dense"] = dense
+        return obs, sparsify(dense, self.threshold), terminated, truncated, info
+
+
+class SparseCheetahVelEnv(_SparseReward, CheetahVelEnv):
     """CheetahVel with the FOCAL++ sparse reward: sparsify(dense, R), R = -0.1."""
 
     distribution_cls = SparseCheetahVelDistribution
     threshold: ClassVar[float] = -0.1
-
-    def step(self, action: np.ndarray) -> StepResult:
-        obs, dense, terminated, truncated, info = super().step(action)
-        info["reward_dense"] = dense
-        return obs, sparsify(dense, self.threshold), terminated, truncated, info
 
 
 class CheetahDirEnv(MujocoMetaEnv, HalfCheetahEnv):
@@ -371,16 +378,11 @@ class AntDirEnv(_DirectionalRunEnv, AntEnv):
     default_base_kwargs = {"include_cfrc_ext_in_observation": False}
 
 
-class SparseAntDirEnv(AntDirEnv):
+class SparseAntDirEnv(_SparseReward, AntDirEnv):
     """AntDir with the FOCAL++ sparse reward: sparsify(dense, R), R = 3."""
 
     distribution_cls = SparseAntDirDistribution
     threshold: ClassVar[float] = 3.0
-
-    def step(self, action: np.ndarray) -> StepResult:
-        obs, dense, terminated, truncated, info = super().step(action)
-        info["reward_dense"] = dense
-        return obs, sparsify(dense, self.threshold), terminated, truncated, info
 
 
 class AntGoalEnv(MujocoMetaEnv, AntEnv):
