@@ -77,6 +77,11 @@ class EncoderConfig(Strict):
     decode_samples: int = Field(8, ge=1)  # transitions decoded per step (decode=segment)
     alpha_z: float = 1.0
     alpha_y: float = 1.0
+    # std of a random-walk step added to the recurrent prior q(z | c_<t) in the KL term (0: the paper's prior,
+    # the previous posterior as it is). A confident belief (std ~0.05) makes the paper's KL charge ~200 nats
+    # per unit move of its mean, so after a switch the belief creeps (on Cheetah-Vel-NS it still read the
+    # old velocity 10 steps after a switch); a drift of ~1 prices a jump like a fresh start. docs/methods.md
+    prior_drift: float = Field(0.0, ge=0)
     state_weight: float = 1.0
     reward_weight: float = 1.0
     contrastive_weight: float = 1.0

@@ -187,3 +187,15 @@ def test_ema_update_is_convex_combination() -> None:
     for new, s in zip(target.parameters(), src, strict=True):
         assert torch.allclose(new, s)
 
+
+def test_widened_prior_adds_a_random_walk_variance_and_prices_a_jump_lower() -> None:
+    prev = Mixture(torch.zeros(1, 1), torch.zeros(1, 1, 2), torch.full((1, 1, 2), math.log(0.05)))
+    assert prev.widened(0.0) is prev
+    wide = prev.widened(1.0)
+    assert torch.allclose(wide.logstd.exp(), torch.full((1, 1, 2), math.sqrt(0.05**2 + 1)))
+    assert torch.equal(wide.mu, prev.mu) and torch.equal(wide.logits, prev.logits)
+    jump = Mixture(torch.zeros(1, 1), torch.ones(1, 1, 2), torch.full((1, 1, 2), math.log(0.05)))
+    kl_tight = mixture_kl_terms(jump, prev)[0].item()
+    kl_wide = mixture_kl_terms(jump, wide)[0].item()
+    assert kl_tight == pytest.approx(2 * 0.5 / 0.05**2, rel=1e-4)  # 200 nats per unit move and dim / 2
+    assert kl_wide < 8.0 < kl_tight  # what remains is mostly the std ratio: 2 log(1 / 0.05)

@@ -10,7 +10,8 @@ Each epoch, after the trainer has collected episodes on training tasks with onli
      (one batched GRU pass from the episode start, exactly what online inference computes).
   3. `policy_updates` SAC steps on (s, sg(belief)).
 Design choices the paper leaves open: the recurrent prior is detached (it is a target the
-posterior may not drag); windows start from the stored hidden state of their first step (the paper's
+posterior may not drag), and `encoder.prior_drift` can widen it by a random-walk step (0, the default, is the
+paper's prior; see EncoderConfig); windows start from the stored hidden state of their first step (the paper's
 retain_hidden), so training sees the same beliefs as inference; the decoder predicts s' - s.
 One deliberate departure, measured: the paper's likelihood term decodes only c_t. On the point robot
 that lets the belief get away with holding the last reward (r_t ~ r_{t-1} for small steps): decoding c_t
@@ -94,7 +95,7 @@ class MoSS(Learner):
         post = pol.head(h)  # q(. | c_<=t)
         before = pol.head(torch.cat([h0.unsqueeze(1), h[:, :-1]], 1))  # q(. | c_<t): what the policy acts on at t
         at_start = (t0.unsqueeze(1) + torch.arange(W, device=t0.device)) == 0
-        prior = before.detach().where(at_start, standard_prior(before))
+        prior = before.detach().widened(enc.prior_drift).where(at_start, standard_prior(before))
 
         rec = self.reconstruction(buffer, e, t0, post if enc.decode == "segment" else before, rng)
         kl_z, kl_y = mixture_kl_terms(post, prior)

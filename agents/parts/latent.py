@@ -38,6 +38,12 @@ class Mixture(NamedTuple):
             torch.where(m.unsqueeze(-1), other.logstd, self.logstd),
         )
 
+    def widened(self, std: float) -> Mixture:
+        """Each component's variance plus std^2 (a random-walk step of that size on z)."""
+        if not std:
+            return self
+        return Mixture(self.logits, self.mu, 0.5 * torch.log((2 * self.logstd).exp() + std**2))
+
     def selected(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The most likely component's (mu, std), each [..., D]."""
         k = self.logits.argmax(-1, keepdim=True)  # [..., 1]
