@@ -56,7 +56,7 @@ def main() -> None:
         ax.set_ylabel("test return (mean ± std over episodes)")
     ax.set_title(args.title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=120)
