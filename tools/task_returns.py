@@ -20,10 +20,9 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-import envs  # noqa: E402
 from agents.checkpoint import build_policy, load_checkpoint  # noqa: E402
 from agents.config import EnvConfig  # noqa: E402
-from agents.evaluation import compare_to_reference, evaluation_episodes, summarize  # noqa: E402
+from agents.evaluation import compare_to_reference, evaluation_episodes, make_env, summarize  # noqa: E402
 
 
 def label(path: Path) -> str:
@@ -45,7 +44,7 @@ def main() -> None:
     for name, ck in ckpts.items():
         if ck.config["env"]["id"] != env_cfg.id:
             raise SystemExit(f"{name}: trained on {ck.config['env']['id']!r}, the reference on {env_cfg.id!r}")
-    env = envs.make(env_cfg.id, split="train", seed=0, **env_cfg.kwargs)
+    env = make_env(env_cfg, "train")
     dist = env.unwrapped.distribution
     env.close()
 

@@ -37,6 +37,12 @@ def steps_under_task(task_ids: list[str]) -> np.ndarray:
     return k
 
 
+def is_direction_family(env: Any) -> bool:
+    """True when every training task of `env` is a one-number direction of +-1 (CheetahDir, AntDir)."""
+    dist = env.unwrapped.distribution
+    return {tuple(dist.task_vector(t).tolist()) for t in env.unwrapped.tasks("train")} <= {(1.0,), (-1.0,)}
+
+
 def probe(
     policy: AgentPolicy,
     readout: TaskReadout,
@@ -55,13 +61,13 @@ def probe(
     try:
         dist = env.unwrapped.distribution
         vector_of = {t.id: dist.task_vector(t) for t in env.unwrapped.tasks(split)}
-        train_values = {tuple(dist.task_vector(t).tolist()) for t in env.unwrapped.tasks("train")}
+        direction = is_direction_family(env)
     finally:
         env.close()
     with torch.no_grad():
         b, final = beliefs_along(policy, *padded(recs), return_state=True)
         est = readout(b).numpy()
-    kind = "base_task" if readout.kind == "base_task" else ("direction" if train_values <= {(1.0,), (-1.0,)} else "vector")
+    kind = "base_task" if readout.kind == "base_task" else ("direction" if direction else "vector")
     rows: dict[str, dict[int, list]] = {"switch": {k: [] for k in REPORT_STEPS}, "start": {k: [] for k in REPORT_STEPS}}
     for j, r in enumerate(recs):
         k = steps_under_task(r.task_ids)

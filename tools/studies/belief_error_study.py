@@ -30,10 +30,24 @@ import torch
 from agents.checkpoint import build_policy, build_readout, load_checkpoint
 from agents.config import EnvConfig
 from agents.evaluation import compare_to_reference, evaluation_episodes, make_env, summarize
+from agents.evaluation.belief_probe import is_direction_family
 from agents.evaluation.readout import fit_readout_on_rollouts
 from agents.parts.readout import TaskReadout
 from agents.policies import AgentPolicy, OraclePolicy, Spaces
 from agents.policies.base import State
+
+
+def with_oracle_weights(cls: type[OraclePolicy], ck, **settings) -> OraclePolicy:
+    """`cls` (an OraclePolicy) built from oracle checkpoint `ck`'s spec plus `settings`, with its weights, in
+    eval mode. Submodules `cls` adds (an agent, a readout) keep their own weights."""
+    spec = dict(ck.policy_spec)
+    spaces = Spaces(*(spec.pop(k) for k in ("obs_dim", "action_dim", "action_low", "action_high")))
+    p = cls(spaces, **spec, **settings)
+    missing, unexpected = p.load_state_dict(ck.policy_state, strict=False)
+    own = tuple(f"{name}." for name, _ in p.named_children() if name != "actor")
+    if unexpected or any(not k.startswith(own) for k in missing):
+        raise ValueError(f"oracle weights do not fit {cls.__name__}: missing {missing}, unexpected {unexpected}")
+    return p.eval()
 
 
 class ImperfectOracle(OraclePolicy):
@@ -106,11 +120,7 @@ def main() -> None:
     e.close()
 
     def oracle(sigma: float, delay: int) -> ImperfectOracle:
-        spec = dict(ck.policy_spec)
-        spaces = Spaces(*(spec.pop(k) for k in ("obs_dim", "action_dim", "action_low", "action_high")))
-        p = ImperfectOracle(spaces, **spec, sigma=sigma, delay=delay, prior=prior)
-        p.load_state_dict(ck.policy_state)
-        return p.eval()
+        return with_oracle_weights(ImperfectOracle, ck, sigma=sigma, delay=delay, prior=prior)
 
     ev = dict(split="test", episodes=args.episodes, seed=args.seed, nonstationary=None)
     clean = evaluation_episodes(oracle(0.0, 0), env_cfg, **ev)
@@ -158,15 +168,11 @@ def read_task_rows(path: str, ck, env_cfg: EnvConfig, ev: dict, clean: list, ran
     if readout is None:
         readout, _ = fit_readout_on_rollouts(agent, env_cfg)
     e = make_env(env_cfg, "train")
-    direction = {tuple(e.unwrapped.distribution.task_vector(t).tolist()) for t in e.unwrapped.tasks("train")} <= {(1.0,), (-1.0,)}
+    direction = is_direction_family(e)
     e.close()
-    spec = dict(ck.policy_spec)
-    spaces = Spaces(*(spec.pop(k) for k in ("obs_dim", "action_dim", "action_low", "action_high")))
-    shown = ReadTaskOracle(spaces, **spec, agent=agent, readout=readout, direction=direction)
-    missing, unexpected = shown.load_state_dict(ck.policy_state, strict=False)  # the agent's and readout's weights are their own
-    assert not unexpected and all(k.startswith(("agent.", "readout.")) for k in missing), (missing, unexpected)
+    shown = with_oracle_weights(ReadTaskOracle, ck, agent=agent, readout=readout, direction=direction)
     rows = []
-    for name, policy in ((f"{agent_ck.algorithm} ({path})", agent), (f"oracle shown the task {agent_ck.algorithm}'s belief reads", shown.eval())):
+    for name, policy in ((f"{agent_ck.algorithm} ({path})", agent), (f"oracle shown the task {agent_ck.algorithm}'s belief reads", shown)):
         recs = evaluation_episodes(policy, env_cfg, **ev)
         row = dict(agent=name, mean_return=summarize(recs)["mean_return"], **compare_to_reference(recs, clean, rand))
         rows.append(row)
