@@ -2,6 +2,9 @@
 
     python tools/plot_curves.py runs/moss_pr_ns runs/oracle_pr_ns --out docs/img/curves.png [--random -95.3]
     python tools/plot_curves.py runs/moss_ml1_reach runs/oracle_ml1_reach --metric success --out docs/img/reach.png
+    python tools/plot_curves.py runs/moss_s1 runs/moss_s2 runs/oracle_s1 --labels MoSS MoSS oracle --out seeds.png
+
+Runs given the same label (seeds of one agent) share a colour and one legend entry.
 """
 
 from __future__ import annotations
@@ -22,31 +25,28 @@ def eval_rows(run: Path) -> list[dict]:
     return [r for r in rows if r.get("kind") == "eval"]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", type=Path)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--title", default="")
-    ap.add_argument("--random", type=float, default=None, help="random-policy return, drawn as a dashed line")
-    ap.add_argument("--metric", choices=("return", "success"), default="return", help="what to draw (success: envs that report it)")
-    args = ap.parse_args()
-    success = args.metric == "success"
+def draw(runs: list[Path], labels: list[str], success: bool, random: float | None = None, title: str = "") -> plt.Figure:
+    """One line per run of its evaluation rows (success rate, or mean return ± std); one colour per label."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for run in args.runs:
+    colours: dict[str, str] = {}
+    for run, label in zip(runs, labels, strict=True):
         rows = eval_rows(run)
         if not rows:
             print(f"{run}: no evaluation rows yet, skipped")
             continue
         x = [r["step"] for r in rows]
+        style = {"marker": "o", "ms": 3, "color": colours.get(label), "label": None if label in colours else label}
         if success:
-            ax.plot(x, [r.get("success_rate", float("nan")) for r in rows], marker="o", ms=3, label=run.name)
-            continue
-        y = [r["mean_return"] for r in rows]
-        s = [r["std_return"] for r in rows]
-        ax.plot(x, y, marker="o", ms=3, label=run.name)
-        ax.fill_between(x, [a - b for a, b in zip(y, s, strict=False)], [a + b for a, b in zip(y, s, strict=False)], alpha=0.15)
-    if args.random is not None:
-        ax.axhline(args.random, ls="--", color="grey", label="random policy")
+            (line,) = ax.plot(x, [r.get("success_rate", float("nan")) for r in rows], **style)
+        else:
+            y = [r["mean_return"] for r in rows]
+            s = [r["std_return"] for r in rows]
+            (line,) = ax.plot(x, y, **style)
+            lo, hi = [a - b for a, b in zip(y, s, strict=True)], [a + b for a, b in zip(y, s, strict=True)]
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
+        colours.setdefault(label, line.get_color())
+    if random is not None:
+        ax.axhline(random, ls="--", color="grey", label="random policy")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
     ax.set_xlabel("env steps")
     if success:
@@ -54,10 +54,26 @@ def main() -> None:
         ax.set_ylim(-0.03, 1.03)
     else:
         ax.set_ylabel("test return (mean ± std over episodes)")
-    ax.set_title(args.title)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--title", default="")
+    ap.add_argument("--random", type=float, default=None, help="random-policy return, drawn as a dashed line")
+    ap.add_argument("--labels", nargs="+", default=None, help="one legend label per run (default: the run folder's name)")
+    ap.add_argument("--metric", choices=("return", "success"), default="return", help="what to draw (success: envs that report it)")
+    args = ap.parse_args()
+    labels = args.labels or [run.name for run in args.runs]
+    if len(labels) != len(args.runs):
+        ap.error(f"--labels gives {len(labels)} labels for {len(args.runs)} runs")
+    fig = draw(args.runs, labels, args.metric == "success", args.random, args.title)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=120)
     print(f"wrote {args.out}")
