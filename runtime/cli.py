@@ -55,6 +55,13 @@ def check_env(env_cfg: Any, source: Path) -> None:
         fail(f"{source}: env: {e}")
 
 
+def oracles(paths: list[Path], device: Any) -> list[Any]:
+    """The policies of the `--reference` checkpoints, one per path (loading errors raise CheckpointError)."""
+    from agents.checkpoint import build_policy, load_checkpoint
+
+    return [build_policy(load_checkpoint(p), device=device) for p in paths]
+
+
 POLICY_SET_HELP = "override an acting-time policy setting (its spec, `runtime inspect`): --policy-set refine=2 (value read as YAML; repeatable)"
 
 
@@ -241,7 +248,7 @@ def evaluate(
     episodes: int = typer.Option(20, help="episodes (task i mod n_tasks)"),
     nonstationary: str | None = typer.Option(None, help="periodic | hazard | none (default: as trained)"),
     seed: int = typer.Option(10_000, help="reset seed of episode 0 (episode i uses seed + i)"),
-    reference: Path | None = typer.Option(None, "--reference", help="oracle checkpoint: adds normalised score and adaptation delay"),
+    reference: list[Path] = typer.Option([], "--reference", help="oracle checkpoint: adds normalised score and adaptation delay; repeat it to pool oracle seeds (their mean)"),
     protocol: str = typer.Option("zero-shot", "--protocol", help="zero-shot (online, from the first step) | pearl (trials of exploration + posterior episodes) | context (offline contexts)"),
     exploration: int = typer.Option(2, "--exploration", help="--protocol pearl: exploration episodes per trial"),
     posterior: int = typer.Option(1, "--posterior", help="--protocol pearl: posterior episodes per trial"),
@@ -316,11 +323,13 @@ def evaluate(
             out.update(summarize(trials[-1]))
             out.update(split=split, protocol="pearl", exploration=exploration, posterior=posterior)
             out["per_episode_return"] = [summarize(t)["mean_return"] for t in trials]
-            if reference is not None:
-                oracle_trials = protocol_episodes(build_policy(load_checkpoint(reference), device=dev), env_cfg, **pargs)
-                o_ret = summarize(oracle_trials[-1])["mean_return"]
+            if reference:
+                o_rets = [summarize(protocol_episodes(ref, env_cfg, **pargs)[-1])["mean_return"] for ref in oracles(reference, dev)]
+                o_ret = sum(o_rets) / len(o_rets)
                 r_ret = summarize(protocol_episodes(None, env_cfg, **pargs)[-1])["mean_return"]
                 out.update(oracle_return=o_ret, random_return=r_ret, normalised_score=normalised_score(out["mean_return"], r_ret, o_ret))
+                if len(o_rets) > 1:
+                    out["oracle_returns"] = o_rets
         else:
             args = dict(split=split, episodes=episodes, seed=seed, nonstationary=nonstationary)
             recs = evaluation_episodes(policy, env_cfg, **args)
@@ -329,9 +338,9 @@ def evaluate(
             bases = per_base_return(out["per_task_return"], env_cfg, split)
             if bases is not None:
                 out["per_base_return"] = bases
-            if reference is not None:
-                oracle = evaluation_episodes(build_policy(load_checkpoint(reference), device=dev), env_cfg, **args)
-                out.update(compare_to_reference(recs, oracle, evaluation_episodes(None, env_cfg, **args)))
+            if reference:
+                refs = [evaluation_episodes(ref, env_cfg, **args) for ref in oracles(reference, dev)]
+                out.update(compare_to_reference(recs, refs, evaluation_episodes(None, env_cfg, **args)))
     except (CheckpointError, TaskError) as e:
         fail(str(e))
     if as_json:

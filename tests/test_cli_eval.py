@@ -109,6 +109,17 @@ def test_zero_shot_reference_scores_the_oracle_against_itself_as_one_with_no_del
     assert other["adaptation_delay"]["switches"] == other["switches"]
 
 
+def test_repeated_reference_pools_the_oracles_returns(ckpts):
+    """--reference twice: the score is taken against the mean of both references' returns, each listed."""
+    args = ("--checkpoint", str(ckpts["moss"]), "--episodes", "3", "--nonstationary", "periodic")
+    one = run_json(*args, "--reference", str(ckpts["oracle"]))
+    both = run_json(*args, "--reference", str(ckpts["oracle"]), "--reference", str(ckpts["moss"]))
+    assert both["oracle_returns"] == pytest.approx([one["oracle_return"], one["mean_return"]])
+    assert both["oracle_return"] == pytest.approx((one["oracle_return"] + one["mean_return"]) / 2)
+    expected = (both["mean_return"] - both["random_return"]) / (both["oracle_return"] - both["random_return"])
+    assert both["normalised_score"] == pytest.approx(expected) and both["random_return"] == one["random_return"]
+
+
 def test_policy_set_changes_an_acting_setting_and_refuses_what_it_cannot(tmp_path):
     """--policy-set refine=2 evaluates a filter checkpoint on a finer acting grid: the same weights, other
     beliefs, so other returns; an unknown setting, a bad value or a shape change ends with a message."""

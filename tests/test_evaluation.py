@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from agents.evaluation import adaptation_delays, make_env, normalised_score
+from agents.evaluation import adaptation_delays, compare_to_reference, make_env, normalised_score
 from agents.evaluation.rollout import EpisodeRecord
 from agents.parts.buffer import Episode
 
@@ -34,6 +35,22 @@ def test_delay_counts_steps_until_the_agent_stays_within_tolerance() -> None:
 def test_delay_is_zero_when_the_agent_matches_the_oracle() -> None:
     oracle = record([-2.0] * 10, [3])
     assert adaptation_delays([record([-2.0] * 10, [3])], [oracle], scale=1.0) == [0]
+
+
+def test_several_references_pool_into_their_mean_return_and_mean_per_step_reward() -> None:
+    """Two oracle seeds at -1 and -3 a step: the score's oracle return is their mean, and an agent at -2.05
+    a step has settled against their mean reward (delay 0) though it trails the better seed throughout."""
+    a, b, rand = record([-1.0] * 10, [2]), record([-3.0] * 10, [2]), record([-5.0] * 10, [2])
+    agent = record([-2.05] * 10, [2])
+    pooled = compare_to_reference([agent], [[a], [b]], [rand])
+    assert pooled["oracle_return"] == pytest.approx(-20.0) and pooled["oracle_returns"] == pytest.approx([-10.0, -30.0])
+    assert pooled["normalised_score"] == pytest.approx((-20.5 + 50.0) / 30.0)
+    assert pooled["adaptation_delay"] == {"switches": 1, "median": 0.0, "mean": 0.0}
+    alone = compare_to_reference([agent], [[a]], [rand])
+    assert "oracle_returns" not in alone and alone["oracle_return"] == pytest.approx(-10.0)
+    assert alone["adaptation_delay"]["median"] == 8.0  # never within 10% of the -1 seed after the switch
+    with pytest.raises(ValueError, match="at least one reference"):
+        compare_to_reference([agent], [], [rand])
 
 
 def test_normalised_score() -> None:

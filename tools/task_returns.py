@@ -57,7 +57,7 @@ def main() -> None:
             for name, recs in [(f"{label(args.reference)} (reference)", ref)] + [
                 (name, evaluation_episodes(build_policy(ck), env_cfg, split, n)) for name, ck in ckpts.items()
             ]:
-                score = compare_to_reference(recs, ref, rand)["normalised_score"]
+                score = compare_to_reference(recs, [ref], rand)["normalised_score"]
                 rows.append(f"| {name} | {split} | {n} | {summarize(recs)['mean_return']:.1f} | {score:.2f} |")
                 x = [float(r.episode.task_vector[0][0]) for r in recs]
                 points.setdefault(name, []).append((split, x, [r.ret for r in recs]))

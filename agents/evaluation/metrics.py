@@ -47,20 +47,20 @@ def per_base_return(per_task: dict[str, float], env_cfg: EnvConfig, split: str) 
 
 
 def adaptation_delays(
-    agent: list[EpisodeRecord], oracle: list[EpisodeRecord], scale: float, tol: float = 0.1
+    agent: list[EpisodeRecord], oracle: list[EpisodeRecord] | list[np.ndarray], scale: float, tol: float = 0.1
 ) -> list[int]:
     """Per task switch: steps until the agent's per-step reward is back within `tol * scale` of the oracle's
     and stays there until the next switch (or the episode's end).
 
-    `agent` and `oracle` are evaluations with the same seeds (same tasks, starts and switch times);
-    `scale` = |oracle - random| mean per-step reward, so 10% is measured in normalised-score units. Right
-    after a switch both agents stand where the old task left them and earn similar rewards, so a first
-    crossing would read as zero delay: the agent must *stay* within tolerance. A switch it never settles
-    after counts as the full segment.
+    `agent` and `oracle` are evaluations with the same seeds (same tasks, starts and switch times); `oracle`
+    holds records or, per episode, the oracle's per-step rewards [L]. `scale` = |oracle - random| mean
+    per-step reward, so 10% is measured in normalised-score units. Right after a switch both agents stand
+    where the old task left them and earn similar rewards, so a first crossing would read as zero delay:
+    the agent must *stay* within tolerance. A switch it never settles after counts as the full segment.
     """
     delays: list[int] = []
     for a, o in zip(agent, oracle, strict=True):
-        ra, ro = a.episode.reward, o.episode.reward
+        ra, ro = a.episode.reward, (o.episode.reward if isinstance(o, EpisodeRecord) else o)
         L = min(len(ra), len(ro))
         times = [s["step"] for s in a.switches]
         for j, s in enumerate(times):
@@ -70,27 +70,42 @@ def adaptation_delays(
     return delays
 
 
-def normalised_score(ret: float, random_ret: float, oracle_ret: float) -> float:
-    """(return - random) / (oracle - random)."""
-    return float((ret - random_ret) / (oracle_ret - random_ret))
-
-
 def compare_to_reference(
-    agent: list[EpisodeRecord], oracle: list[EpisodeRecord], random: list[EpisodeRecord]
+    agent: list[EpisodeRecord], references: list[list[EpisodeRecord]], random: list[EpisodeRecord]
 ) -> dict[str, Any]:
     """oracle_return, random_return, normalised_score and adaptation_delay (switches, median, mean) of
-    `agent` against the oracle's and the random policy's evaluations with the same seeds."""
+    `agent` against one or more oracle evaluations and the random policy's, all with the same seeds.
+
+    Several references (oracle seeds) pool into one: oracle_return is the mean of their mean returns (each
+    is also listed in `oracle_returns`), and delays are measured against their mean per-step reward (over
+    the shortest of each episode's runs), so one lucky or unlucky oracle seed does not set the scale.
+    """
+    if not references:
+        raise ValueError("compare_to_reference needs at least one reference evaluation")
     ret = summarize(agent)["mean_return"]
-    o_ret, r_ret = summarize(oracle)["mean_return"], summarize(random)["mean_return"]
+    o_rets = [summarize(o)["mean_return"] for o in references]
+    o_ret, r_ret = float(np.mean(o_rets)), summarize(random)["mean_return"]
+    per_step = []
+    for runs in zip(*references, strict=True):
+        L = min(len(r.episode) for r in runs)
+        per_step.append(np.mean([r.episode.reward[:L] for r in runs], axis=0))
     steps = sum(len(r.episode) for r in agent)
-    delays = adaptation_delays(agent, oracle, abs(o_ret - r_ret) * len(agent) / max(steps, 1))
-    return {
-        "oracle_return": o_ret,
-        "random_return": r_ret,
-        "normalised_score": normalised_score(ret, r_ret, o_ret),
-        "adaptation_delay": {
+    delays = adaptation_delays(agent, per_step, abs(o_ret - r_ret) * len(agent) / max(steps, 1))
+    out: dict[str, Any] = {"oracle_return": o_ret}
+    if len(references) > 1:
+        out["oracle_returns"] = o_rets
+    out.update(
+        random_return=r_ret,
+        normalised_score=normalised_score(ret, r_ret, o_ret),
+        adaptation_delay={
             "switches": len(delays),
             "median": float(np.median(delays)) if delays else None,
             "mean": float(np.mean(delays)) if delays else None,
         },
-    }
+    )
+    return out
+
+
+def normalised_score(ret: float, random_ret: float, oracle_ret: float) -> float:
+    """(return - random) / (oracle - random)."""
+    return float((ret - random_ret) / (oracle_ret - random_ret))

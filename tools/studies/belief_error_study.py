@@ -131,7 +131,7 @@ def main() -> None:
     for delay in args.delay:
         for sigma in args.sigma:
             recs = evaluation_episodes(oracle(sigma, delay), env_cfg, **ev)
-            cmp = compare_to_reference(recs, clean, rand)
+            cmp = compare_to_reference(recs, [clean], rand)
             row = dict(sigma=sigma, delay=delay, mean_return=summarize(recs)["mean_return"], **cmp)
             rows.append(row)
             print(f"{sigma:6.2f} {delay:5d} {row['mean_return']:8.1f} {row['normalised_score']:6.2f} {row['adaptation_delay']['median']!s:>12}", flush=True)
@@ -174,7 +174,7 @@ def read_task_rows(path: str, ck, env_cfg: EnvConfig, ev: dict, clean: list, ran
     rows = []
     for name, policy in ((f"{agent_ck.algorithm} ({path})", agent), (f"oracle shown the task {agent_ck.algorithm}'s belief reads", shown)):
         recs = evaluation_episodes(policy, env_cfg, **ev)
-        row = dict(agent=name, mean_return=summarize(recs)["mean_return"], **compare_to_reference(recs, clean, rand))
+        row = dict(agent=name, mean_return=summarize(recs)["mean_return"], **compare_to_reference(recs, [clean], rand))
         rows.append(row)
         print(f"{name}: return {row['mean_return']:.1f}, score {row['normalised_score']:.2f}, median delay {row['adaptation_delay']['median']}", flush=True)
     return rows

@@ -111,7 +111,7 @@ def inference_ceiling(oracle_path: str, episodes: int) -> dict:
         tri = evaluation_episodes(Trilaterator(), env_cfg, **ev)
         oracle = evaluation_episodes(build_policy(ck), env_cfg, **ev)
         rand = evaluation_episodes(None, env_cfg, **ev)
-    return {"mean_return": summarize(tri)["mean_return"], "switches": summarize(tri)["switches"], **compare_to_reference(tri, oracle, rand)}
+    return {"mean_return": summarize(tri)["mean_return"], "switches": summarize(tri)["switches"], **compare_to_reference(tri, [oracle], rand)}
 
 
 def optimum(family: str, split: str, seed: int, **env_kwargs) -> list[float]:
