@@ -275,9 +275,9 @@ def evaluate(
         compare_to_reference,
         context_episodes,
         evaluation_episodes,
-        normalised_score,
         per_base_return,
         protocol_episodes,
+        score_against,
         summarize,
     )
     from envs import FAMILIES, TaskError
@@ -325,11 +325,8 @@ def evaluate(
             out["per_episode_return"] = [summarize(t)["mean_return"] for t in trials]
             if reference:
                 o_rets = [summarize(protocol_episodes(ref, env_cfg, **pargs)[-1])["mean_return"] for ref in oracles(reference, dev)]
-                o_ret = sum(o_rets) / len(o_rets)
                 r_ret = summarize(protocol_episodes(None, env_cfg, **pargs)[-1])["mean_return"]
-                out.update(oracle_return=o_ret, random_return=r_ret, normalised_score=normalised_score(out["mean_return"], r_ret, o_ret))
-                if len(o_rets) > 1:
-                    out["oracle_returns"] = o_rets
+                out.update(score_against(out["mean_return"], o_rets, r_ret))
         else:
             args = dict(split=split, episodes=episodes, seed=seed, nonstationary=nonstationary)
             recs = evaluation_episodes(policy, env_cfg, **args)

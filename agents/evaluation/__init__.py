@@ -5,6 +5,7 @@ from agents.evaluation.metrics import (
     compare_to_reference,
     normalised_score,
     per_base_return,
+    score_against,
     summarize,
 )
 from agents.evaluation.protocols import (
@@ -29,6 +30,7 @@ __all__ = [
     "per_base_return",
     "protocol_episodes",
     "run_episodes",
+    "score_against",
     "summarize",
     "trial_episodes",
 ]

@@ -91,18 +91,23 @@ def compare_to_reference(
         per_step.append(np.mean([r.episode.reward[:L] for r in runs], axis=0))
     steps = sum(len(r.episode) for r in agent)
     delays = adaptation_delays(agent, per_step, abs(o_ret - r_ret) * len(agent) / max(steps, 1))
+    out = score_against(ret, o_rets, r_ret)
+    out["adaptation_delay"] = {
+        "switches": len(delays),
+        "median": float(np.median(delays)) if delays else None,
+        "mean": float(np.mean(delays)) if delays else None,
+    }
+    return out
+
+
+def score_against(ret: float, oracle_returns: list[float], random_ret: float) -> dict[str, Any]:
+    """oracle_return (the mean of `oracle_returns`; each listed when there are several), random_return and
+    the normalised score of return `ret`."""
+    o_ret = float(np.mean(oracle_returns))
     out: dict[str, Any] = {"oracle_return": o_ret}
-    if len(references) > 1:
-        out["oracle_returns"] = o_rets
-    out.update(
-        random_return=r_ret,
-        normalised_score=normalised_score(ret, r_ret, o_ret),
-        adaptation_delay={
-            "switches": len(delays),
-            "median": float(np.median(delays)) if delays else None,
-            "mean": float(np.mean(delays)) if delays else None,
-        },
-    )
+    if len(oracle_returns) > 1:
+        out["oracle_returns"] = list(oracle_returns)
+    out.update(random_return=random_ret, normalised_score=normalised_score(ret, random_ret, o_ret))
     return out
 
 
